@@ -1,0 +1,1 @@
+"""sync_pipeline: keeps CRM records consistent across Twenty CRM, Supabase, a local Postgres DB and BigQuery."""

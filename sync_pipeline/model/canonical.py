@@ -1,0 +1,140 @@
+"""Canonical values: one normal form per field type, so that every store's copy of a record hashes alike.
+
+Values are JSON-safe (the hub keeps them as jsonb): uuids and e-mails lower-case, numerics as plain
+decimal strings, timestamps as UTC ISO-8601 with microseconds, empty strings as null.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from datetime import date, datetime, timezone
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import orjson
+
+from sync_pipeline.model.entities import Entity, FieldType
+
+EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+DELETED_HASH = "deleted"
+
+
+class CanonicalValueError(ValueError):
+    """A value cannot be put in its field's canonical form."""
+
+
+def format_timestamp(value: datetime) -> str:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_timestamp(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        ts = value
+    elif isinstance(value, date):
+        ts = datetime(value.year, value.month, value.day)
+    elif isinstance(value, str):
+        try:
+            ts = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise CanonicalValueError(f"not an ISO-8601 timestamp: {value!r}") from None
+    else:
+        raise CanonicalValueError(f"not a timestamp: {value!r}")
+    return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
+
+
+def format_decimal(value: Decimal) -> str:
+    text = format(value.normalize(), "f")
+    return "0" if text in ("-0", "0") else text
+
+
+def _to_decimal(value: Any) -> Decimal:
+    if isinstance(value, bool):
+        raise CanonicalValueError(f"not a number: {value!r}")
+    try:
+        number = value if isinstance(value, Decimal) else Decimal(str(value).strip())
+    except InvalidOperation:
+        raise CanonicalValueError(f"not a number: {value!r}") from None
+    if not number.is_finite():
+        raise CanonicalValueError(f"not a finite number: {value!r}")
+    return number
+
+
+def canonical_value(ftype: FieldType, value: Any, choices: tuple[str, ...] = ()) -> Any:
+    """The canonical form of one value; raises CanonicalValueError with a readable reason."""
+    if value is None or (isinstance(value, str) and value.strip() == ""):
+        return None
+    if isinstance(value, float) and value != value:  # NaN from pandas means missing
+        return None
+    match ftype:
+        case FieldType.TEXT:
+            return str(value)
+        case FieldType.EMAIL:
+            email = str(value).strip().lower()
+            if not EMAIL_PATTERN.match(email):
+                raise CanonicalValueError(f"malformed e-mail address: {value!r}")
+            return email
+        case FieldType.UUID:
+            try:
+                return str(uuid.UUID(str(value)))
+            except ValueError:
+                raise CanonicalValueError(f"not a UUID: {value!r}") from None
+        case FieldType.INTEGER:
+            number = _to_decimal(value)
+            if number != number.to_integral_value():
+                raise CanonicalValueError(f"not a whole number: {value!r}")
+            return int(number)
+        case FieldType.NUMERIC:
+            return format_decimal(_to_decimal(value))
+        case FieldType.BOOLEAN:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("true", "t", "1", "yes"):
+                return True
+            if text in ("false", "f", "0", "no"):
+                return False
+            raise CanonicalValueError(f"not a boolean: {value!r}")
+        case FieldType.TIMESTAMP:
+            return format_timestamp(parse_timestamp(value))
+        case FieldType.ENUM:
+            text = str(value).strip().upper()
+            if choices and text not in choices:
+                raise CanonicalValueError(f"{value!r} is not one of {', '.join(choices)}")
+            return text
+    raise AssertionError(f"unhandled field type {ftype}")
+
+
+def canonical_record(entity: Entity, raw: dict[str, Any]) -> dict[str, Any]:
+    """The canonical form of a record's fields (without its id); raises on the first bad value."""
+    out: dict[str, Any] = {}
+    for f in entity.fields:
+        try:
+            out[f.name] = canonical_value(f.type, raw.get(f.name), f.choices)
+        except CanonicalValueError as exc:
+            raise CanonicalValueError(f"{f.name}: {exc}") from None
+    return out
+
+
+def content_hash(data: dict[str, Any] | None) -> str:
+    """A stable hash of canonical field values; a tombstone hashes to a fixed marker."""
+    if data is None:
+        return DELETED_HASH
+    return hashlib.sha256(orjson.dumps(data, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def python_value(ftype: FieldType, value: Any) -> Any:
+    """A canonical JSON value as the Python type a database driver expects."""
+    if value is None:
+        return None
+    match ftype:
+        case FieldType.NUMERIC:
+            return Decimal(value)
+        case FieldType.TIMESTAMP:
+            return parse_timestamp(value)
+        case FieldType.UUID:
+            return uuid.UUID(value)
+    return value
