@@ -1,0 +1,63 @@
+"""The values that flow between stores, the hub and the resolver."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+from sync_pipeline.model.canonical import content_hash
+
+
+class Op(str, Enum):
+    UPSERT = "upsert"
+    DELETE = "delete"
+
+
+@dataclass(frozen=True)
+class Change:
+    """One captured change of one record in one store, in canonical form.
+
+    `base_version` is the hub version the store had last seen of this record (0 if never): equal to
+    the golden version means a fast-forward, older means the record changed elsewhere meanwhile.
+    `event_key` identifies the change in its source so that a replay is recognised.
+    """
+
+    store: str
+    entity: str
+    record_id: str
+    op: Op
+    data: dict[str, Any] | None
+    base_version: int
+    modified_at: datetime
+    event_key: str
+    store_record_id: str | None = None
+
+    @property
+    def content_hash(self) -> str:
+        return content_hash(self.data if self.op is Op.UPSERT else None)
+
+
+@dataclass(frozen=True)
+class GoldenRecord:
+    """The hub's current truth about one record; a tombstone when `deleted`."""
+
+    entity: str
+    record_id: str
+    version: int
+    data: dict[str, Any] | None
+    deleted: bool
+    content_hash: str
+    origin_store: str
+    origin_modified_at: datetime
+
+
+@dataclass
+class ApplyResult:
+    """What a store did with a batch of golden records, by record id."""
+
+    applied: list[str] = field(default_factory=list)  # written (inserted, updated or deleted)
+    stale: list[str] = field(default_factory=list)  # the store already had this version or a newer one
+    failed: dict[str, str] = field(default_factory=dict)  # record id -> error message
+    store_ids: dict[str, str] = field(default_factory=dict)  # record id -> the store's own id

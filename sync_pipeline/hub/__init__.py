@@ -1,0 +1,1 @@
+"""The hub: the `sync` schema that holds golden records and every piece of sync state."""

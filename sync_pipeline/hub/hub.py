@@ -1,0 +1,446 @@
+"""Queries over the hub's `sync` schema. Everything that must survive a crash is written here, in the same
+transaction as the change it describes."""
+
+from __future__ import annotations
+
+import traceback
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Iterator, Sequence
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from sync_pipeline.engine.records import Change, GoldenRecord, Op
+from sync_pipeline.engine.resolver import Outcome, resolve
+from sync_pipeline.hub.migrations import migrate
+from sync_pipeline.hub.redaction import redact, redact_text
+from sync_pipeline.model.entities import Entity
+
+
+@dataclass
+class CapturedChange:
+    """A validated change ready for the inbox."""
+
+    record_id: str | None  # None: the hub resolves it from the store's id (id-mapping stores)
+    store_record_id: str
+    op: Op
+    data: dict[str, Any] | None
+    modified_at: datetime
+    event_key: str
+
+
+@dataclass
+class QuarantinedRecord:
+    store_record_id: str | None
+    event_key: str
+    reason: str
+    failures: list[dict[str, Any]]
+    payload: dict[str, Any]
+
+
+@dataclass
+class ResolveStats:
+    read: int = 0
+    applied: int = 0
+    echoes: int = 0
+    conflicts: int = 0
+    duplicates: int = 0  # already in the processed-event ledger
+    quarantined: int = 0
+    noops: int = 0
+    conflict_ids: list[int] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, int]:
+        return {k: v for k, v in self.__dict__.items() if isinstance(v, int)}
+
+
+def _golden(row: dict[str, Any]) -> GoldenRecord:
+    return GoldenRecord(
+        entity=row["entity"], record_id=str(row["record_id"]), version=row["version"], data=row["data"],
+        deleted=row["deleted"], content_hash=row["content_hash"], origin_store=row["origin_store"],
+        origin_modified_at=row["origin_modified_at"],
+    )
+
+
+class Hub:
+    """The hub database. Connections are short-lived: one per unit of work."""
+
+    def __init__(self, dsn: str, **connect_kwargs: Any) -> None:
+        self._dsn = dsn
+        self._connect_kwargs = {"connect_timeout": 10, **connect_kwargs}
+
+    @contextmanager
+    def connect(self) -> Iterator[psycopg.Connection]:
+        with psycopg.connect(self._dsn, row_factory=dict_row, **self._connect_kwargs) as conn:
+            yield conn
+
+    def migrate(self) -> list[int]:
+        with self.connect() as conn:
+            return migrate(conn)
+
+    # -- runs and outcomes -------------------------------------------------------------------------
+
+    def start_run(self, run_id: str, trigger: str) -> None:
+        with self.connect() as conn:
+            conn.execute(
+                """insert into sync.runs (run_id, trigger) values (%s, %s)
+                   on conflict (run_id) do nothing""", (run_id, trigger))
+
+    def finish_run(self, run_id: str, status: str, counts: dict[str, Any]) -> None:
+        with self.connect() as conn:
+            conn.execute(
+                """insert into sync.runs (run_id, status, finished_at, counts) values (%s, %s, now(), %s)
+                   on conflict (run_id) do update set status = excluded.status,
+                     finished_at = excluded.finished_at, counts = sync.runs.counts || excluded.counts""",
+                (run_id, status, Jsonb(counts)))
+
+    @staticmethod
+    def _outcomes(conn: psycopg.Connection, rows: Sequence[tuple]) -> None:
+        if rows:
+            with conn.cursor() as cur:
+                cur.executemany(
+                    """insert into sync.record_outcomes
+                       (run_id, store, entity, record_id, event_key, stage, outcome, version, detail)
+                       values (%s, %s, %s, %s, %s, %s, %s, %s, %s)""", rows)
+
+    # -- the error reporter ------------------------------------------------------------------------
+
+    def record_error(self, *, store: str, operation: str, error: BaseException, run_id: str | None = None,
+                     entity: str | None = None, record_id: str | None = None, attempt: int = 1,
+                     payload: Any = None) -> int:
+        """Record a failure with its context; secrets are removed from the message and the payload."""
+        message = redact_text(f"{error}")[:4000] or type(error).__name__
+        excerpt = redact({"payload": payload, "trace": traceback.format_exception_only(error)[-1:]})
+        with self.connect() as conn:
+            row = conn.execute(
+                """insert into sync.errors (run_id, store, entity, record_id, operation, attempt,
+                                            error_class, message, payload_excerpt)
+                   values (%s, %s, %s, %s, %s, %s, %s, %s, %s) returning id""",
+                (run_id, store, entity, record_id, operation, attempt, type(error).__name__, message,
+                 Jsonb(excerpt))).fetchone()
+            self._outcomes(conn, [(run_id, store, entity or "-", record_id, None, "publish"
+                                   if operation.startswith("publish") else "capture", "error", None,
+                                   message[:500])])
+            return row["id"]
+
+    def resolve_errors(self, store: str, entity: str, record_ids: Sequence[str]) -> None:
+        """Errors of records that have since gone through are marked resolved."""
+        if record_ids:
+            with self.connect() as conn:
+                conn.execute(
+                    """update sync.errors set resolved_at = now()
+                       where resolved_at is null and store = %s and entity = %s and record_id = any(%s)""",
+                    (store, entity, list(record_ids)))
+
+    # -- cursors and capture -----------------------------------------------------------------------
+
+    def get_cursor(self, store: str, entity: str) -> dict[str, Any] | None:
+        with self.connect() as conn:
+            row = conn.execute("select position from sync.cursors where store = %s and entity = %s",
+                               (store, entity)).fetchone()
+            return row["position"] if row else None
+
+    def enqueue(self, store: str, entity: str, changes: Sequence[CapturedChange],
+                quarantined: Sequence[QuarantinedRecord], cursor: dict[str, Any] | None,
+                run_id: str | None) -> int:
+        """Put captured changes in the inbox, invalid ones in quarantine, and advance the cursor,
+        all in one transaction. Returns how many changes were new (a replayed change is ignored)."""
+        with self.connect() as conn, conn.transaction(), conn.cursor() as cur:
+            new = 0
+            for c in changes:
+                cur.execute(
+                    """insert into sync.inbox (store, entity, event_key, kind, record_id, store_record_id,
+                                              op, data, modified_at, run_id)
+                       values (%s, %s, %s, 'change', %s, %s, %s, %s, %s, %s)
+                       on conflict (store, event_key) do nothing""",
+                    (store, entity, c.event_key, c.record_id, c.store_record_id, c.op.value,
+                     Jsonb(c.data) if c.data is not None else None, c.modified_at, run_id))
+                new += cur.rowcount
+            for q in quarantined:
+                cur.execute(
+                    """insert into sync.quarantine (run_id, store, entity, record_id, event_key, reason,
+                                                   failures, payload)
+                       values (%s, %s, %s, %s, %s, %s, %s, %s)
+                       on conflict (store, entity, event_key) do nothing""",
+                    (run_id, store, entity, q.store_record_id, q.event_key, q.reason,
+                     Jsonb(redact(q.failures)), Jsonb(redact(q.payload))))
+            self._outcomes(conn, [(run_id, store, entity, q.store_record_id, q.event_key, "capture",
+                                   "quarantined", None, q.reason[:500]) for q in quarantined])
+            if cursor is not None:
+                cur.execute(
+                    """insert into sync.cursors (store, entity, position) values (%s, %s, %s)
+                       on conflict (store, entity) do update set position = excluded.position,
+                         updated_at = now()""", (store, entity, Jsonb(cursor)))
+            return new
+
+    def enqueue_webhook(self, store: str, entity: str, event_key: str, store_record_id: str | None,
+                        payload: dict[str, Any]) -> bool:
+        """Store a received webhook as a hint; False if this event was received before."""
+        with self.connect() as conn:
+            cur = conn.execute(
+                """insert into sync.inbox (store, entity, event_key, kind, store_record_id, payload)
+                   values (%s, %s, %s, 'webhook', %s, %s) on conflict (store, event_key) do nothing""",
+                (store, entity, event_key, store_record_id, Jsonb(payload)))
+            return cur.rowcount == 1
+
+    def pending_webhooks(self, store: str, entity: str, limit: int) -> list[dict[str, Any]]:
+        with self.connect() as conn:
+            return conn.execute(
+                """select id, event_key, store_record_id, payload, received_at from sync.inbox
+                   where store = %s and entity = %s and kind = 'webhook' and applied_at is null
+                   order by id limit %s""", (store, entity, limit)).fetchall()
+
+    def fulfil_webhook(self, inbox_id: int, change: CapturedChange | None,
+                       quarantined: QuarantinedRecord | None = None, run_id: str | None = None) -> None:
+        """Turn a webhook hint into a change with the record as re-read from its store."""
+        with self.connect() as conn, conn.transaction():
+            if change is None:
+                conn.execute("update sync.inbox set applied_at = now(), run_id = %s where id = %s",
+                             (run_id, inbox_id))
+            else:
+                conn.execute(
+                    """update sync.inbox set kind = 'change', record_id = %s, op = %s, data = %s,
+                         modified_at = %s, run_id = %s where id = %s""",
+                    (change.record_id, change.op.value, Jsonb(change.data) if change.data is not None
+                     else None, change.modified_at, run_id, inbox_id))
+        if quarantined is not None:
+            row = self.inbox_row(inbox_id)
+            self.enqueue(row["store"], row["entity"], [], [quarantined], None, run_id)
+
+    def inbox_row(self, inbox_id: int) -> dict[str, Any]:
+        with self.connect() as conn:
+            return conn.execute("select * from sync.inbox where id = %s", (inbox_id,)).fetchone()
+
+    # -- id map ------------------------------------------------------------------------------------
+
+    def record_ids_for(self, store: str, entity: str, store_record_ids: Sequence[str]) -> dict[str, str]:
+        """Store id -> canonical id, for the records of an id-mapping store that the hub knows."""
+        with self.connect() as conn:
+            rows = conn.execute(
+                """select store_record_id, record_id from sync.record_state
+                   where store = %s and entity = %s and store_record_id = any(%s)""",
+                (store, entity, list(store_record_ids))).fetchall()
+            return {r["store_record_id"]: str(r["record_id"]) for r in rows}
+
+    def store_ids_for(self, store: str, entity: str, record_ids: Sequence[str]) -> dict[str, str]:
+        """Canonical id -> the store's id, where the store knows the record under another id."""
+        with self.connect() as conn:
+            rows = conn.execute(
+                """select record_id, store_record_id from sync.record_state
+                   where store = %s and entity = %s and record_id = any(%s::uuid[])
+                     and store_record_id is not null""", (store, entity, list(record_ids))).fetchall()
+            return {str(r["record_id"]): r["store_record_id"] for r in rows}
+
+    # -- resolve -----------------------------------------------------------------------------------
+
+    def resolve_pending(self, entity: Entity, run_id: str | None, priority: Sequence[str],
+                        batch_size: int = 500) -> ResolveStats:
+        """Apply the inbox to the golden records, batch by batch, each batch in one transaction."""
+        stats = ResolveStats()
+        while True:
+            with self.connect() as conn, conn.transaction():
+                rows = conn.execute(
+                    """select * from sync.inbox where entity = %s and kind = 'change' and applied_at is null
+                       order by id limit %s for update skip locked""", (entity.name, batch_size)).fetchall()
+                for row in rows:
+                    self._resolve_one(conn, entity, row, run_id, priority, stats)
+                    conn.execute("update sync.inbox set applied_at = now() where id = %s", (row["id"],))
+            if len(rows) < batch_size:
+                return stats
+
+    def _resolve_one(self, conn: psycopg.Connection, entity: Entity, row: dict[str, Any], run_id: str | None,
+                     priority: Sequence[str], stats: ResolveStats) -> None:
+        store, event_key = row["store"], row["event_key"]
+        stats.read += 1
+        claimed = conn.execute(
+            """insert into sync.processed_events (store, event_key, run_id) values (%s, %s, %s)
+               on conflict do nothing returning event_key""", (store, event_key, run_id)).fetchone()
+        if not claimed:
+            stats.duplicates += 1
+            self._outcomes(conn, [(run_id, store, entity.name, row["record_id"] and str(row["record_id"]),
+                                   event_key, "resolve", "duplicate", None, None)])
+            return
+        op = Op(row["op"])
+        record_id = str(row["record_id"]) if row["record_id"] else None
+        linked_from = None
+        if op is Op.UPSERT and entity.natural_key:
+            owner = self._natural_key_owner(conn, entity, row["data"].get(entity.natural_key), record_id)
+            if owner and (record_id is None or self._is_new(conn, entity, record_id)):
+                if record_id is not None and store_uses_canonical_ids(store):
+                    # Two different records of a store that keeps canonical ids cannot share a key.
+                    self._quarantine_in_resolve(conn, entity, row, run_id, stats,
+                                                f"{entity.natural_key} {row['data'][entity.natural_key]!r} "
+                                                f"already belongs to record {owner}")
+                    return
+                linked_from, record_id = record_id, owner  # the same record, known to the hub: link
+            elif owner:
+                self._quarantine_in_resolve(conn, entity, row, run_id, stats,
+                                            f"{entity.natural_key} {row['data'][entity.natural_key]!r} "
+                                            f"already belongs to record {owner}")
+                return
+        if record_id is None:
+            record_id = row["store_record_id"]  # a new record: the store's id becomes the canonical id
+        current_row = conn.execute(
+            "select * from sync.golden where entity = %s and record_id = %s for update",
+            (entity.name, record_id)).fetchone()
+        current = _golden(current_row) if current_row else None
+        state = conn.execute(
+            """select seen_version from sync.record_state where entity = %s and record_id = %s and store = %s""",
+            (entity.name, record_id, store)).fetchone()
+        base_version = state["seen_version"] if state else 0
+        change = Change(store=store, entity=entity.name, record_id=record_id, op=op, data=row["data"],
+                        base_version=base_version, modified_at=row["modified_at"], event_key=event_key,
+                        store_record_id=row["store_record_id"])
+        base = None
+        if current and base_version and base_version < current.version:
+            snap = conn.execute(
+                """select data from sync.golden_history where entity = %s and record_id = %s and version = %s""",
+                (entity.name, record_id, base_version)).fetchone()
+            base = snap["data"] if snap else None
+        resolution = resolve(current, change, base, priority)
+        result = resolution.golden
+        if result is not None:
+            self._write_golden(conn, result, run_id)
+        if resolution.conflict is not None:
+            c = resolution.conflict
+            conflict_id = conn.execute(
+                """insert into sync.conflicts (run_id, entity, record_id, golden_version, base_version,
+                     incoming_store, golden_store, winner_store, resolution, result_version,
+                     differing_fields, golden_side, incoming_side)
+                   values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) returning id""",
+                (run_id, c.entity, c.record_id, c.golden_version, c.base_version, c.incoming_store,
+                 c.golden_store, c.winner_store, c.resolution, (result or current).version,
+                 c.differing_fields, Jsonb(c.golden_side), Jsonb(c.incoming_side))).fetchone()["id"]
+            stats.conflict_ids.append(conflict_id)
+        if resolution.outcome is not Outcome.NOOP:
+            final = result or current
+            store_version = final.version if resolution.store_holds_result(change, current) else base_version
+            self._set_state(conn, entity.name, record_id, store, store_version, change.content_hash,
+                            row["store_record_id"] if linked_from or not store_uses_canonical_ids(store)
+                            else None)
+        counter = {Outcome.APPLIED: "applied", Outcome.ECHO: "echoes", Outcome.CONFLICT: "conflicts",
+                   Outcome.NOOP: "noops"}[resolution.outcome]
+        setattr(stats, counter, getattr(stats, counter) + 1)
+        detail = resolution.conflict.resolution if resolution.conflict else None
+        self._outcomes(conn, [(run_id, store, entity.name, record_id, event_key, "resolve",
+                               resolution.outcome.value, (result or current).version if (result or current)
+                               else None, detail)])
+
+    @staticmethod
+    def _is_new(conn: psycopg.Connection, entity: Entity, record_id: str) -> bool:
+        return conn.execute("select 1 from sync.golden where entity = %s and record_id = %s",
+                            (entity.name, record_id)).fetchone() is None
+
+    @staticmethod
+    def _natural_key_owner(conn: psycopg.Connection, entity: Entity, value: Any,
+                           record_id: str | None) -> str | None:
+        if value is None:
+            return None
+        row = conn.execute(
+            """select record_id from sync.golden
+                where entity = %s and not deleted and data->>%s = %s
+                  and (%s::uuid is null or record_id <> %s::uuid) limit 1""",
+            (entity.name, entity.natural_key, str(value), record_id, record_id)).fetchone()
+        return str(row["record_id"]) if row else None
+
+    def _quarantine_in_resolve(self, conn: psycopg.Connection, entity: Entity, row: dict[str, Any],
+                               run_id: str | None, stats: ResolveStats, reason: str) -> None:
+        stats.quarantined += 1
+        conn.execute(
+            """insert into sync.quarantine (run_id, store, entity, record_id, event_key, reason, failures, payload)
+               values (%s, %s, %s, %s, %s, %s, %s, %s) on conflict (store, entity, event_key) do nothing""",
+            (run_id, row["store"], entity.name, row["store_record_id"], row["event_key"], reason,
+             Jsonb([{"check": "unique natural key", "column": entity.natural_key}]), Jsonb(redact(row["data"]))))
+        self._outcomes(conn, [(run_id, row["store"], entity.name, row["store_record_id"], row["event_key"],
+                               "resolve", "quarantined", None, reason[:500])])
+
+    @staticmethod
+    def _write_golden(conn: psycopg.Connection, g: GoldenRecord, run_id: str | None) -> None:
+        values = (g.entity, g.record_id, g.version, Jsonb(g.data) if g.data is not None else None, g.deleted,
+                  g.content_hash, g.origin_store, g.origin_modified_at)
+        conn.execute(
+            """insert into sync.golden (entity, record_id, version, data, deleted, content_hash, origin_store,
+                                        origin_modified_at)
+               values (%s, %s, %s, %s, %s, %s, %s, %s)
+               on conflict (entity, record_id) do update set version = excluded.version, data = excluded.data,
+                 deleted = excluded.deleted, content_hash = excluded.content_hash,
+                 origin_store = excluded.origin_store, origin_modified_at = excluded.origin_modified_at,
+                 updated_at = now()""", values)
+        conn.execute(
+            """insert into sync.golden_history (entity, record_id, version, data, deleted, content_hash,
+                                                origin_store, origin_modified_at, run_id)
+               values (%s, %s, %s, %s, %s, %s, %s, %s, %s)""", (*values, run_id))
+
+    @staticmethod
+    def _set_state(conn: psycopg.Connection, entity: str, record_id: str, store: str, version: int,
+                   digest: str, store_record_id: str | None) -> None:
+        conn.execute(
+            """insert into sync.record_state (entity, record_id, store, store_record_id, seen_version, seen_hash)
+               values (%s, %s, %s, %s, %s, %s)
+               on conflict (entity, record_id, store) do update set seen_version = excluded.seen_version,
+                 seen_hash = excluded.seen_hash,
+                 store_record_id = coalesce(excluded.store_record_id, sync.record_state.store_record_id),
+                 updated_at = now()""", (entity, record_id, store, store_record_id, version, digest))
+
+    # -- publish -----------------------------------------------------------------------------------
+
+    def unseen_by(self, store: str, entity: str, limit: int, after: str | None = None) -> list[GoldenRecord]:
+        """Golden records whose latest version the store has not seen, in record id order."""
+        with self.connect() as conn:
+            rows = conn.execute(
+                """select g.* from sync.golden g
+                   left join sync.record_state s
+                     on s.entity = g.entity and s.record_id = g.record_id and s.store = %s
+                   where g.entity = %s and (s.seen_version is null or s.seen_version < g.version)
+                     and (%s::uuid is null or g.record_id > %s::uuid)
+                   order by g.record_id limit %s""", (store, entity, after, after, limit)).fetchall()
+            return [_golden(r) for r in rows]
+
+    def mark_seen(self, store: str, records: Sequence[GoldenRecord], store_ids: dict[str, str] | None = None,
+                  run_id: str | None = None) -> None:
+        """Record that the store now holds these versions (and under which id, if it has its own)."""
+        store_ids = store_ids or {}
+        with self.connect() as conn, conn.transaction(), conn.cursor() as cur:
+            cur.executemany(
+                """insert into sync.record_state (entity, record_id, store, store_record_id, seen_version,
+                                                  seen_hash)
+                   values (%s, %s, %s, %s, %s, %s)
+                   on conflict (entity, record_id, store) do update
+                     set seen_version = greatest(sync.record_state.seen_version, excluded.seen_version),
+                         seen_hash = excluded.seen_hash,
+                         store_record_id = coalesce(excluded.store_record_id, sync.record_state.store_record_id),
+                         updated_at = now()""",
+                [(g.entity, g.record_id, store, store_ids.get(g.record_id), g.version, g.content_hash)
+                 for g in records])
+            self._outcomes(conn, [(run_id, store, g.entity, g.record_id, None, "publish",
+                                   "deleted" if g.deleted else "applied", g.version, None) for g in records])
+
+    # -- reads for checks and reconciliation -------------------------------------------------------
+
+    def golden_snapshot(self, entity: str) -> dict[str, tuple[int, dict[str, Any] | None]]:
+        """Record id -> (version, data or None when deleted) of every golden record."""
+        with self.connect() as conn:
+            rows = conn.execute("select record_id, version, data, deleted from sync.golden where entity = %s",
+                                (entity,)).fetchall()
+            return {str(r["record_id"]): (r["version"], None if r["deleted"] else r["data"]) for r in rows}
+
+    def live_hashes(self, entity: str) -> dict[str, str]:
+        with self.connect() as conn:
+            rows = conn.execute(
+                "select record_id, content_hash from sync.golden where entity = %s and not deleted",
+                (entity,)).fetchall()
+            return {str(r["record_id"]): r["content_hash"] for r in rows}
+
+
+_ID_MAPPING_STORES = {"twenty"}
+
+
+def store_uses_canonical_ids(store: str) -> bool:
+    """Postgres stores keep the canonical id as their primary key; Twenty has ids of its own."""
+    return store not in _ID_MAPPING_STORES
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)

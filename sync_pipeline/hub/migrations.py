@@ -1,0 +1,189 @@
+"""Versioned migrations of the hub's `sync` schema, applied idempotently under an advisory lock."""
+
+from __future__ import annotations
+
+import psycopg
+
+# Append only: a released migration is never edited, a change is a new entry.
+MIGRATIONS: list[tuple[int, str, str]] = [
+    (1, "hub tables", """
+create table sync.golden (
+  entity             text        not null,
+  record_id          uuid        not null,
+  version            bigint      not null,
+  data               jsonb,
+  deleted            boolean     not null default false,
+  content_hash       text        not null,
+  origin_store       text        not null,
+  origin_modified_at timestamptz not null,
+  updated_at         timestamptz not null default now(),
+  primary key (entity, record_id)
+);
+create index golden_entity_version on sync.golden (entity, version);
+
+-- Every version the hub has held: the base snapshots for three-way merges and the change history.
+create table sync.golden_history (
+  entity             text        not null,
+  record_id          uuid        not null,
+  version            bigint      not null,
+  data               jsonb,
+  deleted            boolean     not null,
+  content_hash       text        not null,
+  origin_store       text        not null,
+  origin_modified_at timestamptz not null,
+  recorded_at        timestamptz not null default now(),
+  run_id             text,
+  primary key (entity, record_id, version)
+);
+
+-- What each store has seen of each record, and the store's own id for it (the id map).
+create table sync.record_state (
+  entity          text        not null,
+  record_id       uuid        not null,
+  store           text        not null,
+  store_record_id text,
+  seen_version    bigint      not null default 0,
+  seen_hash       text,
+  updated_at      timestamptz not null default now(),
+  primary key (entity, record_id, store)
+);
+create unique index record_state_store_id on sync.record_state (store, entity, store_record_id)
+  where store_record_id is not null;
+create index record_state_store_version on sync.record_state (store, entity, record_id, seen_version);
+
+-- Captured changes and received webhooks waiting to be resolved. A webhook row is a hint
+-- (kind 'webhook') until its record is re-read from the source and the row becomes a 'change'.
+create table sync.inbox (
+  id              bigserial   primary key,
+  store           text        not null,
+  entity          text        not null,
+  event_key       text        not null,
+  kind            text        not null check (kind in ('change', 'webhook')),
+  record_id       uuid,
+  store_record_id text,
+  op              text        check (op in ('upsert', 'delete')),
+  data            jsonb,
+  modified_at     timestamptz,
+  payload         jsonb,
+  received_at     timestamptz not null default now(),
+  applied_at      timestamptz,
+  run_id          text,
+  unique (store, event_key)
+);
+create index inbox_pending on sync.inbox (entity, id) where applied_at is null;
+
+create table sync.processed_events (
+  store        text        not null,
+  event_key    text        not null,
+  run_id       text,
+  processed_at timestamptz not null default now(),
+  primary key (store, event_key)
+);
+
+create table sync.cursors (
+  store      text        not null,
+  entity     text        not null,
+  position   jsonb       not null,
+  updated_at timestamptz not null default now(),
+  primary key (store, entity)
+);
+
+create table sync.conflicts (
+  id               bigserial   primary key,
+  detected_at      timestamptz not null default now(),
+  run_id           text,
+  entity           text        not null,
+  record_id        uuid        not null,
+  golden_version   bigint      not null,
+  base_version     bigint      not null,
+  incoming_store   text        not null,
+  golden_store     text        not null,
+  winner_store     text        not null,
+  resolution       text        not null,
+  result_version   bigint      not null,
+  differing_fields text[]      not null,
+  golden_side      jsonb       not null,
+  incoming_side    jsonb       not null
+);
+
+create table sync.errors (
+  id              bigserial   primary key,
+  occurred_at     timestamptz not null default now(),
+  run_id          text,
+  store           text        not null,
+  entity          text,
+  record_id       text,
+  operation       text        not null,
+  attempt         int         not null default 1,
+  error_class     text        not null,
+  message         text        not null,
+  payload_excerpt jsonb,
+  resolved_at     timestamptz
+);
+
+create table sync.quarantine (
+  id              bigserial   primary key,
+  quarantined_at  timestamptz not null default now(),
+  run_id          text,
+  store           text        not null,
+  entity          text        not null,
+  record_id       text,
+  event_key       text        not null,
+  reason          text        not null,
+  failures        jsonb       not null,
+  payload         jsonb       not null,
+  resolved_at     timestamptz,
+  unique (store, entity, event_key)
+);
+
+create table sync.runs (
+  run_id      text        primary key,
+  started_at  timestamptz not null default now(),
+  finished_at timestamptz,
+  status      text        not null default 'running',
+  trigger     text,
+  counts      jsonb       not null default '{}'
+);
+
+create table sync.record_outcomes (
+  id        bigserial   primary key,
+  run_id    text,
+  store     text        not null,
+  entity    text        not null,
+  record_id text,
+  event_key text,
+  stage     text        not null check (stage in ('capture', 'resolve', 'publish')),
+  outcome   text        not null,
+  version   bigint,
+  detail    text,
+  at        timestamptz not null default now()
+);
+create index record_outcomes_run on sync.record_outcomes (run_id);
+"""),
+    (2, "natural key lookups", """
+create index golden_people_email on sync.golden ((data->>'email')) where entity = 'people' and not deleted;
+create index golden_companies_domain on sync.golden ((data->>'domain_name'))
+  where entity = 'companies' and not deleted;
+"""),
+]
+
+_LOCK_KEY = 0x73796E63  # "sync": one migrator at a time per database
+
+
+def migrate(conn: psycopg.Connection) -> list[int]:
+    """Apply the migrations this database has not had yet; returns the versions applied now."""
+    applied_now = []
+    with conn.transaction():
+        conn.execute("select pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+        conn.execute("create schema if not exists sync")
+        conn.execute("""create table if not exists sync.schema_migrations (
+                          version int primary key, name text not null,
+                          applied_at timestamptz not null default now())""")
+        done = {row[0] for row in conn.execute("select version from sync.schema_migrations")}
+        for version, name, ddl in MIGRATIONS:
+            if version in done:
+                continue
+            conn.execute(ddl)
+            conn.execute("insert into sync.schema_migrations (version, name) values (%s, %s)", (version, name))
+            applied_now.append(version)
+    return applied_now

@@ -1,0 +1,142 @@
+"""The three steps of a sync, free of Dagster so that tests call them directly:
+capture (store -> hub inbox), resolve (inbox -> golden records), publish (golden records -> store)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from sync_pipeline.engine.records import Op
+from sync_pipeline.hub.hub import CapturedChange, Hub, QuarantinedRecord, ResolveStats, store_uses_canonical_ids
+from sync_pipeline.model.canonical import CanonicalValueError, parse_timestamp
+from sync_pipeline.model.contracts import validate_records
+from sync_pipeline.model.entities import Entity
+from sync_pipeline.stores.base import RawChange, Store
+
+DEFAULT_PRIORITY = ("twenty", "supabase", "local_db")
+
+
+@dataclass(frozen=True)
+class SyncSettings:
+    batch_size: int = 100
+    store_priority: Sequence[str] = DEFAULT_PRIORITY  # earlier wins a tie on modification time
+
+
+@dataclass
+class CaptureStats:
+    read: int = 0
+    enqueued: int = 0
+    replayed: int = 0  # already in the inbox: a replay changes nothing
+    quarantined: int = 0
+    batches: int = 0
+    cursor_before: dict[str, Any] | None = None
+    cursor_after: dict[str, Any] | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class PublishStats:
+    read: int = 0
+    applied: int = 0
+    stale: int = 0
+    errors: int = 0
+    batches: int = 0
+    error_messages: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def to_captured(entity: Entity, store: str, raw: Sequence[RawChange],
+                record_ids: dict[str, str]) -> tuple[list[CapturedChange], list[QuarantinedRecord]]:
+    """Validate raw changes against the entity's contract: valid ones become inbox changes, invalid ones
+    quarantine rows with a readable reason. Deletes carry no content to validate."""
+    upserts = [c for c in raw if not c.deleted]
+    result = validate_records(entity, [c.row for c in upserts])
+    changes: list[CapturedChange] = []
+    quarantined = [QuarantinedRecord(upserts[r.index].store_record_id, upserts[r.index].event_key, r.reason,
+                                     r.failures, r.raw) for r in result.rejected]
+    valid = {i: record for i, record in result.valid}
+
+    def record_id(c: RawChange) -> str | None:
+        return c.record_id if store_uses_canonical_ids(store) else record_ids.get(c.store_record_id or "")
+
+    upsert_index = {id(c): i for i, c in enumerate(upserts)}
+    for c in raw:
+        try:
+            modified_at = parse_timestamp(c.modified_at)
+        except CanonicalValueError as exc:
+            quarantined.append(QuarantinedRecord(c.store_record_id, c.event_key,
+                                                 f"modification time: {exc}", [], c.row))
+            continue
+        if c.deleted:
+            changes.append(CapturedChange(record_id(c), c.store_record_id or c.record_id, Op.DELETE, None,
+                                          modified_at, c.event_key))
+        elif upsert_index[id(c)] in valid:
+            data = dict(valid[upsert_index[id(c)]])
+            data.pop("id")
+            changes.append(CapturedChange(record_id(c), c.store_record_id or c.record_id, Op.UPSERT, data,
+                                          modified_at, c.event_key))
+    return changes, quarantined
+
+
+def capture(hub: Hub, store: Store, entity: Entity, run_id: str | None, settings: SyncSettings) -> CaptureStats:
+    """Move a store's changes since its cursor into the hub's inbox, batch by batch."""
+    started = time.monotonic()
+    stats = CaptureStats(cursor_before=hub.get_cursor(store.name, entity.name))
+    cursor = stats.cursor_before
+    while True:
+        batch = store.capture(entity, cursor, settings.batch_size)
+        stats.batches += 1
+        stats.read += len(batch.changes)
+        record_ids = {} if store_uses_canonical_ids(store.name) else hub.record_ids_for(
+            store.name, entity.name, [c.store_record_id for c in batch.changes if c.store_record_id])
+        changes, quarantined = to_captured(entity, store.name, batch.changes, record_ids)
+        new = hub.enqueue(store.name, entity.name, changes, quarantined, batch.cursor, run_id)
+        stats.enqueued += new
+        stats.replayed += len(changes) - new
+        stats.quarantined += len(quarantined)
+        cursor = batch.cursor
+        prune = getattr(store, "prune", None)
+        if prune is not None and batch.changes:
+            prune(entity, cursor)
+        if not batch.more:
+            break
+    stats.cursor_after = cursor
+    stats.seconds = time.monotonic() - started
+    return stats
+
+
+def resolve(hub: Hub, entity: Entity, run_id: str | None, settings: SyncSettings) -> ResolveStats:
+    return hub.resolve_pending(entity, run_id, settings.store_priority)
+
+
+def publish(hub: Hub, store: Store, entity: Entity, run_id: str | None, settings: SyncSettings) -> PublishStats:
+    """Write the golden records the store has not seen, batch by batch. A failed batch is recorded in the
+    error log and left unseen, so the next run retries it; the other batches go on."""
+    started = time.monotonic()
+    stats = PublishStats()
+    after = None
+    while records := hub.unseen_by(store.name, entity.name, settings.batch_size, after):
+        after = records[-1].record_id
+        stats.batches += 1
+        stats.read += len(records)
+        try:
+            result = store.apply(entity, records)
+        except Exception as exc:  # noqa: BLE001 - every failure is recorded, none stops the other batches
+            stats.errors += len(records)
+            hub.record_error(store=store.name, entity=entity.name, operation="publish", error=exc, run_id=run_id,
+                             payload={"record_ids": [g.record_id for g in records[:20]]})
+            stats.error_messages.append(f"{type(exc).__name__}: {exc}"[:300])
+            continue
+        for record_id, message in result.failed.items():
+            stats.errors += 1
+            hub.record_error(store=store.name, entity=entity.name, record_id=record_id, operation="publish",
+                             error=RuntimeError(message), run_id=run_id)
+            stats.error_messages.append(message[:300])
+        written = [g for g in records if g.record_id not in result.failed]
+        hub.mark_seen(store.name, written, result.store_ids, run_id)
+        hub.resolve_errors(store.name, entity.name, [g.record_id for g in written])
+        stats.applied += len(result.applied)
+        stats.stale += len(result.stale)
+    stats.seconds = time.monotonic() - started
+    return stats

@@ -1,0 +1,91 @@
+"""A throwaway PostgreSQL server from Debian's binaries, for the sandbox and the tests.
+
+As root the server runs as the `postgres` user (initdb refuses root). It listens on loopback only.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import psycopg
+
+
+def _pg_bin() -> Path:
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(p.split("/")[4]))
+    if not candidates:
+        raise RuntimeError("PostgreSQL is not installed: run scripts/bootstrap.sh (apt-get install postgresql)")
+    return Path(candidates[-1])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _as_postgres(args: list[str]) -> list[str]:
+    return ["runuser", "-u", "postgres", "--", *args] if os.geteuid() == 0 else args
+
+
+@dataclass
+class PostgresServer:
+    data_dir: Path
+    port: int
+
+    def dsn(self, database: str = "postgres") -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def create_database(self, name: str) -> str:
+        with psycopg.connect(self.dsn(), autocommit=True) as conn:
+            exists = conn.execute("select 1 from pg_database where datname = %s", (name,)).fetchone()
+            if not exists:
+                conn.execute(psycopg.sql.SQL("create database {}").format(psycopg.sql.Identifier(name)))
+        return self.dsn(name)
+
+    def drop_database(self, name: str) -> None:
+        with psycopg.connect(self.dsn(), autocommit=True) as conn:
+            conn.execute(psycopg.sql.SQL("drop database if exists {} with (force)").format(
+                psycopg.sql.Identifier(name)))
+
+
+def _chown(path: Path) -> None:
+    if os.geteuid() == 0:
+        shutil.chown(path, "postgres", "postgres")
+
+
+@contextmanager
+def run_postgres(data_dir: Path | None = None, port: int | None = None, durable: bool = True) -> Iterator[PostgresServer]:
+    """Start (initialising if needed) a server on loopback; stop it on exit.
+
+    `durable=False` turns off fsync for test speed; the sandbox keeps its data across restarts."""
+    pg_bin = _pg_bin()
+    owned_tmp = data_dir is None
+    root = Path(tempfile.mkdtemp(prefix="sync-pg-")) if owned_tmp else data_dir
+    root.mkdir(parents=True, exist_ok=True)
+    _chown(root)
+    pgdata = root / "data"
+    if not (pgdata / "PG_VERSION").exists():
+        subprocess.run(_as_postgres([str(pg_bin / "initdb"), "-D", str(pgdata), "-U", "postgres", "-A", "trust",
+                                     "-E", "UTF8"]), check=True, capture_output=True)
+    port = port or free_port()
+    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c max_connections=200"
+    if not durable:
+        options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+    subprocess.run(_as_postgres([str(pg_bin / "pg_ctl"), "-D", str(pgdata), "-l", str(root / "server.log"),
+                                 "-w", "-o", options, "start"]), check=True, capture_output=True)
+    try:
+        yield PostgresServer(root, port)
+    finally:
+        subprocess.run(_as_postgres([str(pg_bin / "pg_ctl"), "-D", str(pgdata), "-m", "fast", "-w", "stop"]),
+                       capture_output=True)
+        if owned_tmp:
+            shutil.rmtree(root, ignore_errors=True)

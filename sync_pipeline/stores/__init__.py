@@ -1,0 +1,1 @@
+"""One module per store, all with the same small interface (`base.Store`)."""

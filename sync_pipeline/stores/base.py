@@ -1,0 +1,50 @@
+"""The interface every store implements, so that one asset factory serves them all."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sync_pipeline.engine.records import ApplyResult, GoldenRecord
+from sync_pipeline.model.entities import Entity
+
+
+@dataclass
+class RawChange:
+    """A change as read from a store, mapped to canonical column names but not yet validated."""
+
+    record_id: str
+    deleted: bool
+    row: dict[str, Any]  # canonical column names -> store values (id included)
+    modified_at: Any
+    event_key: str
+    store_record_id: str | None = None
+
+
+@dataclass
+class CaptureBatch:
+    changes: list[RawChange]
+    cursor: dict[str, Any]  # the position after these changes, to store in the hub
+    more: bool = False  # the store had more changes than one batch holds
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Health:
+    ok: bool
+    message: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class Store(Protocol):
+    name: str
+
+    def capture(self, entity: Entity, cursor: dict[str, Any] | None, limit: int) -> CaptureBatch: ...
+
+    def apply(self, entity: Entity, records: list[GoldenRecord]) -> ApplyResult: ...
+
+    def inventory(self, entity: Entity) -> dict[str, str]:
+        """Record id -> canonical content hash of every live record, for reconciliation and checks."""
+        ...
+
+    def check(self) -> Health: ...

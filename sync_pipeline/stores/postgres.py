@@ -1,0 +1,274 @@
+"""A Postgres store: the local DB and Supabase (through its Postgres connection) alike.
+
+Capture: a trigger-maintained change log read with an xid8 watermark, so that a transaction that took
+its xid early and commits late is never skipped (reference/postgres-sync-notes.md §1a).
+Apply: binary COPY into a temp staging table and one version-guarded `INSERT … ON CONFLICT DO UPDATE
+… WHERE excluded.sync_version > t.sync_version`. Our own writes set `sync_pipeline.writer` for the
+transaction; the triggers' WHEN clauses skip them, so they are neither logged nor re-stamped.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from decimal import Decimal
+from functools import partial
+from typing import Any, Iterator, Sequence
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+from psycopg.types.json import set_json_loads
+
+from sync_pipeline.engine.records import ApplyResult, GoldenRecord
+from sync_pipeline.hub.redaction import redact_text
+from sync_pipeline.model.canonical import CanonicalValueError, canonical_record, content_hash, python_value
+from sync_pipeline.model.entities import ENTITIES, Entity, FieldType
+from sync_pipeline.stores.base import CaptureBatch, Health, RawChange
+
+CDC_SCHEMA = "sync_cdc"
+WRITER_SETTING = "sync_pipeline.writer"
+_NOT_OUR_WRITE = sql.SQL("current_setting({}, true) is distinct from 'sync'").format(sql.Literal(WRITER_SETTING))
+
+PG_TYPES: dict[FieldType, str] = {
+    FieldType.UUID: "uuid",
+    FieldType.TEXT: "text",
+    FieldType.EMAIL: "text",
+    FieldType.INTEGER: "int8",
+    FieldType.NUMERIC: "numeric",
+    FieldType.BOOLEAN: "bool",
+    FieldType.TIMESTAMP: "timestamptz",
+    FieldType.ENUM: "text",
+}
+
+
+def _trigger_names(entity: Entity) -> tuple[str, str]:
+    return f"{entity.name}_sync_touch", f"{entity.name}_sync_cdc"
+
+
+class PostgresStore:
+    """One Postgres database holding the app tables of every entity."""
+
+    def __init__(self, name: str, dsn: str, *, schema: str = "public", sslmode: str | None = None,
+                 transaction_pooler: bool = False, connect_timeout: int = 10) -> None:
+        self.name = name
+        self.schema = schema
+        self._dsn = dsn
+        self._kwargs: dict[str, Any] = {"connect_timeout": connect_timeout}
+        if sslmode:
+            self._kwargs["sslmode"] = sslmode
+        if transaction_pooler:
+            # Supavisor's transaction mode cannot keep prepared statements across transactions.
+            self._kwargs["prepare_threshold"] = None
+
+    @contextmanager
+    def connect(self) -> Iterator[psycopg.Connection]:
+        with psycopg.connect(self._dsn, row_factory=dict_row, **self._kwargs) as conn:
+            # jsonb numerics as Decimal: floats would lose money's precision.
+            set_json_loads(partial(json.loads, parse_float=Decimal), conn)
+            yield conn
+
+    def table(self, entity: Entity) -> sql.Composed:
+        return sql.Identifier(self.schema, entity.name)
+
+    # -- installation ------------------------------------------------------------------------------
+
+    def install(self) -> None:
+        """Create the app tables if missing, add the sync columns, and install the change capture.
+        Idempotent, so it runs before every capture and after a trigger was dropped."""
+        with self.connect() as conn, conn.transaction():
+            conn.execute("select pg_advisory_xact_lock(hashtext('sync_pipeline.install'))")
+            conn.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(self.schema)))
+            conn.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(CDC_SCHEMA)))
+            conn.execute(sql.SQL("""
+                create table if not exists {log} (
+                  seq        bigserial   primary key,
+                  txid       xid8        not null default pg_current_xact_id(),
+                  tbl        text        not null,
+                  op         char(1)     not null,
+                  pk         uuid        not null,
+                  row_data   jsonb       not null,
+                  changed_at timestamptz not null default clock_timestamp());
+                create index if not exists change_log_tbl_txid_seq on {log} (tbl, txid, seq);
+                create or replace function {cdc}.log_change() returns trigger language plpgsql as $$
+                begin
+                  insert into {log} (tbl, op, pk, row_data)
+                  values (TG_TABLE_NAME, left(TG_OP, 1), coalesce(NEW.id, OLD.id),
+                          to_jsonb(case when TG_OP = 'DELETE' then OLD else NEW end));
+                  return null;
+                end $$;
+                create or replace function {cdc}.touch_updated_at() returns trigger language plpgsql as $$
+                begin
+                  NEW.updated_at := clock_timestamp();
+                  return NEW;
+                end $$;
+            """).format(log=sql.Identifier(CDC_SCHEMA, "change_log"), cdc=sql.Identifier(CDC_SCHEMA)))
+            for entity in ENTITIES:
+                self._install_entity(conn, entity)
+
+    def _install_entity(self, conn: psycopg.Connection, entity: Entity) -> None:
+        table = self.table(entity)
+        columns = [sql.SQL("id uuid primary key")]
+        columns += [sql.SQL("{} {}").format(sql.Identifier(f.name), sql.SQL(PG_TYPES[f.type]))
+                    for f in entity.fields]
+        conn.execute(sql.SQL("create table if not exists {} ({})").format(table, sql.SQL(", ").join(columns)))
+        for f in entity.fields:
+            conn.execute(sql.SQL("alter table {} add column if not exists {} {}").format(
+                table, sql.Identifier(f.name), sql.SQL(PG_TYPES[f.type])))
+        conn.execute(sql.SQL("""
+            alter table {t} add column if not exists sync_version bigint not null default 0;
+            alter table {t} add column if not exists updated_at timestamptz not null default clock_timestamp();
+        """).format(t=table))
+        touch, cdc = _trigger_names(entity)
+        conn.execute(sql.SQL("""
+            create or replace trigger {touch} before insert or update on {t} for each row
+              when ({ours}) execute function {cdc_schema}.touch_updated_at();
+            create or replace trigger {cdc} after insert or update or delete on {t} for each row
+              when ({ours}) execute function {cdc_schema}.log_change();
+        """).format(touch=sql.Identifier(touch), cdc=sql.Identifier(cdc), t=table, ours=_NOT_OUR_WRITE,
+                    cdc_schema=sql.Identifier(CDC_SCHEMA)))
+
+    # -- capture -----------------------------------------------------------------------------------
+
+    def capture(self, entity: Entity, cursor: dict[str, Any] | None, limit: int) -> CaptureBatch:
+        """Changes after the cursor from transactions that have all finished, in commit-safe order."""
+        position = cursor or {"txid": "0", "seq": 0}
+        with self.connect() as conn:
+            rows = conn.execute(sql.SQL("""
+                select l.seq, l.txid::text as txid_text, l.op, l.pk, l.row_data, l.changed_at
+                from {log} l
+                where l.tbl = %s and (l.txid, l.seq) > (%s::xid8, %s)
+                  and l.txid < pg_snapshot_xmin(pg_current_snapshot())
+                order by l.txid, l.seq
+                limit %s""").format(log=sql.Identifier(CDC_SCHEMA, "change_log")),
+                (entity.name, position["txid"], position["seq"], limit)).fetchall()
+        changes = []
+        for r in rows:
+            data = r["row_data"]
+            deleted = r["op"] == "D"
+            changes.append(RawChange(
+                record_id=str(r["pk"]),
+                deleted=deleted,
+                row=data,
+                modified_at=r["changed_at"] if deleted else data.get("updated_at") or r["changed_at"],
+                event_key=f"{r['txid_text']}:{r['seq']}",
+                store_record_id=str(r["pk"]),
+            ))
+        if rows:
+            position = {"txid": rows[-1]["txid_text"], "seq": rows[-1]["seq"]}
+        return CaptureBatch(changes=changes, cursor=position, more=len(rows) == limit)
+
+    def prune(self, entity: Entity, cursor: dict[str, Any]) -> int:
+        """Drop change-log rows at or before a cursor the hub has committed."""
+        with self.connect() as conn:
+            return conn.execute(sql.SQL("delete from {} where tbl = %s and (txid, seq) <= (%s::xid8, %s)").format(
+                sql.Identifier(CDC_SCHEMA, "change_log")), (entity.name, cursor["txid"], cursor["seq"])).rowcount
+
+    def cdc_status(self, entity: Entity, cursor: dict[str, Any] | None) -> dict[str, Any]:
+        """Whether the change capture is installed for the entity, and how far the cursor lags."""
+        position = cursor or {"txid": "0", "seq": 0}
+        touch, cdc = _trigger_names(entity)
+        with self.connect() as conn:
+            log_present = conn.execute("select to_regclass(%s) is not null as present",
+                                       (f"{CDC_SCHEMA}.change_log",)).fetchone()["present"]
+            triggers = conn.execute(
+                """select t.tgname from pg_trigger t join pg_class c on c.oid = t.tgrelid
+                   join pg_namespace n on n.oid = c.relnamespace
+                   where n.nspname = %s and c.relname = %s and t.tgenabled <> 'D' and not t.tgisinternal""",
+                (self.schema, entity.name)).fetchall()
+            names = {t["tgname"] for t in triggers}
+            lag = {"rows_behind": None, "seconds_behind": None}
+            if log_present:
+                lag = conn.execute(sql.SQL("""
+                    select count(*) as rows_behind,
+                           coalesce(extract(epoch from clock_timestamp() - min(changed_at)), 0)::float
+                             as seconds_behind
+                    from {} where tbl = %s and (txid, seq) > (%s::xid8, %s)""").format(
+                    sql.Identifier(CDC_SCHEMA, "change_log")),
+                    (entity.name, position["txid"], position["seq"])).fetchone()
+        return {"change_log_present": log_present, "capture_trigger": cdc in names,
+                "touch_trigger": touch in names, **lag}
+
+    # -- apply -------------------------------------------------------------------------------------
+
+    def apply(self, entity: Entity, records: Sequence[GoldenRecord]) -> ApplyResult:
+        """Write golden records: upserts through COPY + one guarded upsert, tombstones as deletes."""
+        result = ApplyResult()
+        upserts = [g for g in records if not g.deleted]
+        deletes = [g for g in records if g.deleted]
+        table = self.table(entity)
+        columns = ["id", *entity.field_names, "sync_version", "updated_at"]
+        types = ["uuid", *(PG_TYPES[f.type] for f in entity.fields), "int8", "timestamptz"]
+        with self.connect() as conn, conn.transaction():
+            conn.execute("select set_config(%s, 'sync', true)", (WRITER_SETTING,))
+            if upserts:
+                stage = sql.Identifier(f"stage_{entity.name}")
+                conn.execute(sql.SQL("create temp table {} (like {} including defaults) on commit drop").format(
+                    stage, table))
+                cols = sql.SQL(", ").join(map(sql.Identifier, columns))
+                with conn.cursor() as cur:
+                    with cur.copy(sql.SQL("copy {} ({}) from stdin (format binary)").format(stage, cols)) as copy:
+                        copy.set_types(types)
+                        for g in upserts:
+                            copy.write_row(self._row(entity, g))
+                    updates = sql.SQL(", ").join(
+                        sql.SQL("{0} = excluded.{0}").format(sql.Identifier(c)) for c in columns[1:])
+                    cur.execute(sql.SQL("""
+                        insert into {t} ({cols})
+                        select distinct on (id) {cols} from {stage} order by id, sync_version desc
+                        on conflict (id) do update set {updates}
+                        where excluded.sync_version > {t}.sync_version
+                        returning id""").format(t=table, cols=cols, stage=stage, updates=updates))
+                    result.applied += [str(r["id"]) for r in cur.fetchall()]
+            if deletes:
+                rows = conn.execute(sql.SQL("""
+                    delete from {t} t using unnest(%s::uuid[], %s::int8[]) as d(id, version)
+                    where t.id = d.id and t.sync_version < d.version returning t.id""").format(t=table),
+                    ([g.record_id for g in deletes], [g.version for g in deletes])).fetchall()
+                result.applied += [str(r["id"]) for r in rows]
+        done = set(result.applied)
+        result.stale = [g.record_id for g in records if g.record_id not in done]
+        return result
+
+    @staticmethod
+    def _row(entity: Entity, g: GoldenRecord) -> tuple:
+        data = g.data or {}
+        return (python_value(FieldType.UUID, g.record_id),
+                *(python_value(f.type, data.get(f.name)) for f in entity.fields),
+                g.version, g.origin_modified_at)
+
+    # -- reads -------------------------------------------------------------------------------------
+
+    def rows(self, entity: Entity) -> list[dict[str, Any]]:
+        """Every row with the canonical columns, as stored."""
+        cols = sql.SQL(", ").join(map(sql.Identifier, ["id", *entity.field_names]))
+        with self.connect() as conn:
+            return conn.execute(sql.SQL("select {} from {} order by id").format(cols, self.table(entity))).fetchall()
+
+    def inventory(self, entity: Entity) -> dict[str, str]:
+        out = {}
+        for row in self.rows(entity):
+            try:
+                out[str(row["id"])] = content_hash(canonical_record(entity, row))
+            except CanonicalValueError as exc:
+                out[str(row["id"])] = f"invalid: {exc}"
+        return out
+
+    def check(self) -> Health:
+        try:
+            with self.connect() as conn:
+                info = conn.execute(
+                    """select current_user as role, version() as version,
+                              has_schema_privilege(current_user, %s, 'CREATE') as can_create""",
+                    (self.schema,)).fetchone()
+        except psycopg.Error as exc:
+            return Health(False, f"cannot connect: {type(exc).__name__}: {_first_line(exc)}")
+        if not info["can_create"]:
+            return Health(False, f"role {info['role']} may not create objects in schema {self.schema}",
+                          {"role": info["role"]})
+        return Health(True, f"connected as {info['role']}", {"role": info["role"],
+                                                             "server": info["version"].split(",")[0]})
+
+
+def _first_line(exc: BaseException) -> str:
+    return redact_text(str(exc).splitlines()[0] if str(exc) else "")

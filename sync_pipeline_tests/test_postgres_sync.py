@@ -1,0 +1,171 @@
+"""Supabase and the local DB kept in sync through the hub, against a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import psycopg
+
+from sync_pipeline import pipeline
+from sync_pipeline.model.entities import entity
+from sync_pipeline_tests.helpers import SETTINGS, insert_person, people, sync_once
+
+PEOPLE = entity("people")
+
+
+def _counts(stats, stage):
+    return {k: v for k, v in stats.items() if k[0] == stage}
+
+
+def test_insert_update_delete_flow_from_supabase_to_local_db(topology):
+    t = topology
+    with psycopg.connect(t.supabase_dsn) as conn:
+        pid = insert_person(conn, first_name="Grace", email="grace@navy.mil")
+        other = insert_person(conn, first_name="Alan")
+    sync_once(t.hub, [t.supabase, t.local_db])
+    assert people(t.local_db) == people(t.supabase)
+    assert {p["email"] for p in people(t.local_db)} >= {"grace@navy.mil"}
+
+    with psycopg.connect(t.supabase_dsn) as conn:
+        conn.execute("update people set job_title = 'Rear Admiral' where id = %s", (pid,))
+        conn.execute("delete from people where id = %s", (other,))
+    sync_once(t.hub, [t.supabase, t.local_db])
+    rows = people(t.local_db)
+    assert rows == people(t.supabase)
+    assert [r["job_title"] for r in rows] == ["Rear Admiral"]
+
+
+def test_changes_flow_from_local_db_to_supabase(topology):
+    t = topology
+    with psycopg.connect(t.local_dsn) as conn:
+        pid = insert_person(conn, first_name="Katherine")
+    sync_once(t.hub, [t.supabase, t.local_db])
+    with psycopg.connect(t.local_dsn) as conn:
+        conn.execute("update people set city = 'Hampton' where id = %s", (pid,))
+    sync_once(t.hub, [t.supabase, t.local_db])
+    assert people(t.supabase) == people(t.local_db)
+    assert people(t.supabase)[0]["city"] == "Hampton"
+    with psycopg.connect(t.local_dsn) as conn:
+        conn.execute("delete from people where id = %s", (pid,))
+    sync_once(t.hub, [t.supabase, t.local_db])
+    assert people(t.supabase) == [] and people(t.local_db) == []
+
+
+def test_second_run_captures_and_writes_nothing(topology):
+    t = topology
+    with psycopg.connect(t.supabase_dsn) as conn:
+        insert_person(conn)
+    sync_once(t.hub, [t.supabase, t.local_db])
+    stats = sync_once(t.hub, [t.supabase, t.local_db])
+    assert all(s.read == 0 for s in _counts(stats, "capture").values())
+    assert all(s.read == 0 for s in _counts(stats, "publish").values())
+    assert all(s.read == 0 for s in _counts(stats, "resolve").values())
+    with psycopg.connect(t.local_dsn) as conn:
+        # our own writes were not captured as new changes in the target (no echo)
+        assert conn.execute("select count(*) from sync_cdc.change_log").fetchone()[0] == 0
+
+
+def test_replaying_captured_changes_changes_nothing(topology):
+    t = topology
+    with psycopg.connect(t.supabase_dsn) as conn:
+        insert_person(conn)
+        insert_person(conn)
+    # capture twice from the same cursor: the second capture is a replay
+    cursor = t.hub.get_cursor("supabase", "people")
+    batch = t.supabase.capture(PEOPLE, cursor, 100)
+    changes, _ = pipeline.to_captured(PEOPLE, "supabase", batch.changes, {})
+    assert t.hub.enqueue("supabase", "people", changes, [], batch.cursor, "run-1") == 2
+    assert t.hub.enqueue("supabase", "people", changes, [], batch.cursor, "run-2") == 0
+    first = pipeline.resolve(t.hub, PEOPLE, "run-1", SETTINGS)
+    assert first.applied == 2
+    golden = t.hub.golden_snapshot("people")
+    # a retried run that re-captures from the old cursor: nothing new, nothing changed
+    with t.hub.connect() as conn:
+        conn.execute("delete from sync.cursors")
+    stats = pipeline.capture(t.hub, t.supabase, PEOPLE, "run-3", SETTINGS)
+    assert stats.enqueued == 0
+    assert pipeline.resolve(t.hub, PEOPLE, "run-3", SETTINGS).read == 0
+    assert t.hub.golden_snapshot("people") == golden
+    # even a change row put back in the inbox is refused by the processed-event ledger
+    with t.hub.connect() as conn:
+        conn.execute("update sync.inbox set applied_at = null")
+    again = pipeline.resolve(t.hub, PEOPLE, "run-4", SETTINGS)
+    assert (again.read, again.duplicates, again.applied) == (2, 2, 0)
+    assert t.hub.golden_snapshot("people") == golden
+
+
+def test_transaction_that_took_its_xid_first_and_commits_last_is_not_skipped(topology):
+    t = topology
+    early = psycopg.connect(t.supabase_dsn)
+    late = psycopg.connect(t.supabase_dsn, autocommit=True)
+    try:
+        early.execute("select pg_current_xact_id()")  # takes its xid first
+        first = insert_person(early, first_name="Early")
+        second = insert_person(late, first_name="Late")  # commits at once
+        stats = pipeline.capture(t.hub, t.supabase, PEOPLE, "r1", SETTINGS)
+        assert stats.read == 0  # the watermark holds back everything behind the open transaction
+        early.commit()
+        pipeline.capture(t.hub, t.supabase, PEOPLE, "r2", SETTINGS)
+    finally:
+        early.close()
+        late.close()
+    pipeline.resolve(t.hub, PEOPLE, "r2", SETTINGS)
+    assert set(t.hub.golden_snapshot("people")) == {first, second}
+
+
+def test_concurrent_edit_in_both_stores_has_one_winner_and_one_conflict_row(topology):
+    t = topology
+    with psycopg.connect(t.supabase_dsn) as conn:
+        pid = insert_person(conn, first_name="Ada", city="London")
+    sync_once(t.hub, [t.supabase, t.local_db])
+    with psycopg.connect(t.supabase_dsn) as conn:
+        conn.execute("update people set city = 'Paris' where id = %s", (pid,))
+    with psycopg.connect(t.local_dsn) as conn:  # later, so it wins
+        conn.execute("update people set city = 'Berlin', job_title = 'Analyst' where id = %s", (pid,))
+    sync_once(t.hub, [t.supabase, t.local_db])
+    assert people(t.supabase) == people(t.local_db)
+    assert people(t.supabase)[0]["city"] == "Berlin"
+    assert people(t.supabase)[0]["job_title"] == "Analyst"
+    with t.hub.connect() as conn:
+        conflicts = conn.execute("select * from sync.conflicts").fetchall()
+    assert len(conflicts) == 1
+    c = conflicts[0]
+    assert c["winner_store"] == "local_db" and c["differing_fields"] == ["city", "job_title"]
+    assert c["golden_side"]["data"]["city"] == "Paris" and c["incoming_side"]["data"]["city"] == "Berlin"
+    # a further run is quiet: the loser was overwritten without a new conflict
+    sync_once(t.hub, [t.supabase, t.local_db])
+    with t.hub.connect() as conn:
+        assert conn.execute("select count(*) as n from sync.conflicts").fetchone()["n"] == 1
+
+
+def test_disjoint_field_edits_merge(topology):
+    t = topology
+    with psycopg.connect(t.supabase_dsn) as conn:
+        pid = insert_person(conn)
+    sync_once(t.hub, [t.supabase, t.local_db])
+    with psycopg.connect(t.supabase_dsn) as conn:
+        conn.execute("update people set city = 'Paris' where id = %s", (pid,))
+    with psycopg.connect(t.local_dsn) as conn:
+        conn.execute("update people set job_title = 'CTO' where id = %s", (pid,))
+    sync_once(t.hub, [t.supabase, t.local_db])
+    row = people(t.local_db)[0]
+    assert (row["city"], row["job_title"]) == ("Paris", "CTO")
+    assert people(t.supabase) == people(t.local_db)
+
+
+def test_invalid_records_are_quarantined_and_the_rest_applied(topology):
+    t = topology
+    with psycopg.connect(t.supabase_dsn) as conn:
+        good = insert_person(conn, first_name="Good")
+        no_name = insert_person(conn, first_name=None)
+        bad_email = insert_person(conn, email="not-an-email")
+    stats = sync_once(t.hub, [t.supabase, t.local_db])
+    assert stats[("capture", "supabase", "people")].quarantined == 2
+    assert [p["id"] for p in people(t.local_db)] == [__import__("uuid").UUID(good)]
+    with t.hub.connect() as conn:
+        rows = {r["record_id"]: r["reason"] for r in conn.execute("select * from sync.quarantine")}
+    assert rows[no_name] == "first_name: required field is missing"
+    assert rows[bad_email] == "email: 'not-an-email' is not a well-formed e-mail address"
+    # fixing the record in its store lets it through
+    with psycopg.connect(t.supabase_dsn) as conn:
+        conn.execute("update people set email = 'fixed@example.com' where id = %s", (bad_email,))
+    sync_once(t.hub, [t.supabase, t.local_db])
+    assert len(people(t.local_db)) == 2
