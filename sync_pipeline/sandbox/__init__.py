@@ -1,0 +1,1 @@
+"""Local stand-ins for external services; never imported by production code."""
