@@ -1,0 +1,1 @@
+"""Twenty CRM: the REST client (`client`) and the mapping to canonical records (`mapping`)."""
