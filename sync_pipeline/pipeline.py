@@ -17,6 +17,10 @@ from sync_pipeline.stores.base import RawChange, Store
 DEFAULT_PRIORITY = ("twenty", "supabase", "local_db")
 
 
+class CaptureNotReady(RuntimeError):
+    """The store's change capture is not installed (e.g. a dropped trigger): changes could be missed."""
+
+
 @dataclass(frozen=True)
 class SyncSettings:
     batch_size: int = 100
@@ -32,6 +36,7 @@ class CaptureStats:
     batches: int = 0
     cursor_before: dict[str, Any] | None = None
     cursor_after: dict[str, Any] | None = None
+    status: dict[str, Any] = field(default_factory=dict)  # the store's capture status after the run
     seconds: float = 0.0
 
 
@@ -84,6 +89,10 @@ def capture(hub: Hub, store: Store, entity: Entity, run_id: str | None, settings
     started = time.monotonic()
     stats = CaptureStats(cursor_before=hub.get_cursor(store.name, entity.name))
     cursor = stats.cursor_before
+    status = store.capture_status(entity, cursor)
+    if not status.get("ready", True):
+        raise CaptureNotReady(f"change capture of {entity.name} in {store.name} is not installed "
+                              f"({status}); run `sync-pipeline install` and reconcile")
     while True:
         batch = store.capture(entity, cursor, settings.batch_size)
         stats.batches += 1
@@ -102,6 +111,7 @@ def capture(hub: Hub, store: Store, entity: Entity, run_id: str | None, settings
         if not batch.more:
             break
     stats.cursor_after = cursor
+    stats.status = store.capture_status(entity, cursor)
     stats.seconds = time.monotonic() - started
     return stats
 

@@ -88,13 +88,33 @@ class Hub:
                 """insert into sync.runs (run_id, trigger) values (%s, %s)
                    on conflict (run_id) do nothing""", (run_id, trigger))
 
-    def finish_run(self, run_id: str, status: str, counts: dict[str, Any]) -> None:
+    def add_run_counts(self, run_id: str, step: str, counts: dict[str, Any]) -> None:
         with self.connect() as conn:
             conn.execute(
-                """insert into sync.runs (run_id, status, finished_at, counts) values (%s, %s, now(), %s)
-                   on conflict (run_id) do update set status = excluded.status,
-                     finished_at = excluded.finished_at, counts = sync.runs.counts || excluded.counts""",
-                (run_id, status, Jsonb(counts)))
+                """insert into sync.runs (run_id, counts) values (%s, %s)
+                   on conflict (run_id) do update set counts = sync.runs.counts || excluded.counts""",
+                (run_id, Jsonb({step: counts})))
+
+    def finish_run(self, run_id: str, status: str) -> None:
+        with self.connect() as conn:
+            conn.execute(
+                """insert into sync.runs (run_id, status, finished_at) values (%s, %s, now())
+                   on conflict (run_id) do update set status = excluded.status, finished_at = now()""",
+                (run_id, status))
+
+    def recent_conflicts(self, entity: str, limit: int = 10) -> list[dict[str, Any]]:
+        with self.connect() as conn:
+            return conn.execute(
+                """select id, detected_at, record_id, incoming_store, golden_store, winner_store, resolution,
+                          differing_fields from sync.conflicts where entity = %s order by id desc limit %s""",
+                (entity, limit)).fetchall()
+
+    def recent_errors(self, store: str, entity: str, limit: int = 10) -> list[dict[str, Any]]:
+        with self.connect() as conn:
+            return conn.execute(
+                """select id, occurred_at, record_id, operation, error_class, message from sync.errors
+                   where store = %s and entity = %s and resolved_at is null order by id desc limit %s""",
+                (store, entity, limit)).fetchall()
 
     @staticmethod
     def _outcomes(conn: psycopg.Connection, rows: Sequence[tuple]) -> None:

@@ -179,7 +179,7 @@ def migrate(conn: psycopg.Connection) -> list[int]:
         conn.execute("""create table if not exists sync.schema_migrations (
                           version int primary key, name text not null,
                           applied_at timestamptz not null default now())""")
-        done = {row[0] for row in conn.execute("select version from sync.schema_migrations")}
+        done = {row["version"] for row in conn.execute("select version from sync.schema_migrations")}
         for version, name, ddl in MIGRATIONS:
             if version in done:
                 continue

@@ -164,7 +164,7 @@ class PostgresStore:
             return conn.execute(sql.SQL("delete from {} where tbl = %s and (txid, seq) <= (%s::xid8, %s)").format(
                 sql.Identifier(CDC_SCHEMA, "change_log")), (entity.name, cursor["txid"], cursor["seq"])).rowcount
 
-    def cdc_status(self, entity: Entity, cursor: dict[str, Any] | None) -> dict[str, Any]:
+    def capture_status(self, entity: Entity, cursor: dict[str, Any] | None) -> dict[str, Any]:
         """Whether the change capture is installed for the entity, and how far the cursor lags."""
         position = cursor or {"txid": "0", "seq": 0}
         touch, cdc = _trigger_names(entity)
@@ -186,7 +186,8 @@ class PostgresStore:
                     from {} where tbl = %s and (txid, seq) > (%s::xid8, %s)""").format(
                     sql.Identifier(CDC_SCHEMA, "change_log")),
                     (entity.name, position["txid"], position["seq"])).fetchone()
-        return {"change_log_present": log_present, "capture_trigger": cdc in names,
+        ready = log_present and cdc in names and touch in names
+        return {"ready": ready, "change_log_present": log_present, "capture_trigger": cdc in names,
                 "touch_trigger": touch in names, **lag}
 
     # -- apply -------------------------------------------------------------------------------------
@@ -253,6 +254,9 @@ class PostgresStore:
             except CanonicalValueError as exc:
                 out[str(row["id"])] = f"invalid: {exc}"
         return out
+
+    def api_stats(self) -> dict[str, Any]:
+        return {}
 
     def check(self) -> Health:
         try:

@@ -1,0 +1,33 @@
+"""The code location: every asset, check, job, sensor, schedule and resource of sync_pipeline."""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+from sync_pipeline.defs.assets import build_assets
+from sync_pipeline.defs.jobs import sync_job
+from sync_pipeline.defs.resources import HubResource, LocalDbResource, SupabaseResource, SyncSettingsResource
+
+
+def _optional(name: str) -> dg.EnvVar | None:
+    """An optional store's setting: an EnvVar when the variable is set, None (store not configured) when not."""
+    return dg.EnvVar(name) if os.getenv(name) else None
+
+
+def _env_or(name: str, default: str) -> dg.EnvVar | str:
+    return dg.EnvVar(name) if os.getenv(name) else default
+
+
+defs = dg.Definitions(
+    assets=build_assets(),
+    jobs=[sync_job],
+    resources={
+        "hub": HubResource(dsn=dg.EnvVar("SYNC_HUB_DATABASE_URL")),
+        "local_db": LocalDbResource(dsn=_optional("LOCAL_DATABASE_URL")),
+        "supabase": SupabaseResource(dsn=_optional("SUPABASE_DATABASE_URL"),
+                                     sslmode=_env_or("SUPABASE_SSLMODE", "require")),
+        "sync_settings": SyncSettingsResource(),
+    },
+)

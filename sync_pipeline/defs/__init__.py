@@ -1,0 +1,1 @@
+"""Dagster: resources, the asset factory, checks, sensors, schedules and jobs."""

@@ -1,0 +1,210 @@
+"""The asset factory: capture assets per source store x entity, a hub asset per entity, publish assets per
+target store x entity. One group per store, so the lineage reads store -> hub -> store.
+
+No `from __future__ import annotations` here: Dagster inspects the context annotation at definition time.
+"""
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import dagster as dg
+
+from sync_pipeline import pipeline
+from sync_pipeline.hub.redaction import redact_text
+from sync_pipeline.model.entities import ENTITIES, Entity
+
+HUB_GROUP = "hub"
+
+
+@dataclass(frozen=True)
+class StoreSpec:
+    """How a store appears in Dagster. `key` is its resource key, asset key prefix and group name."""
+
+    key: str
+    label: str
+    kinds: frozenset[str]
+    captures: bool
+    publishes: bool
+
+
+STORE_SPECS: tuple[StoreSpec, ...] = (
+    StoreSpec("supabase", "Supabase", frozenset({"supabase", "postgres"}), captures=True, publishes=True),
+    StoreSpec("local_db", "the local DB", frozenset({"postgres"}), captures=True, publishes=True),
+)
+
+
+def capture_key(store: str, entity: Entity) -> dg.AssetKey:
+    return dg.AssetKey([store, f"{entity.name}_changes"])
+
+
+def hub_key(entity: Entity) -> dg.AssetKey:
+    return dg.AssetKey([HUB_GROUP, entity.name])
+
+
+def publish_key(store: str, entity: Entity) -> dg.AssetKey:
+    return dg.AssetKey([store, entity.name])
+
+
+def run_trigger(context: dg.AssetExecutionContext) -> str:
+    """What launched the run, for the hub's run log: a sensor, a schedule, a backfill or a person."""
+    tags = context.run.tags
+    for tag, label in (("dagster/sensor_name", "sensor"), ("dagster/schedule_name", "schedule")):
+        if tag in tags:
+            return f"{label}:{tags[tag]}"
+    return "backfill" if "dagster/backfill" in tags else "manual"
+
+
+def freshness(interval_minutes: int = 5) -> dg.FreshnessPolicy:
+    """Fresh within a few sync intervals: WARN after three missed runs, FAIL after six."""
+    return dg.FreshnessPolicy.time_window(fail_window=timedelta(minutes=6 * interval_minutes),
+                                          warn_window=timedelta(minutes=3 * interval_minutes))
+
+
+def _not_configured(context: dg.AssetExecutionContext, spec: StoreSpec) -> dg.MaterializeResult:
+    context.log.warning(f"{spec.label} is not configured; skipping it while the other stores sync")
+    return dg.MaterializeResult(metadata={"status": "not configured"})
+
+
+def _failed(context: dg.AssetExecutionContext, hub, spec: StoreSpec, entity: Entity, operation: str,
+            exc: Exception) -> dg.MaterializeResult:
+    """A store's failure goes to the error log and the metadata; the run goes on with the other stores,
+    and the error checks turn red."""
+    error_id = hub.record_error(store=spec.key, entity=entity.name, operation=operation, error=exc,
+                                run_id=context.run.run_id)
+    message = redact_text(f"{type(exc).__name__}: {exc}")[:500]
+    context.log.error(f"{operation} of {entity.name} in {spec.label} failed (error #{error_id}): {message}")
+    return dg.MaterializeResult(metadata={"status": "failed", "errors": 1, "error": message,
+                                          "error_id": error_id})
+
+
+def _md_table(rows: list[dict[str, Any]], columns: list[str]) -> dg.MetadataValue:
+    if not rows:
+        return dg.MetadataValue.md("_none_")
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for r in rows:
+        lines.append("| " + " | ".join(str(r.get(c, "")).replace("|", "\\|")[:80] for c in columns) + " |")
+    return dg.MetadataValue.md("\n".join(lines))
+
+
+def build_capture_asset(spec: StoreSpec, entity: Entity, interval_minutes: int) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=capture_key(spec.key, entity),
+        group_name=spec.key,
+        kinds=set(spec.kinds),
+        description=f"{entity.name.capitalize()} changed in {spec.label} since its cursor, validated against "
+                    f"the {entity.name} contract and put in the hub's inbox; invalid records go to quarantine.",
+        required_resource_keys={"hub", "sync_settings", spec.key},
+        freshness_policy=freshness(interval_minutes),
+        tags={"stage": "capture"},
+    )
+    def _capture(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        resource = getattr(context.resources, spec.key)
+        if not resource.configured:
+            return _not_configured(context, spec)
+        hub = context.resources.hub.hub()
+        hub.start_run(context.run.run_id, run_trigger(context))
+        store = resource.store()
+        try:
+            stats = pipeline.capture(hub, store, entity, context.run.run_id,
+                                     context.resources.sync_settings.settings())
+        except Exception as exc:  # noqa: BLE001 - recorded, and the other stores go on syncing
+            return _failed(context, hub, spec, entity, "capture", exc)
+        counts = {"read": stats.read, "enqueued": stats.enqueued, "replayed": stats.replayed,
+                  "quarantined": stats.quarantined}
+        hub.add_run_counts(context.run.run_id, f"capture:{spec.key}:{entity.name}", counts)
+        return dg.MaterializeResult(metadata={
+            **counts,
+            "batches": stats.batches,
+            "cursor_before": dg.MetadataValue.json(stats.cursor_before or {}),
+            "cursor_after": dg.MetadataValue.json(stats.cursor_after or {}),
+            **{k: v for k, v in stats.status.items() if isinstance(v, (int, float)) and not isinstance(v, bool)},
+            **store.api_stats(),
+            "duration_seconds": round(stats.seconds, 3),
+        })
+
+    return _capture
+
+
+def build_hub_asset(entity: Entity, sources: list[StoreSpec], interval_minutes: int) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=hub_key(entity),
+        group_name=HUB_GROUP,
+        kinds={"postgres"},
+        deps=[capture_key(s.key, entity) for s in sources],
+        description=f"Golden {entity.name}: the inbox applied with version-based conflict detection, last "
+                    f"write wins with a deterministic tiebreak, every conflict logged, replays ignored.",
+        required_resource_keys={"hub", "sync_settings"},
+        freshness_policy=freshness(interval_minutes),
+        tags={"stage": "resolve"},
+    )
+    def _resolve(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        hub = context.resources.hub.hub()
+        hub.start_run(context.run.run_id, run_trigger(context))
+        stats = pipeline.resolve(hub, entity, context.run.run_id, context.resources.sync_settings.settings())
+        hub.add_run_counts(context.run.run_id, f"resolve:{entity.name}", stats.as_dict())
+        snapshot = hub.golden_snapshot(entity.name)
+        return dg.MaterializeResult(metadata={
+            **stats.as_dict(),
+            "golden_records": sum(1 for _, data in snapshot.values() if data is not None),
+            "tombstones": sum(1 for _, data in snapshot.values() if data is None),
+            "last_conflicts": _md_table(hub.recent_conflicts(entity.name, 5),
+                                        ["id", "record_id", "incoming_store", "winner_store", "resolution",
+                                         "differing_fields"]),
+        })
+
+    return _resolve
+
+
+def build_publish_asset(spec: StoreSpec, entity: Entity, interval_minutes: int) -> dg.AssetsDefinition:
+    # Referenced entities are published to the same store first (companies before people).
+    deps = [hub_key(entity), *(publish_key(spec.key, e) for e in ENTITIES if e.name in entity.references.values())]
+
+    @dg.asset(
+        key=publish_key(spec.key, entity),
+        group_name=spec.key,
+        kinds=set(spec.kinds),
+        deps=deps,
+        description=f"{entity.name.capitalize()} in {spec.label}: the golden records it has not seen yet, "
+                    f"written idempotently (a replay changes nothing).",
+        required_resource_keys={"hub", "sync_settings", spec.key},
+        freshness_policy=freshness(interval_minutes),
+        tags={"stage": "publish"},
+    )
+    def _publish(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        resource = getattr(context.resources, spec.key)
+        if not resource.configured:
+            return _not_configured(context, spec)
+        hub = context.resources.hub.hub()
+        hub.start_run(context.run.run_id, run_trigger(context))
+        store = resource.store()
+        try:
+            stats = pipeline.publish(hub, store, entity, context.run.run_id,
+                                     context.resources.sync_settings.settings())
+        except Exception as exc:  # noqa: BLE001 - recorded, and the other stores go on syncing
+            return _failed(context, hub, spec, entity, "publish", exc)
+        counts = {"read": stats.read, "applied": stats.applied, "stale": stats.stale, "errors": stats.errors}
+        hub.add_run_counts(context.run.run_id, f"publish:{spec.key}:{entity.name}", counts)
+        if stats.errors:
+            context.log.error(f"{stats.errors} {entity.name} could not be written to {spec.label}; "
+                              f"they stay pending and are retried next run: {stats.error_messages[:3]}")
+        return dg.MaterializeResult(metadata={
+            **counts,
+            "batches": stats.batches,
+            **store.api_stats(),
+            "duration_seconds": round(stats.seconds, 3),
+            "open_errors": _md_table(hub.recent_errors(spec.key, entity.name, 5),
+                                     ["id", "record_id", "operation", "error_class", "message"]),
+        })
+
+    return _publish
+
+
+def build_assets(specs: tuple[StoreSpec, ...] = STORE_SPECS, interval_minutes: int = 5) -> list[dg.AssetsDefinition]:
+    sources = [s for s in specs if s.captures]
+    assets: list[dg.AssetsDefinition] = []
+    for entity in ENTITIES:
+        assets += [build_capture_asset(s, entity, interval_minutes) for s in sources]
+        assets.append(build_hub_asset(entity, sources, interval_minutes))
+        assets += [build_publish_asset(s, entity, interval_minutes) for s in specs if s.publishes]
+    return assets
