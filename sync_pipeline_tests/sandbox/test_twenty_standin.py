@@ -40,6 +40,10 @@ def create_person(api: httpx.Client, **fields: Any) -> dict[str, Any]:
     return response.json()["data"]["createPerson"]
 
 
+def envelope(status: int, error: str, message: str) -> dict[str, Any]:
+    return {"statusCode": status, "error": error, "messages": [message]}
+
+
 def error_of(response: httpx.Response, status: int) -> str:
     assert response.status_code == status, response.text
     body = response.json()
@@ -56,7 +60,7 @@ def test_missing_token_is_403_and_bad_token_is_401(standin: StandinServer) -> No
         bad = anonymous.get("/rest/people", headers={"Authorization": "Bearer nope"})
         admin = anonymous.get("/_standin/stats")
     assert missing.status_code == 403
-    assert missing.json() == {"statusCode": 403, "messages": ["missing authentication token"], "error": "FORBIDDEN_EXCEPTION"}
+    assert missing.json() == envelope(403, "FORBIDDEN_EXCEPTION", "missing authentication token")
     assert bad.status_code == 401
     assert bad.json() == {"statusCode": 401, "messages": ["Token invalid."], "error": "UNAUTHENTICATED"}
     assert admin.status_code == 403
@@ -105,8 +109,10 @@ def test_forward_pages_of_60_see_each_person_exactly_once(api: httpx.Client, ord
 def test_backward_page_with_ending_before(api: httpx.Client) -> None:
     params = {"limit": 60, "filter": SEED_PEOPLE_FILTER}
     first = api.get("/rest/people", params=params).json()
-    second = api.get("/rest/people", params={**params, "starting_after": first["pageInfo"]["endCursor"]}).json()
-    back = api.get("/rest/people", params={**params, "ending_before": second["pageInfo"]["startCursor"]}).json()
+    after_first = {**params, "starting_after": first["pageInfo"]["endCursor"]}
+    second = api.get("/rest/people", params=after_first).json()
+    before_second = {**params, "ending_before": second["pageInfo"]["startCursor"]}
+    back = api.get("/rest/people", params=before_second).json()
     assert back["data"]["people"] == first["data"]["people"]
     assert back["pageInfo"]["hasNextPage"] is True and back["pageInfo"]["hasPreviousPage"] is False
     both = api.get("/rest/people", params={"starting_after": "x", "ending_before": "y"})
@@ -136,7 +142,8 @@ def filtered_ids(api: httpx.Client, filter_text: str) -> set[str]:
         ("name.firstName[eq]:Ada", lambda r: r["name"]["firstName"] == "Ada"),
         ('name.firstName[eq]:"Ada"', lambda r: r["name"]["firstName"] == "Ada"),
         (
-            f'and({SEED_PEOPLE_FILTER},or(name.firstName[eq]:Ada,and(city[eq]:\'Paris\',not(jobTitle[neq]:CTO))))',
+            f"and({SEED_PEOPLE_FILTER},"
+            "or(name.firstName[eq]:Ada,and(city[eq]:'Paris',not(jobTitle[neq]:CTO))))",
             lambda r: r["name"]["firstName"] == "Ada" or (r["city"] == "Paris" and r["jobTitle"] == "CTO"),
         ),
         ("name.lastName[in]:[Turing,\"Hopper\"],city[eq]:Rome",
@@ -165,20 +172,22 @@ def test_quoted_values_keep_commas_and_parentheses(api: httpx.Client) -> None:
     ("params", "message"),
     [
         ({"filter": 'updatedAt[gtx]:"2024-01-01"'},
-         "'filter' invalid for 'updatedAt[gtx]:\"2024-01-01\"', comparator gtx not in eq, neq, in, containsAny, "
-         "is, gt, gte, lt, lte, startsWith, endsWith, like, ilike"),
+         "'filter' invalid for 'updatedAt[gtx]:\"2024-01-01\"', comparator gtx not in eq, neq, in, "
+         "containsAny, is, gt, gte, lt, lte, startsWith, endsWith, like, ilike"),
         ({"filter": "updatedAt"}, "'filter' invalid for 'updatedAt'. eg: price[gte]:10"),
         ({"filter": "and(id[is]:NULL"}, "'filter' invalid. 1 close bracket is missing in the query"),
         ({"filter": "id[in]:x"},
-         "'filter' invalid for 'in' operator. Received 'x' but array value expected eg: 'field[in]:[value_1,value_2]'"),
+         "'filter' invalid for 'in' operator. Received 'x' but array value expected "
+         "eg: 'field[in]:[value_1,value_2]'"),
         ({"filter": "not(id[is]:NULL,id[is]:NULL)"},
          "'filter' invalid. 'not' conjunction should contain only 1 condition. eg: not(field[eq]:1)"),
         ({"limit": "abc"}, "limit 'abc' is invalid. Should be an integer"),
         ({"limit": "-1"}, "limit '-1' is invalid. Should be an integer"),
         ({"depth": "2"}, "'depth=2' parameter invalid. Allowed values are 0, 1"),
         ({"order_by": "name.firstName[Up]"},
-         "'order_by' direction 'Up' invalid. Allowed values are 'AscNullsFirst', 'AscNullsLast', 'DescNullsFirst', "
-         "'DescNullsLast'. eg: ?order_by=field_1[AscNullsFirst],field_2[DescNullsLast],field_3"),
+         "'order_by' direction 'Up' invalid. Allowed values are 'AscNullsFirst', 'AscNullsLast', "
+         "'DescNullsFirst', 'DescNullsLast'. "
+         "eg: ?order_by=field_1[AscNullsFirst],field_2[DescNullsLast],field_3"),
     ],
 )
 def test_query_errors(api: httpx.Client, params: dict[str, str], message: str) -> None:
@@ -193,8 +202,8 @@ def test_query_errors(api: httpx.Client, params: dict[str, str], message: str) -
         ("/rest/persons", "object 'persons' not found. eg: companies"),
         ("/rest/person", "object 'person' not found. Did you mean 'people'?"),
         ("/rest/people/abc", "'abc' is not a valid UUID"),
-        ("/rest/a/b/c", "Query path '/rest/a/b/c' invalid. Valid examples: /rest/companies/id or /rest/companies "
-         "or /rest/batch/companies"),
+        ("/rest/a/b/c", "Query path '/rest/a/b/c' invalid. Valid examples: /rest/companies/id or "
+         "/rest/companies or /rest/batch/companies"),
     ],
 )
 def test_path_errors(api: httpx.Client, path: str, message: str) -> None:
@@ -205,7 +214,8 @@ def test_depth_one_embeds_relations(api: httpx.Client) -> None:
     seed_person = SEED_ROWS[0]
     person = api.get(f"/rest/people/{seed_person['id']}", params={"depth": 1}).json()["data"]["person"]
     assert person["company"]["id"] == seed_person["companyId"]
-    company = api.get(f"/rest/companies/{seed_person['companyId']}", params={"depth": 1}).json()["data"]["company"]
+    company_path = f"/rest/companies/{seed_person['companyId']}"
+    company = api.get(company_path, params={"depth": 1}).json()["data"]["company"]
     assert seed_person["id"] in {p["id"] for p in company["people"]} and len(company["people"]) <= 60
 
 
@@ -225,10 +235,13 @@ def test_create_normalises_and_sets_server_fields(api: httpx.Client) -> None:
     )
     assert response.status_code == 201
     person = response.json()["data"]["createPerson"]
-    assert person["emails"] == {"primaryEmail": f"ada.{local}@standin.test", "additionalEmails": ["ada@work.example"]}
+    assert person["emails"] == {
+        "primaryEmail": f"ada.{local}@standin.test", "additionalEmails": ["ada@work.example"]
+    }
     assert person["linkedinLink"]["primaryLinkUrl"] == "https://www.linkedin.com/in/Ada"
     assert person["jobTitle"] is None
-    assert person["createdBy"] == {"source": "API", "workspaceMemberId": None, "name": "sync-bot", "context": {}}
+    api_actor = {"source": "API", "workspaceMemberId": None, "name": "sync-bot", "context": {}}
+    assert person["createdBy"] == api_actor
     assert person["updatedBy"] == person["createdBy"] and person["deletedAt"] is None
     assert person["createdAt"] == person["updatedAt"]
     assert time.strptime(person["updatedAt"], "%Y-%m-%dT%H:%M:%S.%fZ") and len(person["updatedAt"]) == 24
@@ -242,9 +255,11 @@ def test_create_normalises_and_sets_server_fields(api: httpx.Client) -> None:
 
 def test_write_errors(api: httpx.Client) -> None:
     person = create_person(api)
-    duplicate = api.post("/rest/people", json={"emails": {"primaryEmail": person["emails"]["primaryEmail"].upper()}})
-    assert duplicate.json() == {"statusCode": 400, "error": "BadRequestException", "messages": ["A duplicate entry was detected"]}
-    assert error_of(api.post("/rest/people", json={"foo": 1}), 400) == 'Object person doesn\'t have any "foo" field.'
+    shouting = {"emails": {"primaryEmail": person["emails"]["primaryEmail"].upper()}}
+    duplicate = api.post("/rest/people", json=shouting)
+    assert duplicate.json() == envelope(400, "BadRequestException", "A duplicate entry was detected")
+    unknown = api.post("/rest/people", json={"foo": 1})
+    assert error_of(unknown, 400) == 'Object person doesn\'t have any "foo" field.'
     assert error_of(api.post("/rest/opportunities", json={"stage": None}), 400) == (
         "Field stage is not nullable and has no default value."
     )
@@ -252,7 +267,7 @@ def test_write_errors(api: httpx.Client) -> None:
         "One-to-many relation people field does not support write operations."
     )
     missing = api.patch(f"/rest/people/{uuid.uuid4()}", json={"city": "Paris"})
-    assert missing.json() == {"statusCode": 404, "error": "NotFoundException", "messages": ["Record not found"]}
+    assert missing.json() == envelope(404, "NotFoundException", "Record not found")
     assert error_of(api.get(f"/rest/people/{uuid.uuid4()}"), 404) == "Record not found"
 
 
@@ -265,9 +280,11 @@ def test_batch_create_shares_one_timestamp_and_enforces_cap(api: httpx.Client) -
     assert len({p["updatedAt"] for p in people}) == 1
     too_many = api.post("/rest/batch/people", json=batch + [{"city": "Lyon"}])
     assert error_of(too_many, 400) == "Maximum number of records to upsert is 60."
-    with_duplicate = [{"emails": {"primaryEmail": new_email()}}, {"emails": {"primaryEmail": batch[0]["emails"]["primaryEmail"]}}]
-    assert error_of(api.post("/rest/batch/people", json=with_duplicate), 400) == "A duplicate entry was detected"
-    assert filtered_ids(api, f'emails.primaryEmail[eq]:"{with_duplicate[0]["emails"]["primaryEmail"]}"') == set()
+    fresh_email = new_email()
+    with_duplicate = [{"emails": {"primaryEmail": fresh_email}}, batch[0]]
+    rejected = api.post("/rest/batch/people", json=with_duplicate)
+    assert error_of(rejected, 400) == "A duplicate entry was detected"
+    assert filtered_ids(api, f'emails.primaryEmail[eq]:"{fresh_email}"') == set()  # nothing of the batch kept
 
 
 def test_update_always_bumps_updated_at(api: httpx.Client) -> None:
@@ -289,7 +306,8 @@ def test_soft_delete_restore_and_destroy(api: httpx.Client) -> None:
     assert deleted.json() == {"data": {"deletePerson": {"id": person["id"]}}}
     assert api.get(path).status_code == 404
     assert person["id"] not in filtered_ids(api, f'id[eq]:"{person["id"]}"')
-    trashed = api.get("/rest/people", params={"filter": f'and(id[eq]:"{person["id"]}",deletedAt[is]:NOT_NULL)'}).json()
+    only_trashed = f'and(id[eq]:"{person["id"]}",deletedAt[is]:NOT_NULL)'
+    trashed = api.get("/rest/people", params={"filter": only_trashed}).json()
     row = trashed["data"]["people"][0]
     assert row["deletedAt"] is not None and row["updatedAt"] == row["deletedAt"] > person["updatedAt"]
     both = f'and(id[eq]:"{person["id"]}",or(deletedAt[is]:NULL,deletedAt[is]:NOT_NULL))'
@@ -310,21 +328,29 @@ def test_upsert_matches_by_unique_fields_and_revives(api: httpx.Client) -> None:
     person = create_person(api, city="Paris")
     email = person["emails"]["primaryEmail"]
     api.delete(f"/rest/people/{person['id']}", params={"soft_delete": "true"})
-    upserted = api.post("/rest/people", params={"upsert": "true"}, json={"emails": {"primaryEmail": email.upper()}, "city": "Oslo"})
+    upsert = {"upsert": "true"}
+    revive = {"emails": {"primaryEmail": email.upper()}, "city": "Oslo"}
+    upserted = api.post("/rest/people", params=upsert, json=revive)
     assert upserted.status_code == 201
     record = upserted.json()["data"]["createPerson"]
     assert record["id"] == person["id"] and record["city"] == "Oslo" and record["deletedAt"] is None
     assert record["createdBy"] == person["createdBy"]
 
-    by_id = api.post("/rest/batch/people", params={"upsert": "true"}, json=[{"id": person["id"], "jobTitle": "CFO"}, {"emails": {"primaryEmail": new_email()}}])
+    items = [{"id": person["id"], "jobTitle": "CFO"}, {"emails": {"primaryEmail": new_email()}}]
+    by_id = api.post("/rest/batch/people", params=upsert, json=items)
     first, second = by_id.json()["data"]["people"]
     assert first["id"] == person["id"] and first["jobTitle"] == "CFO" and second["id"] != person["id"]
 
-    ambiguous = api.post("/rest/people", params={"upsert": "true"}, json={"id": person["id"], "emails": {"primaryEmail": second["emails"]["primaryEmail"]}})
-    assert error_of(ambiguous, 400).startswith("Multiple records found with the same unique field values for id (id: ")
+    conflicting = {"id": person["id"], "emails": {"primaryEmail": second["emails"]["primaryEmail"]}}
+    ambiguous = api.post("/rest/people", params=upsert, json=conflicting)
+    assert error_of(ambiguous, 400).startswith(
+        f"Multiple records found with the same unique field values for id (id: {person['id']}); emails ("
+    )
 
-    company = api.post("/rest/companies", json={"name": "Acme", "domainName": {"primaryLinkUrl": "https://Acme-Upsert.example/"}}).json()["data"]["createCompany"]
-    again = api.post("/rest/companies", params={"upsert": "true"}, json={"name": "Acme Inc", "domainName": {"primaryLinkUrl": "HTTPS://acme-upsert.EXAMPLE"}})
+    acme = {"name": "Acme", "domainName": {"primaryLinkUrl": "https://Acme-Upsert.example/"}}
+    company = api.post("/rest/companies", json=acme).json()["data"]["createCompany"]
+    same_domain = {"name": "Acme Inc", "domainName": {"primaryLinkUrl": "HTTPS://acme-upsert.EXAMPLE"}}
+    again = api.post("/rest/companies", params=upsert, json=same_domain)
     assert again.json()["data"]["createCompany"]["id"] == company["id"]
 
 
@@ -337,14 +363,16 @@ def test_rate_limit_429_with_headers_and_legacy_variant() -> None:
         limited = api.get("/rest/people")
         assert limited.status_code == 429
         body = limited.json()
-        assert body["error"] == "RATE_LIMITED" and body["messages"] == ["Rate limit exceeded for apiKey: 3 requests per 60s."]
-        assert int(limited.headers["Retry-After"]) >= 1 and body["retryAfterSeconds"] == int(limited.headers["Retry-After"])
+        assert body["error"] == "RATE_LIMITED"
+        assert body["messages"] == ["Rate limit exceeded for apiKey: 3 requests per 60s."]
+        retry_after = int(limited.headers["Retry-After"])
+        assert retry_after >= 1 and body["retryAfterSeconds"] == retry_after
         assert limited.headers["X-RateLimit-Limit"] == "3" and limited.headers["X-RateLimit-Remaining"] == "0"
         assert int(limited.headers["X-RateLimit-Reset"]) > time.time()
 
         server.set_faults(rate_limit_style="legacy-400")
         legacy = api.get("/rest/people")
-        assert legacy.json() == {"statusCode": 400, "error": "BadRequestException", "messages": ["Limit reached (3 tokens per 60000 ms)"]}
+        assert legacy.json() == envelope(400, "BadRequestException", "Limit reached (3 tokens per 60000 ms)")
         assert server.stats()["rate_limited"] == 2
 
 
@@ -377,10 +405,12 @@ def verify_twenty(raw_body: bytes, headers: dict[str, str], secret: str) -> bool
 
 
 @pytest.fixture()
-def person_webhook(standin: StandinServer, api: httpx.Client, receiver: WebhookReceiver) -> Iterator[dict[str, Any]]:
+def person_webhook(
+    standin: StandinServer, api: httpx.Client, receiver: WebhookReceiver
+) -> Iterator[dict[str, Any]]:
     created = api.post(
         "/rest/metadata/webhooks",
-        json={"targetUrl": receiver.url, "operations": ["person.*"], "description": "test", "secret": "s3cr3t"},
+        json={"targetUrl": receiver.url, "operations": ["person.*"], "description": "t", "secret": "s3cr3t"},
     )
     assert created.status_code == 201
     webhook = created.json()
@@ -389,7 +419,9 @@ def person_webhook(standin: StandinServer, api: httpx.Client, receiver: WebhookR
     standin.set_faults(webhook_duplicates=1, restored_as_deleted=False)
 
 
-def test_webhook_delivery_is_signed(api: httpx.Client, receiver: WebhookReceiver, person_webhook: dict[str, Any]) -> None:
+def test_webhook_delivery_is_signed(
+    api: httpx.Client, receiver: WebhookReceiver, person_webhook: dict[str, Any]
+) -> None:
     assert api.get(f"/rest/metadata/webhooks/{person_webhook['id']}").json()["targetUrl"] == receiver.url
     person = create_person(api, city="Paris")
     delivery = receiver.next()
@@ -398,10 +430,12 @@ def test_webhook_delivery_is_signed(api: httpx.Client, receiver: WebhookReceiver
     assert len(delivery.headers["X-Twenty-Webhook-Nonce"]) == 32
     payload = json.loads(delivery.body)
     assert list(payload) == [
-        "targetUrl", "eventName", "objectMetadata", "workspaceId", "webhookId", "eventDate", "apiKeyId", "record",
+        "targetUrl", "eventName", "objectMetadata", "workspaceId",
+        "webhookId", "eventDate", "apiKeyId", "record",
     ]
     assert payload["eventName"] == "person.created" and payload["record"] == person
-    assert payload["objectMetadata"]["nameSingular"] == "person" and payload["webhookId"] == person_webhook["id"]
+    assert payload["objectMetadata"]["nameSingular"] == "person"
+    assert payload["webhookId"] == person_webhook["id"]
     assert not verify_twenty(delivery.body + b" ", delivery.headers, "s3cr3t")
 
     api.post("/rest/companies", json={"name": "No webhook for companies"})
@@ -451,4 +485,5 @@ def test_state_file_survives_restart_and_seeding_is_idempotent(tmp_path: Any) ->
         assert api.get("/rest/people").json()["totalCount"] == 2  # a destroyed seed row stays destroyed
         assert len(api.get("/rest/metadata/webhooks").json()) == 1
     with run_standin(seed_companies=5) as fresh, fresh.client() as api:
-        assert {c["id"] for c in api.get("/rest/companies").json()["data"]["companies"]} == {c["id"] for c in seeded}
+        fresh_companies = api.get("/rest/companies").json()["data"]["companies"]
+        assert {c["id"] for c in fresh_companies} == {c["id"] for c in seeded}

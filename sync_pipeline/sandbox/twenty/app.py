@@ -81,7 +81,9 @@ class Standin:
         self.faults = config.faults
         self.initial_faults = copy.deepcopy(config.faults)
         self.store = RecordStore(config.state_file)
-        self.seed_counts = seed(self.store, config.seed_companies, config.seed_people, config.seed_opportunities)
+        self.seed_counts = seed(
+            self.store, config.seed_companies, config.seed_people, config.seed_opportunities
+        )
         self.api_key_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"twenty-standin:{config.api_key}"))
         self.actor = {"source": "API", "workspaceMemberId": None, "name": config.api_key_name, "context": {}}
         self.limiter = self._new_limiter()
@@ -123,7 +125,8 @@ class Standin:
 
     def _server_error(self, status: int) -> ApiError:
         self.counters["faults_injected"] += 1
-        return ApiError(status, SERVER_ERROR_NAMES.get(status, "HttpException"), "Injected failure (stand-in fault knob)")
+        error_name = SERVER_ERROR_NAMES.get(status, "HttpException")
+        return ApiError(status, error_name, "Injected failure (stand-in fault knob)")
 
     def after_write(self, changes: list[Change]) -> None:
         """Deliver webhooks, then maybe fail although the write is committed (§5.2: re-read before retry)."""
@@ -213,7 +216,9 @@ class Standin:
 
     # --- reads ---------------------------------------------------------------------------------------
 
-    def shape(self, obj: ObjectDef, row: dict[str, Any], depth: int = 0, fields: list[str] | None = None) -> dict[str, Any]:
+    def shape(
+        self, obj: ObjectDef, row: dict[str, Any], depth: int = 0, fields: list[str] | None = None
+    ) -> dict[str, Any]:
         """REST record at ``depth`` 0/1 with the optional 2026 ``fields`` selection (§4.5)."""
         wanted = set(fields) if fields is not None else None
         if wanted is None:
@@ -235,8 +240,12 @@ class Standin:
         for relation, (plural, column) in obj.one_to_many.items():
             if wanted is None or relation in wanted:
                 children = sorted(
-                    (r for r in self.store.tables[plural].values() if r[column] == row["id"] and r["deletedAt"] is None),
-                    key=lambda r: r["id"],
+                    (
+                        child
+                        for child in self.store.tables[plural].values()
+                        if child[column] == row["id"] and child["deletedAt"] is None
+                    ),
+                    key=lambda child: child["id"],
                 )
                 out[relation] = [dict(child) for child in children[:QUERY_MAX_RECORDS_FROM_RELATION]]
         return out
@@ -283,19 +292,21 @@ class Standin:
             raise not_found()
         return json_response({"data": {obj.singular: self.shape(obj, row, depth, fields)}})
 
-    def filtered_rows(self, request: Request, obj: ObjectDef, *, only_deleted: bool = False) -> list[dict[str, Any]]:
+    def filtered_rows(
+        self, request: Request, obj: ObjectDef, *, only_deleted: bool = False
+    ) -> list[dict[str, Any]]:
         """Targets of update/delete/restore by filter, capped at MUTATION_MAXIMUM_AFFECTED_RECORDS (§3)."""
         filter_text = request.query_params.get("filter")
         if not filter_text or not filter_text.strip():
             raise bad_request("'filter' is required when updating, deleting or restoring several records")
         node = parse_filter(filter_text)
-        rows = self.store.select(obj, compile_filter(obj, node), with_deleted=only_deleted or mentions_deleted_at(node))
+        with_deleted = only_deleted or mentions_deleted_at(node)
+        rows = self.store.select(obj, compile_filter(obj, node), with_deleted=with_deleted)
         if only_deleted:
             rows = [row for row in rows if row["deletedAt"] is not None]
-        if len(rows) > self.config.mutation_max_affected:
-            raise bad_request(
-                f"Cannot affect {len(rows)} records at once; the maximum is {self.config.mutation_max_affected}."
-            )
+        maximum = self.config.mutation_max_affected
+        if len(rows) > maximum:
+            raise bad_request(f"Cannot affect {len(rows)} records at once; the maximum is {maximum}.")
         return sorted(rows, key=lambda row: row["id"])
 
     # --- writes --------------------------------------------------------------------------------------
@@ -347,7 +358,8 @@ class Standin:
         soft = is_true(request.query_params.get("soft_delete"))
         rows = self.filtered_rows(request, obj)
         if soft:
-            records, changes = self.store.soft_delete(obj, [row for row in rows if row["deletedAt"] is None], self.actor)
+            live = [row for row in rows if row["deletedAt"] is None]
+            records, changes = self.store.soft_delete(obj, live, self.actor)
         else:
             records, changes = rows, self.store.destroy(obj, rows)
         self.after_write(changes)
@@ -360,7 +372,8 @@ class Standin:
         return json_response({"data": {f"restore{obj.singular_label}": records[0]}})
 
     def restore_many(self, request: Request, obj: ObjectDef) -> Response:
-        records, changes = self.store.restore(obj, self.filtered_rows(request, obj, only_deleted=True), self.actor)
+        trashed = self.filtered_rows(request, obj, only_deleted=True)
+        records, changes = self.store.restore(obj, trashed, self.actor)
         self.after_write(changes)
         return json_response({"data": {f"restore{obj.plural_label}": records}})
 
@@ -379,7 +392,10 @@ class Standin:
                 raise bad_request("targetUrl must be a valid http(s) URL")
         if "operations" in values:
             operations = values["operations"]
-            if not isinstance(operations, list) or not all(isinstance(op, str) and "." in op for op in operations):
+            well_formed = isinstance(operations, list) and all(
+                isinstance(operation, str) and "." in operation for operation in operations
+            )
+            if not well_formed:
                 raise bad_request("operations must be a list like ['person.*', '*.updated']")
         return values
 
@@ -453,7 +469,8 @@ class Standin:
             self.dispatcher.stats = WebhookStats()
             if isinstance(options, dict) and options.get("records"):
                 self.store.clear()
-                seed(self.store, self.config.seed_companies, self.config.seed_people, self.config.seed_opportunities)
+                config = self.config
+                seed(self.store, config.seed_companies, config.seed_people, config.seed_opportunities)
             return json_response({"reset": True, "faults": self.faults.as_dict()})
         raise not_found(f"Unknown stand-in admin route '{action}'")
 
@@ -464,7 +481,9 @@ class Standin:
             "rate_limited": self.counters["rate_limited"],
             "faults_injected": self.counters["faults_injected"],
             "responses_by_status": {
-                key.removeprefix("status_"): count for key, count in sorted(self.counters.items()) if key.startswith("status_")
+                key.removeprefix("status_"): count
+                for key, count in sorted(self.counters.items())
+                if key.startswith("status_")
             },
             "webhooks_sent": webhook_stats.sent,
             "webhooks_failed": webhook_stats.failed,

@@ -16,7 +16,8 @@ from .schema import (
 )
 
 OPERATORS = (
-    "eq", "neq", "in", "containsAny", "is", "gt", "gte", "lt", "lte", "startsWith", "endsWith", "like", "ilike",
+    "eq", "neq", "in", "containsAny", "is", "gt", "gte", "lt", "lte",
+    "startsWith", "endsWith", "like", "ilike",
 )
 DIRECTIONS = ("AscNullsFirst", "AscNullsLast", "DescNullsFirst", "DescNullsLast")
 _LEAF = re.compile(r"^([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)\[([^\]]*)\]:(.*)$", re.S)
@@ -97,7 +98,9 @@ def _parse_leaf(text: str) -> Leaf:
         raise bad_request(f"'filter' invalid for '{text}'. eg: price[gte]:10")
     path, operator, raw_value = match.groups()
     if operator not in OPERATORS:
-        raise bad_request(f"'filter' invalid for '{text}', comparator {operator} not in {', '.join(OPERATORS)}")
+        raise bad_request(
+            f"'filter' invalid for '{text}', comparator {operator} not in {', '.join(OPERATORS)}"
+        )
     raw_value = raw_value.strip()
     if operator in ("in", "containsAny"):
         if not (raw_value.startswith("[") and raw_value.endswith("]")):
@@ -117,7 +120,9 @@ def _parse_item(text: str) -> FilterNode:
     kind, inner = match.groups()
     items = tuple(_parse_item(part) for part in _split_top_level(inner))
     if kind == "not" and len(items) != 1:
-        raise bad_request("'filter' invalid. 'not' conjunction should contain only 1 condition. eg: not(field[eq]:1)")
+        raise bad_request(
+            "'filter' invalid. 'not' conjunction should contain only 1 condition. eg: not(field[eq]:1)"
+        )
     return Conjunction(kind, items)
 
 
@@ -149,7 +154,8 @@ def _coerce_filter_value(value: str, value_type: str, path: str) -> Any:
         if value_type == NUMBER:
             return float(value)
     except ValueError:
-        raise bad_request(f"'filter' invalid for '{path}': '{value}' is not a valid {value_type.lower()}") from None
+        message = f"'filter' invalid for '{path}': '{value}' is not a valid {value_type.lower()}"
+        raise bad_request(message) from None
     if value_type == BOOLEAN:
         if value.lower() not in ("true", "false"):
             raise bad_request(f"'filter' invalid for '{path}': '{value}' is not a valid boolean")
@@ -179,13 +185,18 @@ def _leaf_predicate(obj: ObjectDef, leaf: Leaf) -> Predicate:
     if value_type is None:
         raise bad_request(f"field '{leaf.path}' does not exist in '{obj.singular}' object")
     if "." not in leaf.path and obj.fields[leaf.path].is_composite:
-        raise bad_request(f"'filter' invalid for '{leaf.path}': composite fields are filtered by sub-field, eg: emails.primaryEmail")
+        raise bad_request(
+            f"'filter' invalid for '{leaf.path}': filter composite fields by sub-field, "
+            "eg: emails.primaryEmail"
+        )
     path, operator = leaf.path, leaf.operator
 
     if operator == "is":
         wanted = str(leaf.value).upper()
         if wanted not in ("NULL", "NOT_NULL"):
-            raise bad_request(f"'filter' invalid for '{path}[is]:{leaf.value}'. 'is' accepts NULL or NOT_NULL")
+            raise bad_request(
+                f"'filter' invalid for '{path}[is]:{leaf.value}'. 'is' accepts NULL or NOT_NULL"
+            )
         return lambda record: (get_path(record, path) is None) == (wanted == "NULL")
 
     if operator in ("in", "containsAny"):
@@ -304,7 +315,9 @@ def parse_order_by(obj: ObjectDef, text: str | None) -> list[OrderKey]:
         if value_type is None:
             raise bad_request(f"field '{path}' does not exist in '{obj.singular}' object")
         if "." not in path and obj.fields[path].is_composite:
-            raise bad_request(f"'order_by' invalid for '{path}': order composite fields by sub-field, eg: name.lastName")
+            raise bad_request(
+                f"'order_by' invalid for '{path}': order composite fields by sub-field, eg: name.lastName"
+            )
         keys.append(OrderKey(path, direction))
     if not any(key.path == "id" for key in keys):
         keys.append(OrderKey("id", "AscNullsFirst"))

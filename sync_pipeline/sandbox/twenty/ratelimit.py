@@ -18,7 +18,8 @@ class TokenBucket:
         self.refilled_at = time.monotonic()
 
     def _refill(self, now: float) -> None:
-        self.tokens = min(self.limit, self.tokens + (now - self.refilled_at) * self.limit / self.window_seconds)
+        refill = (now - self.refilled_at) * self.limit / self.window_seconds
+        self.tokens = min(self.limit, self.tokens + refill)
         self.refilled_at = now
 
     def try_consume(self, now: float) -> bool:

@@ -93,7 +93,8 @@ class RecordStore:
         self.webhooks[webhook["id"]] = webhook
         if self._db is not None:
             self._db.execute(
-                "INSERT OR REPLACE INTO webhooks (id, body) VALUES (?, ?)", (webhook["id"], orjson.dumps(webhook))
+                "INSERT OR REPLACE INTO webhooks (id, body) VALUES (?, ?)",
+                (webhook["id"], orjson.dumps(webhook)),
             )
 
     def delete_webhook(self, webhook_id: str) -> None:
@@ -104,7 +105,9 @@ class RecordStore:
     def set_meta(self, key: str, value: Any) -> None:
         self.meta[key] = value
         if self._db is not None:
-            self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, orjson.dumps(value)))
+            self._db.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, orjson.dumps(value))
+            )
 
     def clear(self) -> None:
         """Forget every record, webhook and seed marker."""
@@ -226,7 +229,9 @@ class RecordStore:
                     matched.append(row["id"])
         return matched, labels
 
-    def _insert_row(self, obj: ObjectDef, values: dict[str, Any], actor: dict[str, Any], now: str) -> dict[str, Any]:
+    def _insert_row(
+        self, obj: ObjectDef, values: dict[str, Any], actor: dict[str, Any], now: str
+    ) -> dict[str, Any]:
         row = new_record(obj)
         row.update(values)
         row["id"] = values.get("id") or str(uuid.uuid4())
@@ -235,10 +240,14 @@ class RecordStore:
             self._next_position[obj.plural] += 1
         client_actor = values.get("createdBy") or {}
         # §5.1: createdBy is filled from the caller if absent or without name; a sent source is kept.
-        row["createdBy"] = client_actor if client_actor.get("name") else {**actor, "source": client_actor.get("source") or actor["source"]}
+        if client_actor.get("name"):
+            row["createdBy"] = client_actor
+        else:
+            row["createdBy"] = {**actor, "source": client_actor.get("source") or actor["source"]}
         row["updatedBy"] = dict(actor)
         row["createdAt"] = values.get("createdAt") or now
-        row["updatedAt"] = values.get("updatedAt") or now  # a caller-set updatedAt suppresses the bump (§10.2)
+        # A caller-set updatedAt suppresses the automatic value (§10.2).
+        row["updatedAt"] = values.get("updatedAt") or now
         return row
 
     def _updated_row(
@@ -312,7 +321,9 @@ class RecordStore:
     ) -> tuple[list[dict[str, Any]], list[Change]]:
         """Set ``deletedAt``; soft delete also bumps ``updatedAt`` (§5.5)."""
         now = self.transaction_time()
-        staged = {row["id"]: {**row, "deletedAt": now, "updatedAt": now, "updatedBy": dict(actor)} for row in rows}
+        staged = {
+            row["id"]: {**row, "deletedAt": now, "updatedAt": now, "updatedBy": dict(actor)} for row in rows
+        }
         self._commit(obj, staged)
         return list(staged.values()), [Change(obj, "deleted", row) for row in staged.values()]
 
@@ -320,7 +331,9 @@ class RecordStore:
         self, obj: ObjectDef, rows: list[dict[str, Any]], actor: dict[str, Any]
     ) -> tuple[list[dict[str, Any]], list[Change]]:
         now = self.transaction_time()
-        staged = {row["id"]: {**row, "deletedAt": None, "updatedAt": now, "updatedBy": dict(actor)} for row in rows}
+        staged = {
+            row["id"]: {**row, "deletedAt": None, "updatedAt": now, "updatedBy": dict(actor)} for row in rows
+        }
         self._check_integrity(obj, staged)  # the restored row becomes live: its unique values must be free
         self._commit(obj, staged)
         return list(staged.values()), [Change(obj, "restored", row) for row in staged.values()]

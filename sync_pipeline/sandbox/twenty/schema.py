@@ -43,7 +43,9 @@ COMPOSITE_SUBFIELDS: dict[str, dict[str, str]] = {
     ACTOR: {"source": TEXT, "workspaceMemberId": UUID, "name": TEXT, "context": RAW_JSON},
 }
 
-ACTOR_SOURCES = ("EMAIL", "CALENDAR", "WORKFLOW", "AGENT", "API", "IMPORT", "MANUAL", "SYSTEM", "WEBHOOK", "APPLICATION")
+ACTOR_SOURCES = (
+    "EMAIL", "CALENDAR", "WORKFLOW", "AGENT", "API", "IMPORT", "MANUAL", "SYSTEM", "WEBHOOK", "APPLICATION",
+)
 OPPORTUNITY_STAGES = ("NEW", "SCREENING", "MEETING", "PROPOSAL", "CUSTOMER")
 SERVER_MANAGED = ("createdBy", "updatedBy")
 
@@ -155,7 +157,8 @@ OBJECTS_BY_SINGULAR = {obj.singular: obj for obj in OBJECTS.values()}
 
 def format_timestamp(moment: dt.datetime) -> str:
     """UTC ISO-8601 with milliseconds and ``Z`` (§10.3)."""
-    return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    utc = moment.astimezone(dt.timezone.utc)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
 def parse_timestamp(text: str) -> dt.datetime:
@@ -183,7 +186,8 @@ def normalise_url(url: str | None) -> str | None:
     url = url.strip()
     parts = urlsplit(url)
     if parts.scheme and parts.netloc:
-        url = urlunsplit((parts.scheme.lower(), parts.netloc.lower(), parts.path, parts.query, parts.fragment))
+        origin = (parts.scheme.lower(), parts.netloc.lower())
+        url = urlunsplit((*origin, parts.path, parts.query, parts.fragment))
     else:
         host, slash, rest = url.partition("/")
         url = host.lower() + slash + rest
@@ -272,7 +276,9 @@ def _coerce_scalar(field_name: str, scalar_type: str, value: Any, options: tuple
     raise AssertionError(scalar_type)
 
 
-def _coerce_composite(obj: ObjectDef, definition: FieldDef, value: Any, current: dict[str, Any] | None) -> dict[str, Any]:
+def _coerce_composite(
+    obj: ObjectDef, definition: FieldDef, value: Any, current: dict[str, Any] | None
+) -> dict[str, Any]:
     subfields = COMPOSITE_SUBFIELDS[definition.type]
     merged = dict(current or empty_composite(definition.type))
     if value is None:
@@ -328,7 +334,9 @@ def coerce_input(
     return values
 
 
-def _relation_value(obj: ObjectDef, relation: str, value: Any, resolve_relation: RelationResolver) -> str | None:
+def _relation_value(
+    obj: ObjectDef, relation: str, value: Any, resolve_relation: RelationResolver
+) -> str | None:
     """``{"company": null}`` disconnects; ``{"company": {"connect": {"where": {...}}}}`` connects (§5.1)."""
     if value is None:
         return None

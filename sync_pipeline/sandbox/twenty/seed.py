@@ -13,10 +13,18 @@ SEED_NAMESPACE = uuid.UUID("6f1c1e4a-2b43-4a57-9d0e-3a1f5c0b7e21")
 SEED_EPOCH = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)
 SEED_ACTOR = {"source": "IMPORT", "workspaceMemberId": None, "name": "seed", "context": {}}
 
-COMPANY_WORDS = ("Acme", "Globex", "Initech", "Umbrella", "Hooli", "Vandelay", "Stark", "Wayne", "Tyrell", "Cyberdyne")
+COMPANY_WORDS = (
+    "Acme", "Globex", "Initech", "Umbrella", "Hooli", "Vandelay", "Stark", "Wayne", "Tyrell", "Cyberdyne",
+)
 COMPANY_SUFFIXES = ("Labs", "Systems", "Industries", "Partners", "Logistics", "Foods", "Energy", "Media")
-FIRST_NAMES = ("Ada", "Alan", "Grace", "Linus", "Margaret", "Dennis", "Barbara", "Ken", "Frances", "Edsger", "Radia", "Tim")
-LAST_NAMES = ("Lovelace", "Turing", "Hopper", "Torvalds", "Hamilton", "Ritchie", "Liskov", "Thompson", "Allen", "Dijkstra")
+FIRST_NAMES = (
+    "Ada", "Alan", "Grace", "Linus", "Margaret", "Dennis",
+    "Barbara", "Ken", "Frances", "Edsger", "Radia", "Tim",
+)
+LAST_NAMES = (
+    "Lovelace", "Turing", "Hopper", "Torvalds", "Hamilton",
+    "Ritchie", "Liskov", "Thompson", "Allen", "Dijkstra",
+)
 CITIES = ("Paris", "Berlin", "London", "Lisbon", "Madrid", "Rome", "Vienna", "Prague")
 
 
@@ -40,13 +48,17 @@ def _system(kind: str, index: int) -> dict[str, Any]:
 
 
 def company_row(index: int) -> dict[str, Any]:
-    name = f"{COMPANY_WORDS[index % len(COMPANY_WORDS)]} {COMPANY_SUFFIXES[index // len(COMPANY_WORDS) % len(COMPANY_SUFFIXES)]} {index:04d}"
+    word = COMPANY_WORDS[index % len(COMPANY_WORDS)]
+    suffix = COMPANY_SUFFIXES[index // len(COMPANY_WORDS) % len(COMPANY_SUFFIXES)]
+    name = f"{word} {suffix} {index:04d}"
     row = new_record(OBJECTS["companies"])
     row.update(_system("company", index))
     row["name"] = name
-    row["domainName"] = {"primaryLinkUrl": f"https://{_slug(name)}.example.com", "primaryLinkLabel": None, "secondaryLinks": None}
+    domain = f"https://{_slug(name)}.example.com"
+    row["domainName"] = {"primaryLinkUrl": domain, "primaryLinkLabel": None, "secondaryLinks": None}
     row["employees"] = 10 + (index * 37) % 5000
-    row["address"] = {**row["address"], "addressCity": CITIES[index % len(CITIES)], "addressCountry": "France"}
+    city = CITIES[index % len(CITIES)]
+    row["address"] = {**row["address"], "addressCity": city, "addressCountry": "France"}
     return row
 
 
@@ -56,7 +68,8 @@ def person_row(index: int, company_count: int) -> dict[str, Any]:
     row = new_record(OBJECTS["people"])
     row.update(_system("person", index))
     row["name"] = {"firstName": first, "lastName": last}
-    row["emails"] = {"primaryEmail": f"{first}.{last}.{index:04d}@example.com".lower(), "additionalEmails": None}
+    email = f"{first}.{last}.{index:04d}@example.com".lower()
+    row["emails"] = {"primaryEmail": email, "additionalEmails": None}
     row["jobTitle"] = ("Engineer", "CTO", "CEO", "Sales", "Designer")[index % 5]
     row["city"] = CITIES[index % len(CITIES)]
     row["companyId"] = seed_id("company", index % company_count) if company_count else None
@@ -85,7 +98,9 @@ def seed(store: RecordStore, companies: int, people: int, opportunities: int) ->
     added: dict[str, int] = {}
     wanted = {"companies": companies, "people": people, "opportunities": opportunities}
     # Relations point into everything seeded so far, including earlier runs.
-    total = {plural: max(count, int(store.meta.get(f"seeded:{plural}", 0))) for plural, count in wanted.items()}
+    total = {
+        plural: max(count, int(store.meta.get(f"seeded:{plural}", 0))) for plural, count in wanted.items()
+    }
     for plural, count in wanted.items():
         done = int(store.meta.get(f"seeded:{plural}", 0))
         if count <= done:

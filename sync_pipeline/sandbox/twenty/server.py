@@ -40,7 +40,8 @@ class StandinServer:
 
     def client(self, **kwargs: Any) -> httpx.Client:
         """An httpx client with base URL and Bearer header set (caller closes it)."""
-        return httpx.Client(base_url=self.base_url, headers=self.headers, timeout=kwargs.pop("timeout", 10.0), **kwargs)
+        timeout = kwargs.pop("timeout", 10.0)
+        return httpx.Client(base_url=self.base_url, headers=self.headers, timeout=timeout, **kwargs)
 
     def set_faults(self, **knobs: Any) -> dict[str, Any]:
         """Change fault knobs (names of ``FaultKnobs``); returns all knobs."""
@@ -100,7 +101,11 @@ def run_standin(
         "--host", host, "--port", str(port or 0), "--api-key", api_key, *_cli_arguments(options),
     ]
     process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=log_file, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+        command,
+        stdout=subprocess.PIPE,
+        stderr=log_file,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=_read_ready_line, args=(process, lines), daemon=True).start()
@@ -122,7 +127,9 @@ def run_standin(
         log_file.close()
 
 
-def _wait_for_ready(process: subprocess.Popen[str], lines: queue.Queue[str], timeout: float, log_path: str) -> str:
+def _wait_for_ready(
+    process: subprocess.Popen[str], lines: queue.Queue[str], timeout: float, log_path: str
+) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -134,7 +141,8 @@ def _wait_for_ready(process: subprocess.Popen[str], lines: queue.Queue[str], tim
         if line.startswith(READY_PREFIX):
             return line[len(READY_PREFIX) :].strip()
     with open(log_path) as log:
-        raise RuntimeError(f"twenty stand-in did not start (exit code {process.poll()}):\n{log.read()[-4000:]}")
+        tail = log.read()[-4000:]
+    raise RuntimeError(f"twenty stand-in did not start (exit code {process.poll()}):\n{tail}")
 
 
 def _wait_until_answering(server: StandinServer, timeout: float) -> None:

@@ -118,7 +118,8 @@ class WebhookDispatcher:
             self.stats.blocked += 1
             log.warning("webhook to non-loopback %s blocked", url)
             return
-        body = json.dumps(self._payload(webhook, event_name, change), separators=(",", ":"), ensure_ascii=False).encode()
+        payload = self._payload(webhook, event_name, change)
+        body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()  # §9.3
         headers = {"Content-Type": "application/json"}
         secret = webhook.get("secret")
         if secret:  # §9.3: without a secret no signature headers are sent
