@@ -119,7 +119,8 @@ class Standin:
             raise self._server_error(self.faults.fail_status)
         if self.faults.throttle_next > 0:
             self.faults.throttle_next -= 1
-            raise rate_limit_error(self.faults.rate_limit_style, self.limiter.long, self.api_key_id, 1.0)
+            style = self.faults.rate_limit_style
+            raise rate_limit_error(style, self.limiter.long, self.api_key_id, 1.0, forced=True)
         if self.faults.error_rate and random.random() < self.faults.error_rate:
             raise self._server_error(500)
 

@@ -54,7 +54,10 @@ class WorkspaceRateLimiter:
                 raise rate_limit_error(style, bucket, spender_id, bucket.seconds_until_token(now))
 
 
-def rate_limit_error(style: str, bucket: TokenBucket, spender_id: str, wait_seconds: float) -> ApiError:
+def rate_limit_error(
+    style: str, bucket: TokenBucket, spender_id: str, wait_seconds: float, forced: bool = False
+) -> ApiError:
+    """``forced``: injected by the ``throttle_next`` knob, so the bucket's real balance is not shown."""
     window_seconds = int(bucket.window_seconds)
     legacy_message = f"Limit reached ({bucket.limit} tokens per {window_seconds * 1000} ms)"
     if style == "legacy-400":
@@ -62,6 +65,7 @@ def rate_limit_error(style: str, bucket: TokenBucket, spender_id: str, wait_seco
     if style == "2025":
         return ApiError(429, "HttpException", legacy_message)
     retry_after = max(1, math.ceil(wait_seconds))  # §8.2: never below 1
+    remaining = 0 if forced else bucket.remaining
     return ApiError(
         429,
         "RATE_LIMITED",
@@ -69,14 +73,14 @@ def rate_limit_error(style: str, bucket: TokenBucket, spender_id: str, wait_seco
         headers={
             "Retry-After": str(retry_after),
             "X-RateLimit-Limit": str(bucket.limit),
-            "X-RateLimit-Remaining": str(bucket.remaining),
+            "X-RateLimit-Remaining": str(remaining),
             "X-RateLimit-Reset": str(math.ceil(time.time() + retry_after)),
         },
         extra={
             "limitKind": "speed",
             "scope": {"spenderType": "apiKey", "spenderId": spender_id},
             "limit": bucket.limit,
-            "remaining": bucket.remaining,
+            "remaining": remaining,
             "periodCount": window_seconds,
             "periodUnit": "second",
             "retryAfterSeconds": retry_after,
