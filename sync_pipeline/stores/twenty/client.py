@@ -170,7 +170,7 @@ class TwentyClient:
         # A 1 ms buffer keeps pyrate-limiter's re-acquire after its computed wait from missing.
         interval_ms = max(1, math.ceil(60_000 / requests_per_minute))
         self._limiter = Limiter(Rate(1, interval_ms), max_delay=interval_ms + 1_000, buffer_ms=1)
-        self._backoff = wait_exponential_jitter(initial=backoff_initial, max=backoff_max, jitter=backoff_initial)
+        self._backoff = wait_exponential_jitter(multiplier=backoff_initial, max=backoff_max, jitter=backoff_initial)
         self._http = httpx.Client(
             base_url=base_url.rstrip("/"),
             headers={"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"},
