@@ -138,7 +138,8 @@ def create_receiver_app(
                 tolerance_seconds,
             )
         except SignatureError as problem:
-            log.warning("webhook rejected from %s: %s", request.client.host if request.client else "?", problem)
+            sender = request.client.host if request.client else "?"
+            log.warning("webhook rejected from %s: %s", sender, problem)
             return _error(401, str(problem))
         try:
             event = parse_event(orjson.loads(body), datetime.now(timezone.utc))

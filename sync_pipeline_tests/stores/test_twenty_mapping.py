@@ -40,7 +40,10 @@ def _value_strategy(f: Field) -> st.SearchStrategy[Any]:
         # Twenty keeps amounts in micros: six decimals are what it can hold exactly.
         FieldType.NUMERIC: st.decimals(-(10**12), 10**12, places=6, allow_nan=False, allow_infinity=False),
         FieldType.BOOLEAN: st.booleans(),
-        FieldType.TIMESTAMP: st.datetimes(datetime(1900, 1, 1), timezones=st.just(timezone.utc)).map(format_timestamp),
+        # From 1900: canonical timestamps of years below 1000 do not parse back (strftime pads no zeros).
+        FieldType.TIMESTAMP: st.datetimes(datetime(1900, 1, 1), timezones=st.just(timezone.utc)).map(
+            format_timestamp
+        ),
         FieldType.ENUM: st.sampled_from(f.choices or ("X",)),
     }
     return st.none() | values[f.type]
@@ -76,9 +79,11 @@ def test_to_canonical_reads_composites_and_treats_empty_strings_as_null() -> Non
         "id": "5f8a0c9e-1d2b-4c3a-9e8f-0a1b2c3d4e5f",
         "name": {"firstName": "Ada", "lastName": ""},
         "emails": {"primaryEmail": "ada@example.com", "additionalEmails": None},
-        "linkedinLink": {"primaryLinkUrl": "https://www.linkedin.com/in/ada", "primaryLinkLabel": "", "secondaryLinks": []},
+        "linkedinLink": {
+            "primaryLinkUrl": "https://www.linkedin.com/in/ada", "primaryLinkLabel": "", "secondaryLinks": []
+        },
         "jobTitle": "CTO",
-        "phones": {"primaryPhoneNumber": "612345678", "primaryPhoneCountryCode": "FR", "primaryPhoneCallingCode": "+33"},
+        "phones": {"primaryPhoneNumber": "612345678", "primaryPhoneCallingCode": "+33"},
         "city": "",
         "companyId": "0b8d6f52-8c3e-4f31-9a51-5b9b9f7f3a10",
         "updatedAt": "2025-11-04T16:01:02.341Z",
@@ -116,7 +121,7 @@ def test_currency_micros_are_exact_units(micros: int | str, units: str) -> None:
 
 
 def test_an_amount_finer_than_micros_is_refused_not_rounded() -> None:
-    with pytest.raises(MappingError, match="more than 6 decimals"):
+    with pytest.raises(MappingError, match="finer than the micros"):
         to_twenty(COMPANIES, {"annual_recurring_revenue": "0.0000001"}, same_ids)
 
 
@@ -152,12 +157,14 @@ def test_phone_keeps_its_calling_code() -> None:
 
 
 def test_natural_key_filters() -> None:
-    assert natural_key_filter(PEOPLE, {"email": "Ada@Example.com"}) == 'emails.primaryEmail[eq]:"ada@example.com"'
+    by_email = natural_key_filter(PEOPLE, {"email": "Ada@Example.com"})
+    assert by_email == 'emails.primaryEmail[eq]:"ada@example.com"'
     assert (
         natural_key_filter(COMPANIES, {"domain_name": "HTTPS://Acme.COM/Path/"})
         == 'domainName.primaryLinkUrl[eq]:"https://acme.com/Path"'
     )
-    assert natural_key_filter(PEOPLE, {"email": 'o"neil@example.com'}) == "emails.primaryEmail[eq]:'o\"neil@example.com'"
+    quoted = natural_key_filter(PEOPLE, {"email": 'o"neil@example.com'})
+    assert quoted == "emails.primaryEmail[eq]:'o\"neil@example.com'"
     assert natural_key_filter(PEOPLE, {"email": None}) is None
     assert natural_key_filter(OPPORTUNITIES, {"name": "Deal"}) is None
 
@@ -189,7 +196,8 @@ def test_records_come_back_from_twenty_unchanged(twenty: TwentyClient) -> None:
         "ideal_customer_profile": True,
     }
     person = {
-        "id": str(uuid.uuid4()), "first_name": "Ada", "last_name": "Lovelace", "email": f"ada.{tag}@example.com",
+        "id": str(uuid.uuid4()), "first_name": "Ada", "last_name": "Lovelace",
+        "email": f"ada.{tag}@example.com",
         "phone": "+44 2079460000", "job_title": "CTO", "city": "London",
         "linkedin_url": f"https://www.linkedin.com/in/ada-{tag}", "company_id": company["id"],
     }
@@ -204,8 +212,10 @@ def test_records_come_back_from_twenty_unchanged(twenty: TwentyClient) -> None:
 
 def test_natural_key_filter_finds_the_stored_record(twenty: TwentyClient) -> None:
     tag = uuid.uuid4().hex[:8]
-    stored = twenty.create("companies", {"name": "Initech", "domainName": {"primaryLinkUrl": f"https://initech-{tag}.com"}})
-    found = list(twenty.list("companies", filter=natural_key_filter(COMPANIES, {"domain_name": f"HTTPS://Initech-{tag}.com/"})))
+    domain = {"primaryLinkUrl": f"https://initech-{tag}.com"}
+    stored = twenty.create("companies", {"name": "Initech", "domainName": domain})
+    by_domain = natural_key_filter(COMPANIES, {"domain_name": f"HTTPS://Initech-{tag}.com/"})
+    found = list(twenty.list("companies", filter=by_domain))
     assert [r["id"] for r in found] == [stored["id"]]
 
 
@@ -213,17 +223,21 @@ def test_an_update_keeps_sub_fields_the_canonical_model_lacks(twenty: TwentyClie
     tag = uuid.uuid4().hex[:8]
     stored = twenty.create(
         "people",
-        {"emails": {"primaryEmail": f"bob.{tag}@example.com", "additionalEmails": [f"bob.{tag}@home.example"]},
-         "phones": {"primaryPhoneNumber": "612345678", "primaryPhoneCountryCode": "FR", "primaryPhoneCallingCode": "+33"}},
+        {
+            "emails": {"primaryEmail": f"bob.{tag}@example.com", "additionalEmails": [f"b.{tag}@home.io"]},
+            "phones": {"primaryPhoneNumber": "612345678", "primaryPhoneCallingCode": "+33"},
+        },
     )
     canonical = to_canonical(PEOPLE, stored) | {"first_name": "Bob", "phone": "+33 700000000"}
     updated = twenty.create("people", to_twenty(PEOPLE, canonical, same_ids), upsert=True)
     assert updated["id"] == stored["id"]
-    assert updated["emails"]["additionalEmails"] == [f"bob.{tag}@home.example"]
+    assert updated["emails"]["additionalEmails"] == [f"b.{tag}@home.io"]
     assert to_canonical(PEOPLE, updated)["phone"] == "+33 700000000"
 
 
 def test_decimal_amounts_survive_float_free(twenty: TwentyClient) -> None:
     amount = format_decimal(Decimal("123456789.123456"))
-    record = {"id": str(uuid.uuid4()), "name": "Big deal", "amount": amount, "currency_code": "EUR", "stage": "NEW"}
+    record = {
+        "id": str(uuid.uuid4()), "name": "Big deal", "amount": amount, "currency_code": "EUR", "stage": "NEW"
+    }
     assert _stored_round_trip(twenty, OPPORTUNITIES, record)["amount"] == amount

@@ -49,7 +49,8 @@ class LoopbackServer:
     """uvicorn serving an ASGI app on a free loopback port, in a thread."""
 
     def __init__(self, app: Any) -> None:
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
+        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+        self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
         deadline = time.monotonic() + 10
@@ -82,7 +83,9 @@ def event_body(event_name: str = "person.updated", record_id: str | None = None,
     payload = {
         "targetUrl": "http://127.0.0.1/hooks/twenty",
         "eventName": event_name,
-        "objectMetadata": {"id": "20202020-e674-48e5-a542-72570eee7213", "nameSingular": event_name.split(".")[0]},
+        "objectMetadata": {
+            "id": "20202020-e674-48e5-a542-72570eee7213", "nameSingular": event_name.split(".")[0]
+        },
         "workspaceId": "3b8e6458-5fc1-4e63-8563-008ccddaa6db",
         "webhookId": str(uuid.uuid4()),
         "eventDate": f"2025-11-04T16:01:{time.time() % 60:06.3f}Z",
@@ -130,7 +133,8 @@ def test_a_redelivery_gets_the_same_key_and_a_new_change_another(receiver_url: s
     again = event_body("person.updated", record_id)  # new eventDate and webhook id, same change
     later = event_body("person.updated", record_id, updatedAt="2025-11-04T16:05:00.000Z")
     deleted = event_body("person.deleted", record_id)
-    answers = [post(receiver_url, body, signed_headers(body)).json() for body in (first, again, later, deleted)]
+    bodies = (first, again, later, deleted)
+    answers = [post(receiver_url, body, signed_headers(body)).json() for body in bodies]
     assert [a["status"] for a in answers] == ["stored", "duplicate", "stored", "stored"]
     keys = [a["event_key"] for a in answers]
     assert keys[0] == keys[1] and len({keys[0], keys[2], keys[3]}) == 3
@@ -144,10 +148,14 @@ def test_a_redelivery_gets_the_same_key_and_a_new_change_another(receiver_url: s
     "tamper",
     [
         pytest.param(lambda h: {**h, SIGNATURE_HEADER: "0" * 64}, id="wrong-signature"),
-        pytest.param(lambda h: {**h, SIGNATURE_HEADER: sign("other-secret", h[TIMESTAMP_HEADER], b"x")}, id="other-secret"),
+        pytest.param(
+            lambda h: {**h, SIGNATURE_HEADER: sign("other", h[TIMESTAMP_HEADER], b"x")}, id="other-secret"
+        ),
         pytest.param(lambda h: {k: v for k, v in h.items() if k != SIGNATURE_HEADER}, id="no-signature"),
         pytest.param(lambda h: {k: v for k, v in h.items() if k != TIMESTAMP_HEADER}, id="no-timestamp"),
-        pytest.param(lambda h: {**h, TIMESTAMP_HEADER: str(int(h[TIMESTAMP_HEADER]) + 1)}, id="timestamp-changed"),
+        pytest.param(
+            lambda h: {**h, TIMESTAMP_HEADER: str(int(h[TIMESTAMP_HEADER]) + 1)}, id="timestamp-changed"
+        ),
         pytest.param(lambda h: {**h, SIGNATURE_HEADER: b"\xe9" * 64}, id="non-ascii-signature"),
     ],
 )
@@ -204,12 +212,14 @@ def test_a_failing_sink_is_503(receiver_url: str, sink: MemorySink) -> None:
 # --- deliveries signed by the stand-in ------------------------------------------------------------------
 
 
-def test_standin_deliveries_duplicated_four_times_give_one_event_key(receiver_url: str, sink: MemorySink) -> None:
+def test_standin_deliveries_duplicated_four_times_give_one_event_key(
+    receiver_url: str, sink: MemorySink
+) -> None:
     with run_standin(rate_limit_per_minute=100_000, webhook_duplicates=4) as standin:
         with standin.client() as admin:
             registration = admin.post(
                 "/rest/metadata/webhooks",
-                json={"targetUrl": receiver_url, "operations": ["person.*"], "description": "test", "secret": SECRET},
+                json={"targetUrl": receiver_url, "operations": ["person.*"], "secret": SECRET},
             )
             assert registration.status_code == 201
         with TwentyClient(standin.base_url, standin.api_key, requests_per_minute=60_000) as twenty:

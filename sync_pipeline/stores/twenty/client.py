@@ -118,11 +118,11 @@ class FailedRecord:
 
 @dataclass
 class BatchResult:
-    """Outcome of `batch_create`, both lists ordered by input index."""
+    """Outcome of `batch_create`, both lists in input order (parts are sent left to right)."""
 
     accepted: list[AcceptedRecord] = field(default_factory=list)
     failed: list[FailedRecord] = field(default_factory=list)
-    requests: int = 0
+    requests: int = 0  # batch POSTs sent, splits included, retries of one POST not counted
 
     @property
     def ok(self) -> bool:
@@ -170,7 +170,9 @@ class TwentyClient:
         # A 1 ms buffer keeps pyrate-limiter's re-acquire after its computed wait from missing.
         interval_ms = max(1, math.ceil(60_000 / requests_per_minute))
         self._limiter = Limiter(Rate(1, interval_ms), max_delay=interval_ms + 1_000, buffer_ms=1)
-        self._backoff = wait_exponential_jitter(multiplier=backoff_initial, max=backoff_max, jitter=backoff_initial)
+        self._backoff = wait_exponential_jitter(
+            multiplier=backoff_initial, max=backoff_max, jitter=backoff_initial
+        )
         self._http = httpx.Client(
             base_url=base_url.rstrip("/"),
             headers={"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"},
@@ -221,7 +223,8 @@ class TwentyClient:
             params["fields"] = ",".join(fields)
         cursor = starting_after
         while True:
-            body = self._request("GET", f"/rest/{object_name}", params={**params, "starting_after": cursor}).json()
+            query = {**params, "starting_after": cursor}
+            body = self._request("GET", f"/rest/{object_name}", params=query).json()
             page_info = body.get("pageInfo") or {}
             page = Page(
                 records=_single_value(body),
@@ -270,7 +273,8 @@ class TwentyClient:
 
     def soft_delete(self, object_name: str, record_id: str) -> dict[str, Any]:
         """Soft delete (restorable). `soft_delete=true` must be explicit: DELETE alone destroys (§5.5)."""
-        response = self._request("DELETE", _record_path(object_name, record_id), params={"soft_delete": "true"})
+        path = _record_path(object_name, record_id)
+        response = self._request("DELETE", path, params={"soft_delete": "true"})
         return _single_value(response.json())
 
     def destroy(self, object_name: str, record_id: str) -> dict[str, Any]:
@@ -336,13 +340,12 @@ class TwentyClient:
             written = _single_value(response.json())
             if len(written) != len(part):
                 raise TwentyError(
-                    f"POST /rest/batch/{object_name}: sent {len(part)} records, Twenty returned {len(written)}"
+                    f"POST /rest/batch/{object_name}: sent {len(part)} records, "
+                    f"Twenty returned {len(written)}"
                 )
             result.accepted.extend(
                 AcceptedRecord(index, record, stored) for (index, record), stored in zip(part, written)
             )
-        result.accepted.sort(key=lambda accepted: accepted.index)
-        result.failed.sort(key=lambda failed: failed.index)
         return result
 
     # --- transport --------------------------------------------------------------------------------
@@ -369,7 +372,9 @@ class TwentyClient:
         query = {key: value for key, value in (params or {}).items() if value is not None}
         return retrying(self._send_once, method, path, query, content)
 
-    def _send_once(self, method: str, path: str, params: dict[str, Any], content: bytes | None) -> httpx.Response:
+    def _send_once(
+        self, method: str, path: str, params: dict[str, Any], content: bytes | None
+    ) -> httpx.Response:
         started = time.monotonic()
         self._limiter.try_acquire("twenty")
         self.seconds_throttled += time.monotonic() - started
@@ -410,7 +415,8 @@ class TwentyClient:
             return error_class(f"{where}: {detail}", status=status, messages=messages)
         if status >= 500:
             return TwentyUnavailable(
-                f"{where}: {detail}", status=status, messages=messages, retry_after=_server_wait(response.headers)
+                f"{where}: {detail}", status=status, messages=messages,
+                retry_after=_server_wait(response.headers),
             )
         return TwentyError(f"{where}: {detail}", status=status, messages=messages)
 

@@ -129,9 +129,10 @@ class _Currency:
     def to_canonical(self, record: dict[str, Any]) -> dict[str, Any]:
         composite = record.get(self.twenty) or {}
         micros = _blank_to_none(composite.get("amountMicros"))
+        # REST sends a number, GraphQL a BigFloat string (§7.1); str() keeps either exact.
+        amount = None if micros is None else Decimal(str(micros)).scaleb(-_MICROS_EXPONENT)
         return {
-            # REST sends a number, GraphQL a BigFloat string (§7.1); str() keeps either exact.
-            self.amount_column: None if micros is None else format_decimal(Decimal(str(micros)).scaleb(-_MICROS_EXPONENT)),
+            self.amount_column: None if amount is None else format_decimal(amount),
             self.code_column: _blank_to_none(composite.get("currencyCode")),
         }
 
@@ -270,7 +271,7 @@ def normalise_link(url: str) -> str:
     """Twenty's link normal form (§7.5): lower-cased scheme and host, no trailing `/`."""
     parts = urlsplit(url)
     if parts.scheme and parts.netloc:
-        url = urlunsplit((parts.scheme.lower(), parts.netloc.lower(), parts.path, parts.query, parts.fragment))
+        url = urlunsplit(parts._replace(scheme=parts.scheme.lower(), netloc=parts.netloc.lower()))
     else:
         host, slash, rest = url.partition("/")
         url = host.lower() + slash + rest
@@ -295,5 +296,5 @@ def _to_micros(column: str, amount: Any) -> int | None:
     if not micros.is_finite():
         raise MappingError(f"{column}: not a finite number: {amount!r}")
     if micros != micros.to_integral_value():
-        raise MappingError(f"{column}: {amount} has more than {_MICROS_EXPONENT} decimals, Twenty stores micros")
+        raise MappingError(f"{column}: {amount} is finer than the micros Twenty stores")
     return int(micros)
