@@ -75,12 +75,12 @@ def to_captured(entity: Entity, store: str, raw: Sequence[RawChange],
             continue
         if c.deleted:
             changes.append(CapturedChange(record_id(c), c.store_record_id or c.record_id, Op.DELETE, None,
-                                          modified_at, c.event_key))
+                                          modified_at, c.event_key, c.base_version))
         elif upsert_index[id(c)] in valid:
             data = dict(valid[upsert_index[id(c)]])
             data.pop("id")
             changes.append(CapturedChange(record_id(c), c.store_record_id or c.record_id, Op.UPSERT, data,
-                                          modified_at, c.event_key))
+                                          modified_at, c.event_key, c.base_version))
     return changes, quarantined
 
 

@@ -17,6 +17,9 @@ from sync_pipeline.engine.records import Change, GoldenRecord, Op
 from sync_pipeline.model.canonical import content_hash, format_timestamp
 
 
+MERGED_ORIGIN = "merged"
+
+
 class Outcome(str, Enum):
     APPLIED = "applied"  # fast-forward: the hub takes the change
     ECHO = "echo"  # the hub already holds this content (our own write coming back, or a no-op)
@@ -123,7 +126,8 @@ def resolve(current: GoldenRecord | None, change: Change, base: dict[str, Any] |
         else:
             resolution = "merged"
             winner_time = max(change.modified_at, current.origin_modified_at)
-            result = _next(current, change, merged, change.store, winner_time)
+            # Neither store holds this content yet, so it has no single origin.
+            result = _next(current, change, merged, MERGED_ORIGIN, winner_time)
     else:
         # A delete on either side: no field-level merge, the later write takes the whole record.
         differing = sorted(set(golden_data or {}) | set(incoming or {}))

@@ -30,6 +30,7 @@ class CapturedChange:
     data: dict[str, Any] | None
     modified_at: datetime
     event_key: str
+    base_version: int | None = None
 
 
 @dataclass
@@ -172,11 +173,11 @@ class Hub:
             for c in changes:
                 cur.execute(
                     """insert into sync.inbox (store, entity, event_key, kind, record_id, store_record_id,
-                                              op, data, modified_at, run_id)
-                       values (%s, %s, %s, 'change', %s, %s, %s, %s, %s, %s)
+                                              op, data, base_version, modified_at, run_id)
+                       values (%s, %s, %s, 'change', %s, %s, %s, %s, %s, %s, %s)
                        on conflict (store, event_key) do nothing""",
                     (store, entity, c.event_key, c.record_id, c.store_record_id, c.op.value,
-                     Jsonb(c.data) if c.data is not None else None, c.modified_at, run_id))
+                     Jsonb(c.data) if c.data is not None else None, c.base_version, c.modified_at, run_id))
                 new += cur.rowcount
             for q in quarantined:
                 cur.execute(
@@ -307,9 +308,18 @@ class Hub:
             (entity.name, record_id)).fetchone()
         current = _golden(current_row) if current_row else None
         state = conn.execute(
-            """select seen_version from sync.record_state where entity = %s and record_id = %s and store = %s""",
+            """select seen_version, seen_hash, written_version from sync.record_state
+               where entity = %s and record_id = %s and store = %s""",
             (entity.name, record_id, store)).fetchone()
-        base_version = state["seen_version"] if state else 0
+        seen_version = state["seen_version"] if state else 0
+        base_version = row["base_version"] if row["base_version"] is not None else seen_version
+        # An edit made before our last write to this store was overwritten there: the store holds what
+        # we wrote, not this change, whatever the resolution.
+        overwritten = row["base_version"] is not None and state is not None and (
+            row["base_version"] < state["written_version"])
+        if current and base_version < current.version and not self._changed_elsewhere(
+                conn, entity, record_id, base_version, store):
+            base_version = current.version  # every version since the base came from this store itself
         change = Change(store=store, entity=entity.name, record_id=record_id, op=op, data=row["data"],
                         base_version=base_version, modified_at=row["modified_at"], event_key=event_key,
                         store_record_id=row["store_record_id"])
@@ -336,8 +346,11 @@ class Hub:
             stats.conflict_ids.append(conflict_id)
         if resolution.outcome is not Outcome.NOOP:
             final = result or current
-            store_version = final.version if resolution.store_holds_result(change, current) else base_version
-            self._set_state(conn, entity.name, record_id, store, store_version, change.content_hash,
+            if resolution.store_holds_result(change, current) and not overwritten:
+                store_version, store_hash = final.version, final.content_hash
+            else:
+                store_version, store_hash = seen_version, state["seen_hash"] if state else None
+            self._set_state(conn, entity.name, record_id, store, store_version, store_hash,
                             row["store_record_id"] if linked_from or not store_uses_canonical_ids(store)
                             else None)
         counter = {Outcome.APPLIED: "applied", Outcome.ECHO: "echoes", Outcome.CONFLICT: "conflicts",
@@ -347,6 +360,14 @@ class Hub:
         self._outcomes(conn, [(run_id, store, entity.name, record_id, event_key, "resolve",
                                resolution.outcome.value, (result or current).version if (result or current)
                                else None, detail)])
+
+    @staticmethod
+    def _changed_elsewhere(conn: psycopg.Connection, entity: Entity, record_id: str, since: int,
+                           store: str) -> bool:
+        """Whether a version after `since` came from anywhere but this store (a real conflict)."""
+        return conn.execute(
+            """select 1 from sync.golden_history where entity = %s and record_id = %s and version > %s
+                 and origin_store <> %s limit 1""", (entity.name, record_id, since, store)).fetchone() is not None
 
     @staticmethod
     def _is_new(conn: psycopg.Connection, entity: Entity, record_id: str) -> bool:
@@ -425,14 +446,15 @@ class Hub:
         with self.connect() as conn, conn.transaction(), conn.cursor() as cur:
             cur.executemany(
                 """insert into sync.record_state (entity, record_id, store, store_record_id, seen_version,
-                                                  seen_hash)
-                   values (%s, %s, %s, %s, %s, %s)
+                                                  seen_hash, written_version)
+                   values (%s, %s, %s, %s, %s, %s, %s)
                    on conflict (entity, record_id, store) do update
                      set seen_version = greatest(sync.record_state.seen_version, excluded.seen_version),
+                         written_version = greatest(sync.record_state.written_version, excluded.written_version),
                          seen_hash = excluded.seen_hash,
                          store_record_id = coalesce(excluded.store_record_id, sync.record_state.store_record_id),
                          updated_at = now()""",
-                [(g.entity, g.record_id, store, store_ids.get(g.record_id), g.version, g.content_hash)
+                [(g.entity, g.record_id, store, store_ids.get(g.record_id), g.version, g.content_hash, g.version)
                  for g in records])
             self._outcomes(conn, [(run_id, store, g.entity, g.record_id, None, "publish",
                                    "deleted" if g.deleted else "applied", g.version, None) for g in records])

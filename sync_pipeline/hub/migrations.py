@@ -42,8 +42,9 @@ create table sync.record_state (
   record_id       uuid        not null,
   store           text        not null,
   store_record_id text,
-  seen_version    bigint      not null default 0,
+  seen_version    bigint      not null default 0,  -- the latest version the store holds or has sent us
   seen_hash       text,
+  written_version bigint      not null default 0,  -- the latest version we wrote into the store
   updated_at      timestamptz not null default now(),
   primary key (entity, record_id, store)
 );
@@ -63,6 +64,7 @@ create table sync.inbox (
   store_record_id text,
   op              text        check (op in ('upsert', 'delete')),
   data            jsonb,
+  base_version    bigint,     -- the version the store's row carried when edited; null: use record_state
   modified_at     timestamptz,
   payload         jsonb,
   received_at     timestamptz not null default now(),

@@ -19,6 +19,7 @@ class RawChange:
     modified_at: Any
     event_key: str
     store_record_id: str | None = None
+    base_version: int | None = None  # the hub version the row carried when edited, where the store keeps it
 
 
 @dataclass

@@ -153,6 +153,7 @@ class PostgresStore:
                 modified_at=r["changed_at"] if deleted else data.get("updated_at") or r["changed_at"],
                 event_key=f"{r['txid_text']}:{r['seq']}",
                 store_record_id=str(r["pk"]),
+                base_version=int(data.get("sync_version") or 0),
             ))
         if rows:
             position = {"txid": rows[-1]["txid_text"], "seq": rows[-1]["seq"]}
