@@ -12,6 +12,7 @@ import uuid
 from datetime import date, datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
@@ -28,7 +29,19 @@ class CanonicalValueError(ValueError):
 def format_timestamp(value: datetime) -> str:
     if value.tzinfo is None:
         value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return value.astimezone(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def normalise_link(url: str) -> str:
+    """Twenty's link normal form (twenty-api.md §7.5): lower-cased scheme and host, no trailing `/`.
+    Canonical links take it too, so a link coming back from Twenty is not a change."""
+    parts = urlsplit(url)
+    if parts.scheme and parts.netloc:
+        url = urlunsplit(parts._replace(scheme=parts.scheme.lower(), netloc=parts.netloc.lower()))
+    else:
+        host, slash, rest = url.partition("/")
+        url = host.lower() + slash + rest
+    return url.rstrip("/")
 
 
 def parse_timestamp(value: Any) -> datetime:
@@ -72,6 +85,8 @@ def canonical_value(ftype: FieldType, value: Any, choices: tuple[str, ...] = ())
     match ftype:
         case FieldType.TEXT:
             return str(value)
+        case FieldType.URL:
+            return normalise_link(str(value).strip()) or None
         case FieldType.EMAIL:
             email = str(value).strip().lower()
             if not EMAIL_PATTERN.match(email):
@@ -99,7 +114,9 @@ def canonical_value(ftype: FieldType, value: Any, choices: tuple[str, ...] = ())
                 return False
             raise CanonicalValueError(f"not a boolean: {value!r}")
         case FieldType.TIMESTAMP:
-            return format_timestamp(parse_timestamp(value))
+            ts = parse_timestamp(value)
+            # Milliseconds, the precision Twenty keeps (twenty-api.md §10.3), so a round trip is no change.
+            return format_timestamp(ts.replace(microsecond=ts.microsecond // 1000 * 1000))
         case FieldType.ENUM:
             text = str(value).strip().upper()
             if choices and text not in choices:

@@ -14,6 +14,7 @@ from enum import Enum
 class FieldType(str, Enum):
     UUID = "uuid"
     TEXT = "text"
+    URL = "url"
     EMAIL = "email"
     INTEGER = "integer"
     NUMERIC = "numeric"
@@ -71,9 +72,9 @@ ENTITIES: tuple[Entity, ...] = (
         twenty_object="companies",
         fields=(
             Field("name", FieldType.TEXT, required=True),
-            Field("domain_name", FieldType.TEXT, description="Primary domain URL, lower-cased origin"),
+            Field("domain_name", FieldType.URL, description="Primary domain URL, lower-cased origin"),
             Field("employees", FieldType.INTEGER),
-            Field("linkedin_url", FieldType.TEXT),
+            Field("linkedin_url", FieldType.URL),
             Field("annual_recurring_revenue", FieldType.NUMERIC, description="In currency units"),
             Field("currency_code", FieldType.TEXT),
             Field("address_street", FieldType.TEXT),
@@ -95,7 +96,7 @@ ENTITIES: tuple[Entity, ...] = (
             Field("phone", FieldType.TEXT),
             Field("job_title", FieldType.TEXT),
             Field("city", FieldType.TEXT),
-            Field("linkedin_url", FieldType.TEXT),
+            Field("linkedin_url", FieldType.URL),
             Field("company_id", FieldType.UUID, references="companies"),
         ),
     ),

@@ -33,6 +33,7 @@ _NOT_OUR_WRITE = sql.SQL("current_setting({}, true) is distinct from 'sync'").fo
 PG_TYPES: dict[FieldType, str] = {
     FieldType.UUID: "uuid",
     FieldType.TEXT: "text",
+    FieldType.URL: "text",
     FieldType.EMAIL: "text",
     FieldType.INTEGER: "int8",
     FieldType.NUMERIC: "numeric",

@@ -34,14 +34,14 @@ def same_ids(entity_name: str, canonical_id: str) -> str:
 def _value_strategy(f: Field) -> st.SearchStrategy[Any]:
     values: dict[FieldType, st.SearchStrategy[Any]] = {
         FieldType.TEXT: st.text(min_size=1).filter(str.strip),
+        FieldType.URL: st.from_regex(r"https://[A-Za-z0-9]{1,12}\.(com|io)(/[a-z0-9]{1,8})?", fullmatch=True),
         FieldType.EMAIL: st.emails(),
         FieldType.UUID: st.uuids().map(str),
         FieldType.INTEGER: st.integers(-(10**12), 10**12),
         # Twenty keeps amounts in micros: six decimals are what it can hold exactly.
         FieldType.NUMERIC: st.decimals(-(10**12), 10**12, places=6, allow_nan=False, allow_infinity=False),
         FieldType.BOOLEAN: st.booleans(),
-        # From 1900: canonical timestamps of years below 1000 do not parse back (strftime pads no zeros).
-        FieldType.TIMESTAMP: st.datetimes(datetime(1900, 1, 1), timezones=st.just(timezone.utc)).map(
+        FieldType.TIMESTAMP: st.datetimes(datetime(1, 1, 2), timezones=st.just(timezone.utc)).map(
             format_timestamp
         ),
         FieldType.ENUM: st.sampled_from(f.choices or ("X",)),

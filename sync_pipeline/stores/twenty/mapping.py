@@ -13,9 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
-from urllib.parse import urlsplit, urlunsplit
 
-from sync_pipeline.model.canonical import format_decimal
+from sync_pipeline.model.canonical import format_decimal, normalise_link
 from sync_pipeline.model.entities import Entity
 
 TranslateId = Callable[[str, str], str | None]
@@ -265,17 +264,6 @@ def natural_key_filter(entity: Entity, canonical_data: dict[str, Any]) -> str | 
     # Twenty stores these values normalised (§7.5) and compares the filter value as given.
     value = normalise_link(value) if path.endswith(".primaryLinkUrl") else value.lower()
     return f"{path}[eq]:{_quoted(value)}"
-
-
-def normalise_link(url: str) -> str:
-    """Twenty's link normal form (§7.5): lower-cased scheme and host, no trailing `/`."""
-    parts = urlsplit(url)
-    if parts.scheme and parts.netloc:
-        url = urlunsplit(parts._replace(scheme=parts.scheme.lower(), netloc=parts.netloc.lower()))
-    else:
-        host, slash, rest = url.partition("/")
-        url = host.lower() + slash + rest
-    return url.rstrip("/")
 
 
 def _quoted(value: str) -> str:
