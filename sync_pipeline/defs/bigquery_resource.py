@@ -1,0 +1,54 @@
+"""The BigQuery resource: dagster-gcp's `BigQueryResource`, plus an emulator endpoint and the sync dataset."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator, Optional
+
+from dagster_gcp import BigQueryResource
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import bigquery
+from pydantic import Field
+
+from sync_pipeline.stores.bigquery import BigQueryStore
+
+
+class BigQueryStoreResource(BigQueryResource):
+    """BigQuery for the sync: the real client unchanged in production, or an emulator when `api_endpoint` is set.
+
+    Environment variables the definitions read (through `dg.EnvVar`):
+      - `BIGQUERY_PROJECT`: the GCP project (`project`).
+      - `BIGQUERY_DATASET`: the dataset holding the sync's tables (`dataset`, default `crm_sync`).
+      - `BIGQUERY_LOCATION`: the dataset location, e.g. `EU` (`location`, optional).
+      - `BIGQUERY_EMULATOR_URL`: an emulator's REST base URL, e.g. `http://127.0.0.1:9050` (`api_endpoint`,
+        optional); the client then uses anonymous credentials.
+    Credentials: dagster-gcp's `gcp_credentials` (base64 service-account JSON) or Application Default
+    Credentials (`GOOGLE_APPLICATION_CREDENTIALS`, workload identity).
+    """
+
+    api_endpoint: Optional[str] = Field(
+        default=None, description="REST endpoint of a BigQuery emulator; unset for real BigQuery."
+    )
+    dataset: str = Field(default="crm_sync", description="Dataset holding the sync's tables.")
+
+    @contextmanager
+    def get_client(self) -> Iterator[bigquery.Client]:
+        if self.api_endpoint:
+            yield bigquery.Client(
+                project=self.project,
+                location=self.location,
+                credentials=AnonymousCredentials(),
+                client_options={"api_endpoint": self.api_endpoint},
+            )
+        else:
+            with super().get_client() as client:
+                yield client
+
+    @contextmanager
+    def store(self) -> Iterator[BigQueryStore]:
+        """A `BigQueryStore` on this resource's client and dataset, closed on exit."""
+        with self.get_client() as client:
+            try:
+                yield BigQueryStore(client, self.dataset, location=self.location)
+            finally:
+                client.close()
