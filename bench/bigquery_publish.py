@@ -55,7 +55,8 @@ def main() -> None:
             records = people(ids, version)
             result = store.apply(PEOPLE, records)
             s = result.stats
-            print(f"{label}: {len(records):,} rows in {s.seconds:.2f} s = {len(records) / s.seconds:,.0f} rows/s; "
+            rate = len(records) / s.seconds
+            print(f"{label}: {len(records):,} rows in {s.seconds:.2f} s = {rate:,.0f} rows/s; "
                   f"load jobs {s.load_jobs}, MERGE statements {s.merge_statements}, DML statements "
                   f"{s.dml_statements} (MERGE + history INSERT); inserted {s.inserted:,}, updated "
                   f"{s.updated:,}, deleted {s.deleted:,}, stale {s.stale:,}, history rows {s.history_rows:,}")

@@ -14,7 +14,7 @@ from sync_pipeline.stores.bigquery import BigQueryStore
 
 
 class BigQueryStoreResource(BigQueryResource):
-    """BigQuery for the sync: the real client unchanged in production, or an emulator when `api_endpoint` is set.
+    """BigQuery for the sync: dagster-gcp's client unchanged, or an emulator's when `api_endpoint` is set.
 
     Environment variables the definitions read (through `dg.EnvVar`):
       - `BIGQUERY_PROJECT`: the GCP project (`project`).

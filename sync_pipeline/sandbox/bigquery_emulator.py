@@ -57,9 +57,8 @@ def _wait_healthy(endpoint: str, process: subprocess.Popen[bytes], log_path: Pat
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(
-                f"bqemulator exited with code {process.returncode}:\n{log_path.read_text(errors='replace')[-3000:]}"
-            )
+            log_tail = log_path.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"bqemulator exited with code {process.returncode}:\n{log_tail}")
         try:
             with urllib.request.urlopen(f"{endpoint}/healthz", timeout=1) as response:
                 if response.status == 200:
@@ -122,8 +121,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--project", default=DEFAULT_PROJECT)
     parser.add_argument("--data-dir", help="keep the data in this directory across restarts")
     args = parser.parse_args(argv)
+    # Stop the emulator on SIGTERM and on SIGINT even when started in the background (which ignores SIGINT).
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     with run_bigquery_emulator(args.project, args.data_dir) as emulator:
-        print(f"BigQuery emulator ready: BIGQUERY_EMULATOR_URL={emulator.endpoint} BIGQUERY_PROJECT={emulator.project}")
+        print("BigQuery emulator ready:")
+        print(f"  BIGQUERY_EMULATOR_URL={emulator.endpoint} BIGQUERY_PROJECT={emulator.project}")
         print("Ctrl-C to stop.", flush=True)
         try:
             signal.pause()

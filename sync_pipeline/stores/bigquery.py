@@ -26,6 +26,7 @@ from google.cloud import bigquery
 
 from sync_pipeline.engine.records import ApplyResult, GoldenRecord
 from sync_pipeline.model.canonical import (
+    CanonicalValueError,
     canonical_record,
     content_hash,
     format_timestamp,
@@ -304,6 +305,7 @@ class BigQueryStore:
         self._check_retry = Retry(deadline=check_deadline)  # a health check must not hang for minutes
         self.last_apply_stats = ApplyStats()
         self.total_stats = ApplyStats()
+        self._schema_ready = False
 
     @property
     def client(self) -> bigquery.Client:
@@ -327,6 +329,19 @@ class BigQueryStore:
             *SYNC_COLUMNS,
         ]
 
+    def staging_schema(self, entity: Entity) -> list[bigquery.SchemaField]:
+        """The entity's columns plus the tombstone flag; the run's values ride along as columns too."""
+        return [
+            *self.entity_schema(entity),
+            SF("deleted", "BOOL", mode="REQUIRED"),
+            SF("entity", "STRING", mode="REQUIRED"),
+        ]
+
+    def _ensure_ready(self) -> None:
+        """Run `ensure_schema` once per store object, so callers never see a missing table or column."""
+        if not self._schema_ready:
+            self.ensure_schema()
+
     def ensure_schema(self) -> None:
         """Create the dataset and tables when missing; add registry columns new to an existing table."""
         dataset = bigquery.Dataset(f"{self.client.project}.{self.dataset_id}")
@@ -340,6 +355,7 @@ class BigQueryStore:
         )
         for log in LOG_TABLES.values():
             self._ensure_table(log.name, list(log.schema), clustering=[log.key])
+        self._schema_ready = True
 
     def _ensure_table(
         self,
@@ -361,12 +377,8 @@ class BigQueryStore:
         found = {f.name: f for f in table.schema}
         for column in schema:
             existing = found.get(column.name)
-            if existing is not None and _std_type(existing.field_type) != _std_type(column.field_type):
-                raise SchemaMismatchError(name, column.name, _std_type(existing.field_type), column.field_type)
-            if existing is not None and (existing.mode == "REPEATED") != (column.mode == "REPEATED"):
-                raise SchemaMismatchError(
-                    name, column.name, f"{existing.field_type} {existing.mode}", f"{column.field_type} {column.mode}"
-                )
+            if existing is not None and _ddl_type(existing) != _ddl_type(column):
+                raise SchemaMismatchError(name, column.name, _ddl_type(existing), _ddl_type(column))
         missing = [c for c in schema if c.name not in found]
         if missing:
             self._add_columns(table, missing)
@@ -391,6 +403,7 @@ class BigQueryStore:
         and leaves the tables untouched (the script is one transaction), so the run can simply be retried.
         """
         ent = self._entity(entity)
+        self._ensure_ready()
         started = time.monotonic()
         stats = ApplyStats()
         result = BigQueryApplyResult(stats=stats)
@@ -398,16 +411,9 @@ class BigQueryStore:
             latest = _latest_per_id(records)
             stats.duplicates_dropped = len(records) - len(latest)
             stats.rows_loaded = len(latest)
-            staging_schema = [
-                *self.entity_schema(ent)[: len(ent.fields) + 1],
-                *SYNC_COLUMNS[:3],
-                SF("deleted", "BOOL", mode="REQUIRED"),
-                SF("entity", "STRING", mode="REQUIRED"),
-                SF("synced_at", "TIMESTAMP", mode="REQUIRED"),
-            ]
-            run_values = {"entity": ent.name, "synced_at": format_timestamp(datetime.now(timezone.utc))}
-            staged = ({**_staging_row(ent, r), **run_values} for r in latest)
-            with self._staging_table(ent.name, staging_schema, staged) as staging:
+            synced_at = datetime.now(timezone.utc)
+            staged = (_staging_row(ent, record, synced_at) for record in latest)
+            with self._staging_table(ent.name, self.staging_schema(ent), staged) as staging:
                 stats.load_jobs += 1
                 outcome = self._merge_entity(ent, staging)
             stats.dml_statements += 2
@@ -484,6 +490,7 @@ FROM {plan} GROUP BY op;
         Rows are de-duplicated on their key (run_id, outcome id or a hash of the outcome, conflict id); a
         run exported again with a new status or counts is updated. Returns rows changed per table.
         """
+        self._ensure_ready()
         exported_at = datetime.now(timezone.utc)
         changed: dict[str, int] = {}
         for log, rows in (
@@ -497,9 +504,9 @@ FROM {plan} GROUP BY op;
 
     def _merge_log(self, log: LogTable, rows: list[dict[str, Any]], exported_at: datetime) -> int:
         by_key = {str(row[log.key]): row for row in rows}  # the last copy of a key wins
+        exported = {"exported_at": format_timestamp(exported_at)}
         encoded = (
-            {**{c.name: _log_value(c, row.get(c.name)) for c in log.schema}, "exported_at": format_timestamp(exported_at)}
-            for row in by_key.values()
+            {**{c.name: _log_value(c, row.get(c.name)) for c in log.schema}, **exported} for row in by_key.values()
         )
         columns = [c.name for c in log.schema]
         changed_condition = " OR ".join(f"T.`{c}` IS DISTINCT FROM S.`{c}`" for c in log.updatable)
@@ -511,7 +518,8 @@ FROM {plan} GROUP BY op;
         )
         with self._staging_table(log.name, list(log.schema), encoded) as staging:
             job = self._query(
-                f"""MERGE `{self._table_id(log.name)}` AS T USING `{staging}` AS S ON T.`{log.key}` = S.`{log.key}`
+                f"""MERGE `{self._table_id(log.name)}` AS T USING `{staging}` AS S
+ON T.`{log.key}` = S.`{log.key}`
 {update}
 WHEN NOT MATCHED BY TARGET THEN INSERT ({", ".join(f"`{c}`" for c in columns)})
   VALUES ({", ".join(f"S.`{c}`" for c in columns)})"""
@@ -545,12 +553,24 @@ WHEN NOT MATCHED BY TARGET THEN INSERT ({", ".join(f"`{c}`" for c in columns)})
 
     # --- reads --------------------------------------------------------------------------------------------
 
+    def rows(self, entity: Entity | str) -> list[dict[str, Any]]:
+        """Every row with the canonical columns, as stored, ordered by id."""
+        ent = self._entity(entity)
+        self._ensure_ready()
+        columns = ", ".join(f"`{c}`" for c in ["id", *ent.field_names])
+        rows = self._run(f"SELECT {columns} FROM `{self._table_id(ent.name)}` ORDER BY id")
+        return [dict(row.items()) for row in rows]
+
     def inventory(self, entity: Entity | str) -> dict[str, str]:
         """Record id -> canonical content hash of every row, computed from the values read back."""
         ent = self._entity(entity)
-        columns = ", ".join(f"`{c}`" for c in ["id", *ent.field_names])
-        rows = self._run(f"SELECT {columns} FROM `{self._table_id(ent.name)}`")
-        return {row["id"]: content_hash(canonical_record(ent, dict(row.items()))) for row in rows}
+        out: dict[str, str] = {}
+        for row in self.rows(ent):
+            try:
+                out[row["id"]] = content_hash(canonical_record(ent, row))
+            except CanonicalValueError as exc:  # a value edited by hand into something invalid
+                out[row["id"]] = f"invalid: {exc}"
+        return out
 
     def compare_with_hub(
         self, entity: Entity | str, hub_records: dict[str, tuple[int, dict[str, Any] | None]]
@@ -562,6 +582,7 @@ WHEN NOT MATCHED BY TARGET THEN INSERT ({", ".join(f"`{c}`" for c in columns)})
         when the totals differ, to name the missing, extra and mismatched ids.
         """
         ent = self._entity(entity)
+        self._ensure_ready()
         table = f"`{self._table_id(ent.name)}`"
         row_hash = f"TO_HEX(SHA256({sql_row_text(ent)}))"
         hub = {
@@ -570,7 +591,8 @@ WHEN NOT MATCHED BY TARGET THEN INSERT ({", ".join(f"`{c}`" for c in columns)})
             if data is not None
         }
         totals = self._run(
-            f"SELECT COUNT(*) AS n, BIT_XOR(CAST(CONCAT('0x', SUBSTR(h, 1, {_CHECKSUM_HEX_DIGITS})) AS INT64)) AS x"
+            f"SELECT COUNT(*) AS n,"
+            f" BIT_XOR(CAST(CONCAT('0x', SUBSTR(h, 1, {_CHECKSUM_HEX_DIGITS})) AS INT64)) AS x"
             f" FROM (SELECT {row_hash} AS h FROM {table})"
         )[0]
         report = ConsistencyReport(
@@ -595,10 +617,11 @@ WHEN NOT MATCHED BY TARGET THEN INSERT ({", ".join(f"`{c}`" for c in columns)})
 
     def check(self) -> Health:
         """Reachable, dataset present, a query runs."""
+        project = self.client.project
         try:
-            self.client.get_dataset(f"{self.client.project}.{self.dataset_id}", retry=self._check_retry)
+            self.client.get_dataset(f"{project}.{self.dataset_id}", retry=self._check_retry)
         except NotFound:
-            return Health(False, f"dataset {self.dataset_id!r} does not exist", {"project": self.client.project})
+            return Health(False, f"dataset {self.dataset_id!r} does not exist", {"project": project})
         except Exception as exc:  # any failure to reach BigQuery is what this check reports
             return Health(False, f"BigQuery unreachable: {exc}", {"project": self.client.project})
         started = time.monotonic()
@@ -649,17 +672,23 @@ def _latest_per_id(records: list[GoldenRecord]) -> list[GoldenRecord]:
     return list(latest.values())
 
 
-def _staging_row(ent: Entity, record: GoldenRecord) -> dict[str, Any]:
-    data = record.data if record.data is not None and not record.deleted else {}
+def _staging_row(ent: Entity, record: GoldenRecord, synced_at: datetime) -> dict[str, Any]:
+    deleted = record.deleted or record.data is None
+    data = {} if deleted else record.data
     row: dict[str, Any] = {"id": record.record_id}
     for f in ent.fields:
         value = data.get(f.name)
         # NUMERIC is loaded pre-rounded so that the checksum's Python side sees the stored value.
-        row[f.name] = format(_numeric(value), "f") if f.type is FieldType.NUMERIC and value is not None else value
+        if f.type is FieldType.NUMERIC and value is not None:
+            value = format(_numeric(value), "f")
+        row[f.name] = value
     row["hub_version"] = record.version
     row["origin_store"] = record.origin_store
-    row["origin_modified_at"] = format_timestamp(record.origin_modified_at)
-    row["deleted"] = record.deleted or record.data is None
+    modified_at = record.origin_modified_at
+    row["origin_modified_at"] = format_timestamp(modified_at) if modified_at else None
+    row["synced_at"] = format_timestamp(synced_at)
+    row["deleted"] = deleted
+    row["entity"] = ent.name
     return row
 
 

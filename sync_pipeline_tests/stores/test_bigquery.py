@@ -148,7 +148,8 @@ def test_history_grows_by_exactly_the_changes(bigquery_store: BigQueryStore) -> 
 
 
 TRICKY_COMPANIES = [
-    {"name": "Fractions", "annual_recurring_revenue": "1234.5", "employees": 12, "ideal_customer_profile": True},
+    {"name": "Fractions", "annual_recurring_revenue": "1234.5", "employees": 12,
+     "ideal_customer_profile": True},
     {"name": "Négative | pipe", "annual_recurring_revenue": "-0.000000001", "employees": -3,
      "ideal_customer_profile": False},
     {"name": "Nulls", "ideal_customer_profile": False},
@@ -160,7 +161,8 @@ TRICKY_COMPANIES = [
 ROUNDED_ON_LOAD = {"Rounded on load": {"annual_recurring_revenue": "1.000000001"}}
 TRICKY_OPPORTUNITIES = [
     {"name": "Micro", "stage": "NEW", "close_date": "2026-01-01T00:00:03.500001Z", "amount": "0.1"},
-    {"name": "Offset", "stage": "CUSTOMER", "close_date": "2026-06-30T23:59:59.999999+02:00", "amount": "-12.30"},
+    {"name": "Offset", "stage": "CUSTOMER", "close_date": "2026-06-30T23:59:59.999999+02:00",
+     "amount": "-12.30"},
     {"name": "Epoch", "stage": "MEETING", "close_date": "1970-01-01T00:00:00Z"},
     {"name": "Nothing", "stage": "PROPOSAL"},
 ]
@@ -180,8 +182,9 @@ def test_warehouse_digest_matches_python_on_tricky_values(bigquery_store: BigQue
         assert {row["id"]: row["h"] for row in digests} == expected
         assert store.compare_with_hub(ent, hub_view(records)).consistent
         # inventory hashes what it reads back; NUMERIC keeps 9 fractional digits (rounded half away from 0)
-        stored = [canonical_record(ent, {**r.data, **ROUNDED_ON_LOAD.get(r.data["name"], {})}) for r in records]
-        assert store.inventory(ent) == {r.record_id: content_hash(d) for r, d in zip(records, stored)}
+        stored = {r.record_id: canonical_record(ent, {**r.data, **ROUNDED_ON_LOAD.get(r.data["name"], {})})
+                  for r in records}
+        assert store.inventory(ent) == {rid: content_hash(data) for rid, data in stored.items()}
 
 
 def test_compare_with_hub_finds_rows_changed_behind_the_syncs_back(bigquery_store: BigQueryStore) -> None:
@@ -225,7 +228,8 @@ def test_new_registry_column_is_added_and_type_change_is_refused(bigquery_store:
     rid = new_id()
     grown.apply(with_nickname, [golden(with_nickname, rid, 1, person(1, nickname="Ada"))])
     assert rows(grown, "people")[rid]["nickname"] == "Ada"
-    assert grown.compare_with_hub(with_nickname, {rid: (1, canonical_record(with_nickname, person(1, nickname="Ada")))}).consistent
+    hub = {rid: (1, canonical_record(with_nickname, person(1, nickname="Ada")))}
+    assert grown.compare_with_hub(with_nickname, hub).consistent
 
     retyped = dataclasses.replace(
         COMPANIES,
@@ -250,7 +254,8 @@ def test_sync_log_export_is_idempotent(bigquery_store: BigQueryStore) -> None:
                 for n in range(3)]
     conflicts = [{"id": new_id(), "entity": "people", "record_id": new_id(), "detected_at": MODIFIED_AT,
                   "run_id": run_id, "winner_store": "twenty", "loser_store": "supabase",
-                  "resolution": "last_write_wins", "winning_version": 4, "differing_fields": ["city", "phone"],
+                  "resolution": "last_write_wins", "winning_version": 4,
+                  "differing_fields": ["city", "phone"],
                   "golden_side": {"city": "Paris"}, "incoming_side": {"city": "Lyon"}}]
 
     assert bigquery_store.export_sync_logs(runs, outcomes, conflicts) == {
@@ -291,8 +296,9 @@ def test_resource_works_inside_dagster_materialize(bigquery_emulator: BigQueryEm
         return dg.MaterializeResult(metadata={"applied": len(result.applied), "healthy": health.ok,
                                               "load_jobs": result.stats.load_jobs})
 
-    resource = BigQueryStoreResource(project=bigquery_emulator.project, api_endpoint=bigquery_emulator.endpoint,
-                                     dataset=dataset)
+    resource = BigQueryStoreResource(
+        project=bigquery_emulator.project, api_endpoint=bigquery_emulator.endpoint, dataset=dataset
+    )
     outcome = dg.materialize([people_in_bigquery], resources={"bigquery": resource})
 
     assert outcome.success
