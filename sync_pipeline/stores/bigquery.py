@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -139,6 +139,7 @@ LOG_TABLES: dict[str, LogTable] = {
 }
 _OUTCOME_KEY_COLUMNS = ("run_id", "store", "entity", "record_id", "stage", "outcome", "version")
 
+STAGING_TTL = timedelta(hours=6)
 _NUMERIC_QUANTUM = Decimal(1).scaleb(-9)  # BigQuery NUMERIC keeps 9 fractional digits
 _TIMESTAMP_FORMAT = "%FT%H:%M:%E6SZ"
 _NULL_TOKEN = "~"  # never produced by an encoded non-null value
@@ -506,7 +507,8 @@ FROM {plan} GROUP BY op;
         by_key = {str(row[log.key]): row for row in rows}  # the last copy of a key wins
         exported = {"exported_at": format_timestamp(exported_at)}
         encoded = (
-            {**{c.name: _log_value(c, row.get(c.name)) for c in log.schema}, **exported} for row in by_key.values()
+            {**{c.name: _log_value(c, row.get(c.name)) for c in log.schema}, **exported}
+            for row in by_key.values()
         )
         columns = [c.name for c in log.schema]
         changed_condition = " OR ".join(f"T.`{c}` IS DISTINCT FROM S.`{c}`" for c in log.updatable)
@@ -536,13 +538,16 @@ WHEN NOT MATCHED BY TARGET THEN INSERT ({", ".join(f"`{c}`" for c in columns)})
         load is a resumable upload (`size=None`): the client's small-payload multipart upload sends
         `Content-Type: */*`, which bqemulator rejects, and a resumable one is as valid on BigQuery.
         """
-        table_id = self._table_id(f"_staging_{base}_{uuid.uuid4().hex[:12]}")
+        table = bigquery.Table(self._table_id(f"_staging_{base}_{uuid.uuid4().hex[:12]}"), schema=schema)
+        table.expires = datetime.now(timezone.utc) + STAGING_TTL  # a crashed run leaves nothing for long
+        table_id = str(table.reference)
         payload = b"\n".join(orjson.dumps(row) for row in rows)
         config = bigquery.LoadJobConfig(
             source_format=bigquery.SourceFormat.NEWLINE_DELIMITED_JSON,
             schema=schema,
             write_disposition=bigquery.WriteDisposition.WRITE_TRUNCATE,
         )
+        self.client.create_table(table)
         try:
             self.client.load_table_from_file(
                 io.BytesIO(payload), table_id, job_config=config, size=None, location=self.location
@@ -693,9 +698,13 @@ def _staging_row(ent: Entity, record: GoldenRecord, synced_at: datetime) -> dict
 
 
 def _with_outcome_id(outcome: dict[str, Any]) -> dict[str, Any]:
+    """The outcome with `outcome_id`: the hub's id when it has one, else a hash of what identifies it."""
     if outcome.get("outcome_id") or outcome.get("id"):
         return {**outcome, "outcome_id": str(outcome.get("outcome_id") or outcome["id"])}
-    key = orjson.dumps([str(outcome.get(c)) for c in _OUTCOME_KEY_COLUMNS])
+    at = outcome.get("at")
+    identity = [str(outcome.get(c)) for c in _OUTCOME_KEY_COLUMNS]
+    identity.append(format_timestamp(parse_timestamp(at)) if at else None)
+    key = orjson.dumps(identity)
     return {**outcome, "outcome_id": hashlib.sha256(key).hexdigest()}
 
 
