@@ -8,7 +8,13 @@ import dagster as dg
 
 from sync_pipeline.defs.assets import build_assets
 from sync_pipeline.defs.jobs import sync_job
-from sync_pipeline.defs.resources import HubResource, LocalDbResource, SupabaseResource, SyncSettingsResource
+from sync_pipeline.defs.resources import (
+    HubResource,
+    LocalDbResource,
+    SupabaseResource,
+    SyncSettingsResource,
+    TwentyResource,
+)
 
 
 def _optional(name: str) -> dg.EnvVar | None:
@@ -28,6 +34,8 @@ defs = dg.Definitions(
         "local_db": LocalDbResource(dsn=_optional("LOCAL_DATABASE_URL")),
         "supabase": SupabaseResource(dsn=_optional("SUPABASE_DATABASE_URL"),
                                      sslmode=_env_or("SUPABASE_SSLMODE", "require")),
+        "twenty": TwentyResource(api_url=_optional("TWENTY_API_URL"), api_key=_optional("TWENTY_API_KEY"),
+                                 webhook_secret=_optional("TWENTY_WEBHOOK_SECRET")),
         "sync_settings": SyncSettingsResource(),
     },
 )

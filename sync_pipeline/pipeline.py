@@ -4,11 +4,11 @@ capture (store -> hub inbox), resolve (inbox -> golden records), publish (golden
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
 from sync_pipeline.engine.records import Op
-from sync_pipeline.hub.hub import CapturedChange, Hub, QuarantinedRecord, ResolveStats, store_uses_canonical_ids
+from sync_pipeline.hub.hub import CapturedChange, Hub, QuarantinedRecord, ResolveStats
 from sync_pipeline.model.canonical import CanonicalValueError, parse_timestamp
 from sync_pipeline.model.contracts import validate_records
 from sync_pipeline.model.entities import Entity
@@ -33,6 +33,7 @@ class CaptureStats:
     enqueued: int = 0
     replayed: int = 0  # already in the inbox: a replay changes nothing
     quarantined: int = 0
+    hints: int = 0  # webhook hints turned into changes by re-reading their records
     batches: int = 0
     cursor_before: dict[str, Any] | None = None
     cursor_after: dict[str, Any] | None = None
@@ -51,22 +52,25 @@ class PublishStats:
     seconds: float = 0.0
 
 
-def to_captured(entity: Entity, store: str, raw: Sequence[RawChange],
+def to_captured(entity: Entity, raw: Sequence[RawChange],
                 record_ids: dict[str, str]) -> tuple[list[CapturedChange], list[QuarantinedRecord]]:
     """Validate raw changes against the entity's contract: valid ones become inbox changes, invalid ones
     quarantine rows with a readable reason. Deletes carry no content to validate."""
-    upserts = [c for c in raw if not c.deleted]
+    quarantined = [QuarantinedRecord(c.store_record_id, c.event_key, c.error, [], c.row) for c in raw if c.error]
+    upserts = [c for c in raw if not c.deleted and not c.error]
     result = validate_records(entity, [c.row for c in upserts])
     changes: list[CapturedChange] = []
-    quarantined = [QuarantinedRecord(upserts[r.index].store_record_id, upserts[r.index].event_key, r.reason,
-                                     r.failures, r.raw) for r in result.rejected]
+    quarantined += [QuarantinedRecord(upserts[r.index].store_record_id, upserts[r.index].event_key, r.reason,
+                                      r.failures, r.raw) for r in result.rejected]
     valid = {i: record for i, record in result.valid}
 
     def record_id(c: RawChange) -> str | None:
-        return c.record_id if store_uses_canonical_ids(store) else record_ids.get(c.store_record_id or "")
+        return record_ids.get(c.store_record_id or c.record_id)
 
     upsert_index = {id(c): i for i, c in enumerate(upserts)}
     for c in raw:
+        if c.error:
+            continue
         try:
             modified_at = parse_timestamp(c.modified_at)
         except CanonicalValueError as exc:
@@ -84,10 +88,25 @@ def to_captured(entity: Entity, store: str, raw: Sequence[RawChange],
     return changes, quarantined
 
 
+def process_hints(hub: Hub, store: Store, entity: Entity, run_id: str | None, settings: SyncSettings) -> int:
+    """Turn webhook hints in the inbox into changes, with each record as re-read from its store now
+    (a webhook may be late, duplicated or out of order; the record is the truth)."""
+    done = 0
+    while hints := hub.pending_webhooks(store.name, entity.name, settings.batch_size):
+        fresh = store.refresh(entity, sorted({h["store_record_id"] for h in hints}))
+        raw = [replace(fresh[h["store_record_id"]], event_key=h["event_key"]) for h in hints]
+        record_ids = hub.record_ids_for(store.name, entity.name, [h["store_record_id"] for h in hints])
+        changes, quarantined = to_captured(entity, raw, record_ids)
+        hub.fulfil_hints(store.name, entity.name, changes, quarantined, run_id)
+        done += len(hints)
+    return done
+
+
 def capture(hub: Hub, store: Store, entity: Entity, run_id: str | None, settings: SyncSettings) -> CaptureStats:
     """Move a store's changes since its cursor into the hub's inbox, batch by batch."""
     started = time.monotonic()
     stats = CaptureStats(cursor_before=hub.get_cursor(store.name, entity.name))
+    stats.hints = process_hints(hub, store, entity, run_id, settings)
     cursor = stats.cursor_before
     status = store.capture_status(entity, cursor)
     if not status.get("ready", True):
@@ -97,9 +116,9 @@ def capture(hub: Hub, store: Store, entity: Entity, run_id: str | None, settings
         batch = store.capture(entity, cursor, settings.batch_size)
         stats.batches += 1
         stats.read += len(batch.changes)
-        record_ids = {} if store_uses_canonical_ids(store.name) else hub.record_ids_for(
-            store.name, entity.name, [c.store_record_id for c in batch.changes if c.store_record_id])
-        changes, quarantined = to_captured(entity, store.name, batch.changes, record_ids)
+        record_ids = hub.record_ids_for(store.name, entity.name,
+                                        [c.store_record_id or c.record_id for c in batch.changes])
+        changes, quarantined = to_captured(entity, batch.changes, record_ids)
         new = hub.enqueue(store.name, entity.name, changes, quarantined, batch.cursor, run_id)
         stats.enqueued += new
         stats.replayed += len(changes) - new

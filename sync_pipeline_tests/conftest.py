@@ -15,6 +15,8 @@ from sync_pipeline.hub.hub import Hub
 from sync_pipeline.sandbox.postgres import PostgresServer, run_postgres
 from sync_pipeline.stores.postgres import PostgresStore
 
+pytest_plugins = ["sync_pipeline_tests.fixtures.twenty"]
+
 # CI explores the same examples every run, so a landing never hinges on luck; locally they vary.
 settings.register_profile("ci", derandomize=True)
 settings.load_profile("ci" if os.getenv("CI") else "default")
@@ -44,8 +46,8 @@ def topology(postgres_server: PostgresServer) -> Iterator[Topology]:
     local_dsn, supabase_dsn = (postgres_server.create_database(name) for name in names)
     hub = Hub(local_dsn)
     hub.migrate()
-    local_db = PostgresStore("local_db", local_dsn)
-    supabase = PostgresStore("supabase", supabase_dsn)
+    local_db = PostgresStore("local_db", local_dsn, id_map=hub.id_map("local_db"))
+    supabase = PostgresStore("supabase", supabase_dsn, id_map=hub.id_map("supabase"))
     local_db.install()
     supabase.install()
     yield Topology(postgres_server, hub, local_db, supabase, local_dsn, supabase_dsn)

@@ -5,7 +5,13 @@ from __future__ import annotations
 import dagster as dg
 import psycopg
 
-from sync_pipeline.defs.resources import HubResource, LocalDbResource, SupabaseResource, SyncSettingsResource
+from sync_pipeline.defs.resources import (
+    HubResource,
+    LocalDbResource,
+    SupabaseResource,
+    SyncSettingsResource,
+    TwentyResource,
+)
 from sync_pipeline.definitions import defs
 from sync_pipeline_tests.helpers import insert_person, people
 
@@ -16,6 +22,7 @@ def _resources(t, supabase_dsn: str | None = "default"):
         "local_db": LocalDbResource(dsn=t.local_dsn),
         "supabase": SupabaseResource(dsn=t.supabase_dsn if supabase_dsn == "default" else supabase_dsn,
                                      sslmode="disable"),
+        "twenty": TwentyResource(),  # not configured: these tests are about the Postgres stores
         "sync_settings": SyncSettingsResource(),
     }
 

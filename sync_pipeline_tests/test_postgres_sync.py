@@ -71,7 +71,7 @@ def test_replaying_captured_changes_changes_nothing(topology):
     # capture twice from the same cursor: the second capture is a replay
     cursor = t.hub.get_cursor("supabase", "people")
     batch = t.supabase.capture(PEOPLE, cursor, 100)
-    changes, _ = pipeline.to_captured(PEOPLE, "supabase", batch.changes, {})
+    changes, _ = pipeline.to_captured(PEOPLE, batch.changes, {})
     assert t.hub.enqueue("supabase", "people", changes, [], batch.cursor, "run-1") == 2
     assert t.hub.enqueue("supabase", "people", changes, [], batch.cursor, "run-2") == 0
     first = pipeline.resolve(t.hub, PEOPLE, "run-1", SETTINGS)
@@ -169,3 +169,36 @@ def test_invalid_records_are_quarantined_and_the_rest_applied(topology):
         conn.execute("update people set email = 'fixed@example.com' where id = %s", (bad_email,))
     sync_once(t.hub, [t.supabase, t.local_db])
     assert len(people(t.local_db)) == 2
+
+
+def test_the_same_person_created_in_both_stores_is_linked_not_duplicated(topology):
+    t = topology
+    with psycopg.connect(t.supabase_dsn) as conn:
+        in_supabase = insert_person(conn, first_name="Ada", email="ada@example.com")
+    with psycopg.connect(t.local_dsn) as conn:
+        in_local = insert_person(conn, first_name="Ada", email="ADA@example.com", city="London")
+    sync_once(t.hub, [t.supabase, t.local_db])
+    assert len(t.hub.golden_snapshot("people")) == 1
+    [supabase_row], [local_row] = people(t.supabase), people(t.local_db)
+    # each store keeps its own row and id; the hub maps them to one record
+    assert (str(supabase_row["id"]), str(local_row["id"])) == (in_supabase, in_local)
+    assert supabase_row["city"] == local_row["city"] == "London"
+    with psycopg.connect(t.local_dsn) as conn:
+        conn.execute("update people set job_title = 'Analyst' where id = %s", (in_local,))
+    sync_once(t.hub, [t.supabase, t.local_db])
+    assert people(t.supabase)[0]["job_title"] == "Analyst"
+    assert t.supabase.inventory(PEOPLE) == t.local_db.inventory(PEOPLE) == t.hub.live_hashes("people")
+
+
+def test_two_rows_of_one_store_sharing_an_email_quarantine_the_second(topology):
+    t = topology
+    with psycopg.connect(t.supabase_dsn) as conn:
+        first = insert_person(conn, email="dup@example.com")
+        second = insert_person(conn, email="dup@example.com")
+    stats = sync_once(t.hub, [t.supabase, t.local_db])
+    assert stats[("resolve", "people")].quarantined == 1
+    assert [str(p["id"]) for p in people(t.local_db)] == [first]
+    with t.hub.connect() as conn:
+        [row] = conn.execute("select record_id, reason from sync.quarantine").fetchall()
+    assert row["record_id"] == second
+    assert row["reason"] == f"email 'dup@example.com' already belongs to record {first}"

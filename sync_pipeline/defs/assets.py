@@ -29,6 +29,7 @@ class StoreSpec:
 
 
 STORE_SPECS: tuple[StoreSpec, ...] = (
+    StoreSpec("twenty", "Twenty CRM", frozenset({"twenty", "api"}), captures=True, publishes=True),
     StoreSpec("supabase", "Supabase", frozenset({"supabase", "postgres"}), captures=True, publishes=True),
     StoreSpec("local_db", "the local DB", frozenset({"postgres"}), captures=True, publishes=True),
 )
@@ -104,7 +105,7 @@ def build_capture_asset(spec: StoreSpec, entity: Entity, interval_minutes: int) 
             return _not_configured(context, spec)
         hub = context.resources.hub.hub()
         hub.start_run(context.run.run_id, run_trigger(context))
-        store = resource.store()
+        store = resource.store(hub)
         try:
             stats = pipeline.capture(hub, store, entity, context.run.run_id,
                                      context.resources.sync_settings.settings())
@@ -177,7 +178,7 @@ def build_publish_asset(spec: StoreSpec, entity: Entity, interval_minutes: int) 
             return _not_configured(context, spec)
         hub = context.resources.hub.hub()
         hub.start_run(context.run.run_id, run_trigger(context))
-        store = resource.store()
+        store = resource.store(hub)
         try:
             stats = pipeline.publish(hub, store, entity, context.run.run_id,
                                      context.resources.sync_settings.settings())

@@ -3,14 +3,17 @@ in `definitions.py`, so the UI shows the variable's name, never its value."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import ClassVar, Optional
 
 import dagster as dg
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from sync_pipeline.hub.hub import Hub
 from sync_pipeline.pipeline import DEFAULT_PRIORITY, SyncSettings
 from sync_pipeline.stores.postgres import PostgresStore
+from sync_pipeline.stores.twenty.client import TwentyClient
+from sync_pipeline.stores.twenty.store import TwentyStore
 
 
 class HubResource(dg.ConfigurableResource):
@@ -40,11 +43,11 @@ class PostgresStoreResource(dg.ConfigurableResource):
     def configured(self) -> bool:
         return bool(self.dsn)
 
-    def store(self) -> PostgresStore:
+    def store(self, hub: Hub) -> PostgresStore:
         if not self.dsn:
             raise dg.Failure(f"{self.store_name} is not configured")
-        return PostgresStore(self.store_name, self.dsn, schema=self.schema_name, sslmode=self.sslmode,
-                             transaction_pooler=self.transaction_pooler)
+        return PostgresStore(self.store_name, self.dsn, id_map=hub.id_map(self.store_name), schema=self.schema_name,
+                             sslmode=self.sslmode, transaction_pooler=self.transaction_pooler)
 
 
 class LocalDbResource(PostgresStoreResource):
@@ -59,6 +62,41 @@ class SupabaseResource(PostgresStoreResource):
 
     store_name: ClassVar[str] = "supabase"
     sslmode: Optional[str] = Field(default="require", description="libpq sslmode (require by default)")
+
+
+class TwentyResource(dg.ConfigurableResource):
+    """Twenty CRM's REST API (TWENTY_API_URL, TWENTY_API_KEY). Without both it is not configured."""
+
+    api_url: Optional[str] = Field(default=None, description="Base URL, e.g. https://api.twenty.com")
+    api_key: Optional[str] = Field(default=None, description="API key (a secret)")
+    requests_per_minute: int = Field(default=100, description="The workspace's request budget")
+    batch_size: int = Field(default=60, description="Records per batch write (Twenty's cap is 60)")
+    page_size: int = Field(default=60, description="Records per list page")
+    overlap_minutes: int = Field(default=5, description="How far polling re-reads behind its watermark")
+    webhook_secret: Optional[str] = Field(default=None, description="Secret that signs Twenty's webhooks")
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.api_url and self.api_key)
+
+    # One client per run, so that every asset of the run shares one rate-limit budget and connection pool.
+    _client: Optional[TwentyClient] = PrivateAttr(default=None)
+
+    def client(self) -> TwentyClient:
+        if not self.configured:
+            raise dg.Failure("Twenty is not configured")
+        if self._client is None:
+            self._client = TwentyClient(self.api_url, self.api_key, requests_per_minute=self.requests_per_minute,
+                                        batch_size=self.batch_size, page_size=self.page_size)
+        return self._client
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._client is not None:
+            self._client.close()
+
+    def store(self, hub: Hub) -> TwentyStore:
+        return TwentyStore(self.client(), hub.id_map(TwentyStore.name),
+                           overlap=timedelta(minutes=self.overlap_minutes))
 
 
 class SyncSettingsResource(dg.ConfigurableResource):

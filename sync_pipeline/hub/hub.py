@@ -179,16 +179,7 @@ class Hub:
                     (store, entity, c.event_key, c.record_id, c.store_record_id, c.op.value,
                      Jsonb(c.data) if c.data is not None else None, c.base_version, c.modified_at, run_id))
                 new += cur.rowcount
-            for q in quarantined:
-                cur.execute(
-                    """insert into sync.quarantine (run_id, store, entity, record_id, event_key, reason,
-                                                   failures, payload)
-                       values (%s, %s, %s, %s, %s, %s, %s, %s)
-                       on conflict (store, entity, event_key) do nothing""",
-                    (run_id, store, entity, q.store_record_id, q.event_key, q.reason,
-                     Jsonb(redact(q.failures)), Jsonb(redact(q.payload))))
-            self._outcomes(conn, [(run_id, store, entity, q.store_record_id, q.event_key, "capture",
-                                   "quarantined", None, q.reason[:500]) for q in quarantined])
+            self._quarantine(conn, store, entity, quarantined, run_id)
             if cursor is not None:
                 cur.execute(
                     """insert into sync.cursors (store, entity, position) values (%s, %s, %s)
@@ -213,26 +204,38 @@ class Hub:
                    where store = %s and entity = %s and kind = 'webhook' and applied_at is null
                    order by id limit %s""", (store, entity, limit)).fetchall()
 
-    def fulfil_webhook(self, inbox_id: int, change: CapturedChange | None,
-                       quarantined: QuarantinedRecord | None = None, run_id: str | None = None) -> None:
-        """Turn a webhook hint into a change with the record as re-read from its store."""
-        with self.connect() as conn, conn.transaction():
-            if change is None:
-                conn.execute("update sync.inbox set applied_at = now(), run_id = %s where id = %s",
-                             (run_id, inbox_id))
-            else:
-                conn.execute(
+    def fulfil_hints(self, store: str, entity: str, changes: Sequence[CapturedChange],
+                     quarantined: Sequence[QuarantinedRecord], run_id: str | None) -> None:
+        """Turn webhook hints into changes holding the re-read records; a record that fails its contract
+        goes to quarantine and its hint is closed. One transaction."""
+        with self.connect() as conn, conn.transaction(), conn.cursor() as cur:
+            for c in changes:
+                cur.execute(
                     """update sync.inbox set kind = 'change', record_id = %s, op = %s, data = %s,
-                         modified_at = %s, run_id = %s where id = %s""",
-                    (change.record_id, change.op.value, Jsonb(change.data) if change.data is not None
-                     else None, change.modified_at, run_id, inbox_id))
-        if quarantined is not None:
-            row = self.inbox_row(inbox_id)
-            self.enqueue(row["store"], row["entity"], [], [quarantined], None, run_id)
+                         base_version = %s, modified_at = %s, run_id = %s
+                       where store = %s and event_key = %s and kind = 'webhook'""",
+                    (c.record_id, c.op.value, Jsonb(c.data) if c.data is not None else None, c.base_version,
+                     c.modified_at, run_id, store, c.event_key))
+            cur.executemany("""update sync.inbox set applied_at = now(), run_id = %s
+                               where store = %s and event_key = %s and kind = 'webhook'""",
+                            [(run_id, store, q.event_key) for q in quarantined])
+            self._quarantine(conn, store, entity, quarantined, run_id)
 
-    def inbox_row(self, inbox_id: int) -> dict[str, Any]:
-        with self.connect() as conn:
-            return conn.execute("select * from sync.inbox where id = %s", (inbox_id,)).fetchone()
+    @classmethod
+    def _quarantine(cls, conn: psycopg.Connection, store: str, entity: str,
+                    quarantined: Sequence[QuarantinedRecord], run_id: str | None, stage: str = "capture") -> None:
+        with conn.cursor() as cur:
+            cur.executemany(
+                """insert into sync.quarantine (run_id, store, entity, record_id, event_key, reason, failures,
+                                               payload)
+                   values (%s, %s, %s, %s, %s, %s, %s, %s) on conflict (store, entity, event_key) do nothing""",
+                [(run_id, store, entity, q.store_record_id, q.event_key, q.reason, Jsonb(redact(q.failures)),
+                  Jsonb(redact(q.payload))) for q in quarantined])
+        cls._outcomes(conn, [(run_id, store, entity, q.store_record_id, q.event_key, stage, "quarantined", None,
+                              q.reason[:500]) for q in quarantined])
+
+    def id_map(self, store: str) -> "HubIdMap":
+        return HubIdMap(self, store)
 
     # -- id map ------------------------------------------------------------------------------------
 
@@ -284,25 +287,23 @@ class Hub:
                                    event_key, "resolve", "duplicate", None, None)])
             return
         op = Op(row["op"])
-        record_id = str(row["record_id"]) if row["record_id"] else None
-        linked_from = None
+        store_record_id = row["store_record_id"]
+        record_id = str(row["record_id"]) if row["record_id"] else self._mapped_id(conn, entity, store,
+                                                                                   store_record_id)
         if op is Op.UPSERT and entity.natural_key:
-            owner = self._natural_key_owner(conn, entity, row["data"].get(entity.natural_key), record_id)
-            if owner and (record_id is None or self._is_new(conn, entity, record_id)):
-                if record_id is not None and store_uses_canonical_ids(store):
-                    # Two different records of a store that keeps canonical ids cannot share a key.
+            key_value = row["data"].get(entity.natural_key)
+            owner = self._natural_key_owner(conn, entity, key_value, record_id)
+            if owner:
+                linked = self._store_id_of(conn, entity, owner, store)
+                if record_id is None and linked in (None, store_record_id):
+                    record_id = owner  # the same record, known to the hub under another id: link them
+                else:
                     self._quarantine_in_resolve(conn, entity, row, run_id, stats,
-                                                f"{entity.natural_key} {row['data'][entity.natural_key]!r} "
-                                                f"already belongs to record {owner}")
+                                                f"{entity.natural_key} {key_value!r} already belongs to "
+                                                f"record {owner}")
                     return
-                linked_from, record_id = record_id, owner  # the same record, known to the hub: link
-            elif owner:
-                self._quarantine_in_resolve(conn, entity, row, run_id, stats,
-                                            f"{entity.natural_key} {row['data'][entity.natural_key]!r} "
-                                            f"already belongs to record {owner}")
-                return
         if record_id is None:
-            record_id = row["store_record_id"]  # a new record: the store's id becomes the canonical id
+            record_id = store_record_id  # a record new to the hub keeps the store's id
         current_row = conn.execute(
             "select * from sync.golden where entity = %s and record_id = %s for update",
             (entity.name, record_id)).fetchone()
@@ -350,9 +351,7 @@ class Hub:
                 store_version, store_hash = final.version, final.content_hash
             else:
                 store_version, store_hash = seen_version, state["seen_hash"] if state else None
-            self._set_state(conn, entity.name, record_id, store, store_version, store_hash,
-                            row["store_record_id"] if linked_from or not store_uses_canonical_ids(store)
-                            else None)
+            self._set_state(conn, entity.name, record_id, store, store_version, store_hash, store_record_id)
         counter = {Outcome.APPLIED: "applied", Outcome.ECHO: "echoes", Outcome.CONFLICT: "conflicts",
                    Outcome.NOOP: "noops"}[resolution.outcome]
         setattr(stats, counter, getattr(stats, counter) + 1)
@@ -370,9 +369,18 @@ class Hub:
                  and origin_store <> %s limit 1""", (entity.name, record_id, since, store)).fetchone() is not None
 
     @staticmethod
-    def _is_new(conn: psycopg.Connection, entity: Entity, record_id: str) -> bool:
-        return conn.execute("select 1 from sync.golden where entity = %s and record_id = %s",
-                            (entity.name, record_id)).fetchone() is None
+    def _mapped_id(conn: psycopg.Connection, entity: Entity, store: str, store_record_id: str) -> str | None:
+        row = conn.execute("""select record_id from sync.record_state
+                              where store = %s and entity = %s and store_record_id = %s""",
+                           (store, entity.name, store_record_id)).fetchone()
+        return str(row["record_id"]) if row else None
+
+    @staticmethod
+    def _store_id_of(conn: psycopg.Connection, entity: Entity, record_id: str, store: str) -> str | None:
+        row = conn.execute("""select store_record_id from sync.record_state
+                              where entity = %s and record_id = %s and store = %s""",
+                           (entity.name, record_id, store)).fetchone()
+        return row["store_record_id"] if row else None
 
     @staticmethod
     def _natural_key_owner(conn: psycopg.Connection, entity: Entity, value: Any,
@@ -389,13 +397,9 @@ class Hub:
     def _quarantine_in_resolve(self, conn: psycopg.Connection, entity: Entity, row: dict[str, Any],
                                run_id: str | None, stats: ResolveStats, reason: str) -> None:
         stats.quarantined += 1
-        conn.execute(
-            """insert into sync.quarantine (run_id, store, entity, record_id, event_key, reason, failures, payload)
-               values (%s, %s, %s, %s, %s, %s, %s, %s) on conflict (store, entity, event_key) do nothing""",
-            (run_id, row["store"], entity.name, row["store_record_id"], row["event_key"], reason,
-             Jsonb([{"check": "unique natural key", "column": entity.natural_key}]), Jsonb(redact(row["data"]))))
-        self._outcomes(conn, [(run_id, row["store"], entity.name, row["store_record_id"], row["event_key"],
-                               "resolve", "quarantined", None, reason[:500])])
+        record = QuarantinedRecord(row["store_record_id"], row["event_key"], reason,
+                                   [{"check": "unique natural key", "column": entity.natural_key}], row["data"])
+        self._quarantine(conn, row["store"], entity.name, [record], run_id, stage="resolve")
 
     @staticmethod
     def _write_golden(conn: psycopg.Connection, g: GoldenRecord, run_id: str | None) -> None:
@@ -476,12 +480,20 @@ class Hub:
             return {str(r["record_id"]): r["content_hash"] for r in rows}
 
 
-_ID_MAPPING_STORES = {"twenty"}
+class HubIdMap:
+    """Canonical ids <-> one store's own ids, as the hub's record state knows them. Usually the same id:
+    records we create in a store carry their canonical id. They differ where a store's record was linked
+    to one the hub already had under another id (same e-mail or domain)."""
 
+    def __init__(self, hub: Hub, store: str) -> None:
+        self._hub = hub
+        self._store = store
 
-def store_uses_canonical_ids(store: str) -> bool:
-    """Postgres stores keep the canonical id as their primary key; Twenty has ids of its own."""
-    return store not in _ID_MAPPING_STORES
+    def to_store(self, entity: str, record_ids: Sequence[str]) -> dict[str, str]:
+        return self._hub.store_ids_for(self._store, entity, record_ids)
+
+    def to_canonical(self, entity: str, store_ids: Sequence[str]) -> dict[str, str]:
+        return self._hub.record_ids_for(self._store, entity, store_ids)
 
 
 def utcnow() -> datetime:

@@ -24,7 +24,7 @@ from sync_pipeline.engine.records import ApplyResult, GoldenRecord
 from sync_pipeline.hub.redaction import redact_text
 from sync_pipeline.model.canonical import CanonicalValueError, canonical_record, content_hash, python_value
 from sync_pipeline.model.entities import ENTITIES, Entity, FieldType
-from sync_pipeline.stores.base import CaptureBatch, Health, RawChange
+from sync_pipeline.stores.base import CaptureBatch, Health, IdMap, RawChange, SameIds, translate_references
 
 CDC_SCHEMA = "sync_cdc"
 WRITER_SETTING = "sync_pipeline.writer"
@@ -50,9 +50,10 @@ def _trigger_names(entity: Entity) -> tuple[str, str]:
 class PostgresStore:
     """One Postgres database holding the app tables of every entity."""
 
-    def __init__(self, name: str, dsn: str, *, schema: str = "public", sslmode: str | None = None,
-                 transaction_pooler: bool = False, connect_timeout: int = 10) -> None:
+    def __init__(self, name: str, dsn: str, *, id_map: IdMap | None = None, schema: str = "public",
+                 sslmode: str | None = None, transaction_pooler: bool = False, connect_timeout: int = 10) -> None:
         self.name = name
+        self.id_map = id_map or SameIds()
         self.schema = schema
         self._dsn = dsn
         self._kwargs: dict[str, Any] = {"connect_timeout": connect_timeout}
@@ -143,6 +144,7 @@ class PostgresStore:
                 order by l.txid, l.seq
                 limit %s""").format(log=sql.Identifier(CDC_SCHEMA, "change_log")),
                 (entity.name, position["txid"], position["seq"], limit)).fetchall()
+        translate_references(entity, [r["row_data"] for r in rows], self.id_map, to_store=False)
         changes = []
         for r in rows:
             data = r["row_data"]
@@ -197,11 +199,18 @@ class PostgresStore:
     def apply(self, entity: Entity, records: Sequence[GoldenRecord]) -> ApplyResult:
         """Write golden records: upserts through COPY + one guarded upsert, tombstones as deletes."""
         result = ApplyResult()
-        upserts = [g for g in records if not g.deleted]
+        row_ids = {g.record_id: g.record_id for g in records}
+        row_ids.update(self.id_map.to_store(entity.name, list(row_ids)))
+        record_of_row = {row_id: record_id for record_id, row_id in row_ids.items()}
+        upserts = [{**g.data, "id": row_ids[g.record_id], "sync_version": g.version,
+                    "updated_at": g.origin_modified_at} for g in records if not g.deleted]
+        translate_references(entity, upserts, self.id_map, to_store=True)
         deletes = [g for g in records if g.deleted]
         table = self.table(entity)
-        columns = ["id", *entity.field_names, "sync_version", "updated_at"]
+        fields = [("id", FieldType.UUID), *((f.name, f.type) for f in entity.fields)]
+        columns = [name for name, _ in fields] + ["sync_version", "updated_at"]
         types = ["uuid", *(PG_TYPES[f.type] for f in entity.fields), "int8", "timestamptz"]
+        written: list[str] = []
         with self.connect() as conn, conn.transaction():
             conn.execute("select set_config(%s, 'sync', true)", (WRITER_SETTING,))
             if upserts:
@@ -212,8 +221,9 @@ class PostgresStore:
                 with conn.cursor() as cur:
                     with cur.copy(sql.SQL("copy {} ({}) from stdin (format binary)").format(stage, cols)) as copy:
                         copy.set_types(types)
-                        for g in upserts:
-                            copy.write_row(self._row(entity, g))
+                        for row in upserts:
+                            copy.write_row([*(python_value(ftype, row.get(name)) for name, ftype in fields),
+                                            row["sync_version"], row["updated_at"]])
                     updates = sql.SQL(", ").join(
                         sql.SQL("{0} = excluded.{0}").format(sql.Identifier(c)) for c in columns[1:])
                     cur.execute(sql.SQL("""
@@ -222,23 +232,18 @@ class PostgresStore:
                         on conflict (id) do update set {updates}
                         where excluded.sync_version > {t}.sync_version
                         returning id""").format(t=table, cols=cols, stage=stage, updates=updates))
-                    result.applied += [str(r["id"]) for r in cur.fetchall()]
+                    written += [str(r["id"]) for r in cur.fetchall()]
             if deletes:
                 rows = conn.execute(sql.SQL("""
                     delete from {t} t using unnest(%s::uuid[], %s::int8[]) as d(id, version)
                     where t.id = d.id and t.sync_version < d.version returning t.id""").format(t=table),
-                    ([g.record_id for g in deletes], [g.version for g in deletes])).fetchall()
-                result.applied += [str(r["id"]) for r in rows]
+                    ([row_ids[g.record_id] for g in deletes], [g.version for g in deletes])).fetchall()
+                written += [str(r["id"]) for r in rows]
+        result.applied = [record_of_row[row_id] for row_id in written]
         done = set(result.applied)
         result.stale = [g.record_id for g in records if g.record_id not in done]
+        result.store_ids = {g.record_id: row_ids[g.record_id] for g in records}
         return result
-
-    @staticmethod
-    def _row(entity: Entity, g: GoldenRecord) -> tuple:
-        data = g.data or {}
-        return (python_value(FieldType.UUID, g.record_id),
-                *(python_value(f.type, data.get(f.name)) for f in entity.fields),
-                g.version, g.origin_modified_at)
 
     # -- reads -------------------------------------------------------------------------------------
 
@@ -249,12 +254,16 @@ class PostgresStore:
             return conn.execute(sql.SQL("select {} from {} order by id").format(cols, self.table(entity))).fetchall()
 
     def inventory(self, entity: Entity) -> dict[str, str]:
+        rows = self.rows(entity)
+        translate_references(entity, rows, self.id_map, to_store=False)
+        record_ids = self.id_map.to_canonical(entity.name, [str(r["id"]) for r in rows])
         out = {}
-        for row in self.rows(entity):
+        for row in rows:
+            record_id = record_ids.get(str(row["id"]), str(row["id"]))
             try:
-                out[str(row["id"])] = content_hash(canonical_record(entity, row))
+                out[record_id] = content_hash(canonical_record(entity, row))
             except CanonicalValueError as exc:
-                out[str(row["id"])] = f"invalid: {exc}"
+                out[record_id] = f"invalid: {exc}"
         return out
 
     def api_stats(self) -> dict[str, Any]:

@@ -1,0 +1,181 @@
+"""Twenty CRM as a store: capture by polling `updatedAt` (and by re-reading webhook hints), publish by
+batch upsert. Twenty has ids of its own: an `IdMap` from the hub translates them both ways."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any, Sequence
+
+from sync_pipeline.engine.records import ApplyResult, GoldenRecord
+from sync_pipeline.model.canonical import CanonicalValueError, canonical_record, content_hash, parse_timestamp
+from sync_pipeline.model.entities import ENTITIES, Entity
+from sync_pipeline.stores.base import CaptureBatch, Health, IdMap, RawChange, translate_references
+from sync_pipeline.stores.twenty.client import TwentyAuthError, TwentyClient, TwentyError, TwentyNotFound
+from sync_pipeline.stores.twenty.mapping import MappingError, to_canonical, to_twenty
+
+STORE_NAME = "twenty"
+# Webhooks name objects in the singular (§9.1).
+ENTITY_BY_OBJECT_SINGULAR = {"company": "companies", "person": "people", "opportunity": "opportunities"}
+# twenty-api.md §4.4: a filter that mentions deletedAt lists soft-deleted rows too.
+_WITH_DELETED = "or(deletedAt[is]:NULL,deletedAt[is]:NOT_NULL)"
+_EPOCH = "1970-01-01T00:00:00.000Z"
+
+
+def _iso_ms(ts: datetime) -> str:
+    return ts.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class TwentyStore:
+    name = STORE_NAME
+
+    def __init__(self, client: TwentyClient, id_map: IdMap, overlap: timedelta = timedelta(minutes=5)) -> None:
+        self.client = client
+        self.id_map = id_map
+        self.overlap = overlap
+
+    # -- capture -----------------------------------------------------------------------------------
+
+    def capture(self, entity: Entity, cursor: dict[str, Any] | None, limit: int) -> CaptureBatch:
+        """Records changed since the watermark minus an overlap window, soft deletes included.
+
+        `updatedAt` is the writing transaction's start time, so a late commit can carry a time behind
+        rows already read (§10.5): the overlap re-reads that window and the inbox drops what it has
+        seen, keyed by (id, updatedAt). One walk keeps its filter and pages with `starting_after`, so a
+        crash resumes the walk; only a finished walk moves the watermark."""
+        cursor = dict(cursor or {"watermark": _EPOCH})
+        walk_from = cursor.get("walk_from") or _iso_ms(parse_timestamp(cursor["watermark"]) - self.overlap)
+        query = f'and(updatedAt[gte]:"{walk_from}",{_WITH_DELETED})'
+        records: list[dict[str, Any]] = []
+        page_after = cursor.get("page_after")
+        more = False
+        for page in self.client.pages(entity.twenty_object, filter=query, starting_after=page_after):
+            records += page.records
+            page_after = page.end_cursor
+            more = page.has_next_page
+            if len(records) >= limit:
+                break
+        changes = self._raw_changes(entity, records)
+        newest = max([cursor["watermark"], *(r["updatedAt"] for r in records if r.get("updatedAt"))],
+                     key=parse_timestamp)
+        if more:
+            next_cursor = {"watermark": cursor["watermark"], "walk_from": walk_from, "page_after": page_after,
+                           "walk_max": max(newest, cursor.get("walk_max", newest), key=parse_timestamp)}
+        else:
+            next_cursor = {"watermark": max(newest, cursor.get("walk_max", newest), key=parse_timestamp)}
+        return CaptureBatch(changes=changes, cursor=next_cursor, more=more)
+
+    def refresh(self, entity: Entity, store_ids: Sequence[str]) -> dict[str, RawChange]:
+        """Re-read records named by webhook hints: a webhook says something changed, the record says what.
+        Records gone from every list (destroyed) come back as deletes."""
+        found: dict[str, dict[str, Any]] = {}
+        for chunk in (store_ids[i:i + 50] for i in range(0, len(store_ids), 50)):
+            ids = ",".join(f'"{i}"' for i in chunk)
+            for record in self.client.list(entity.twenty_object, filter=f"and(id[in]:[{ids}],{_WITH_DELETED})"):
+                found[record["id"]] = record
+        changes = {c.store_record_id: c for c in self._raw_changes(entity, list(found.values()))}
+        now = datetime.now(timezone.utc)
+        for store_id in store_ids:
+            if store_id not in changes:
+                changes[store_id] = RawChange(record_id=store_id, deleted=True, row={"id": store_id},
+                                              modified_at=now, event_key=f"destroyed:{store_id}",
+                                              store_record_id=store_id)
+        return changes
+
+    def _raw_changes(self, entity: Entity, records: list[dict[str, Any]]) -> list[RawChange]:
+        rows, errors = [], {}
+        for record in records:
+            try:
+                rows.append((record, to_canonical(entity, record)))
+            except MappingError as exc:
+                rows.append((record, {"id": record.get("id")}))
+                errors[record.get("id")] = f"cannot be mapped from Twenty: {exc}"
+        translate_references(entity, [row for _, row in rows], self.id_map, to_store=False)
+        return [RawChange(record_id=record["id"], deleted=record.get("deletedAt") is not None, row=row,
+                          modified_at=record.get("updatedAt"),
+                          event_key=f"poll:{record['id']}:{record.get('updatedAt')}",
+                          store_record_id=record["id"], error=errors.get(record["id"]))
+                for record, row in rows]
+
+    def capture_status(self, entity: Entity, cursor: dict[str, Any] | None) -> dict[str, Any]:
+        watermark = parse_timestamp((cursor or {}).get("watermark", _EPOCH))
+        return {"ready": True, "seconds_behind": round((datetime.now(timezone.utc) - watermark).total_seconds(), 1)}
+
+    # -- publish -----------------------------------------------------------------------------------
+
+    def apply(self, entity: Entity, records: Sequence[GoldenRecord]) -> ApplyResult:
+        """Upsert live records in batches (matching by id and unique fields, so a record created elsewhere
+        is linked to an existing Twenty record rather than duplicated); soft-delete tombstones."""
+        result = ApplyResult()
+        known = self.id_map.to_store(entity.name, [g.record_id for g in records])
+        upserts = [g for g in records if not g.deleted]
+        reference_ids = {target: self.id_map.to_store(target, [g.data[col] for g in upserts if g.data.get(col)])
+                         for col, target in entity.references.items()}
+
+        def translate(entity_name: str, canonical_id: str) -> str | None:
+            if entity_name == entity.name:
+                return known.get(canonical_id, canonical_id)
+            # A reference to a record Twenty does not hold yet is left out rather than sent dangling.
+            return reference_ids.get(entity_name, {}).get(canonical_id)
+
+        payloads, sent = [], []
+        for g in upserts:
+            try:
+                payloads.append(to_twenty(entity, {"id": g.record_id, **g.data}, translate))
+                sent.append(g)
+            except MappingError as exc:
+                result.failed[g.record_id] = f"cannot be represented in Twenty: {exc}"
+        if payloads:
+            batch = self.client.batch_create(entity.twenty_object, payloads, upsert=True)
+            for accepted in batch.accepted:
+                g = sent[accepted.index]
+                result.applied.append(g.record_id)
+                result.store_ids[g.record_id] = accepted.id
+            for failed in batch.failed:
+                result.failed[sent[failed.index].record_id] = f"{type(failed.error).__name__}: {failed.error}"
+        for g in (g for g in records if g.deleted):
+            store_id = known.get(g.record_id)
+            if store_id is None:
+                result.stale.append(g.record_id)  # Twenty never had it: nothing to delete
+                continue
+            try:
+                self.client.soft_delete(entity.twenty_object, store_id)
+                result.applied.append(g.record_id)
+            except TwentyNotFound:
+                result.stale.append(g.record_id)  # already gone
+            except TwentyAuthError:
+                raise
+            except TwentyError as exc:
+                result.failed[g.record_id] = f"{type(exc).__name__}: {exc}"
+        return result
+
+    # -- reads -------------------------------------------------------------------------------------
+
+    def inventory(self, entity: Entity) -> dict[str, str]:
+        records = list(self.client.list(entity.twenty_object))
+        by_store_id = {c.store_record_id: c for c in self._raw_changes(entity, records)}
+        canonical = self.id_map.to_canonical(entity.name, list(by_store_id))
+        out = {}
+        for store_id, change in by_store_id.items():
+            try:
+                digest = content_hash(canonical_record(entity, change.row))
+            except CanonicalValueError as exc:
+                digest = f"invalid: {exc}"
+            out[canonical.get(store_id, store_id)] = digest
+        return out
+
+    def rows(self, entity: Entity) -> list[dict[str, Any]]:
+        """Every live record mapped to canonical column names, as stored (for contract checks)."""
+        return [c.row for c in self._raw_changes(entity, list(self.client.list(entity.twenty_object)))]
+
+    def check(self) -> Health:
+        try:
+            for e in ENTITIES:
+                next(self.client.pages(e.twenty_object, fields=["id"]), None)
+        except TwentyAuthError as exc:
+            return Health(False, f"credentials rejected: {exc}")
+        except TwentyError as exc:
+            return Health(False, f"Twenty unavailable: {type(exc).__name__}: {exc}")
+        return Health(True, "connected", self.client.metrics())
+
+    def api_stats(self) -> dict[str, Any]:
+        return self.client.metrics()
