@@ -1,0 +1,235 @@
+"""Throughput of PostgresStore.apply against a plain binary COPY, on one durable (fsync on) server.
+
+Three cases, each timed on fresh tables (a fresh database per repetition), median of 3:
+
+- insert:     100k new `people` golden records through `PostgresStore.apply` (staging COPY + guarded
+              upsert), change-log triggers installed by `store.install()`, as in production;
+- update:     the same 100k ids at a higher version with changed fields, over a table preloaded with
+              version 1 through the same apply path;
+- plain COPY: the baseline, the same row tuples with the same types, binary `COPY` straight into an empty
+              table of the same columns with only its primary key (no triggers, no other index).
+
+Timing covers connecting, the load and the commit, after VACUUM ANALYZE and CHECKPOINT, as in
+reference/postgres-sync-notes.md §6. The baseline gets its tuples ready-made; the apply path builds them
+from golden records, and that conversion is timed separately and printed. `--profile` adds EXPLAIN ANALYZE
+of the upsert with and without the triggers.
+
+    .venv/bin/python bench/postgres_apply.py [--rows 100000] [--repeat 3] [--profile]
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from itertools import count
+from typing import Any
+
+import click
+import psycopg
+from psycopg import sql
+
+from sync_pipeline.engine.records import GoldenRecord
+from sync_pipeline.model.canonical import canonical_record, content_hash, python_value
+from sync_pipeline.model.entities import FieldType, entity
+from sync_pipeline.sandbox.postgres import PostgresServer, run_postgres
+from sync_pipeline.stores.postgres import CDC_SCHEMA, PG_TYPES, PostgresStore, WRITER_SETTING
+
+PEOPLE = entity("people")
+COLUMNS = ["id", *PEOPLE.field_names, "sync_version", "updated_at"]
+TYPES = ["uuid", *(PG_TYPES[f.type] for f in PEOPLE.fields), "int8", "timestamptz"]
+INSERT_GOAL, UPDATE_GOAL = 0.5, 0.3
+_databases = count()
+
+
+def golden_people(ids: list[str], version: int, edited: bool) -> list[GoldenRecord]:
+    """Canonical people golden records; `edited` changes four fields of every record."""
+    modified = datetime(2025, 1, 1, tzinfo=timezone.utc) + timedelta(days=version)
+    company = str(uuid.UUID(int=1))
+    records = []
+    for i, record_id in enumerate(ids):
+        data = canonical_record(PEOPLE, {
+            "first_name": f"Bench{i}",
+            "last_name": "Changed" if edited else "Person",
+            "email": f"Bench.{i}@Example.com",
+            "phone": f"+33 6{i:08d}",
+            "job_title": "Lead" if edited else "Tester",
+            "city": "Lyon" if edited else "Paris",
+            "linkedin_url": f"https://LinkedIn.com/in/bench-{i}/" + ("v2" if edited else ""),
+            "company_id": company,
+        })
+        records.append(GoldenRecord("people", record_id, version, data, False, content_hash(data),
+                                    "supabase", modified))
+    return records
+
+
+def row_tuple(g: GoldenRecord) -> tuple:
+    """The tuple the apply path COPYs for a golden record: the same Python types for the same columns."""
+    data = g.data or {}
+    return (python_value(FieldType.UUID, g.record_id),
+            *(python_value(f.type, data.get(f.name)) for f in PEOPLE.fields), g.version, g.origin_modified_at)
+
+
+@contextmanager
+def fresh_store(server: PostgresServer) -> Iterator[tuple[PostgresStore, str]]:
+    """A new database with the app tables and change capture installed; dropped afterwards."""
+    name = f"bench_{next(_databases)}"
+    dsn = server.create_database(name)
+    store = PostgresStore("local_db", dsn)
+    store.install()
+    try:
+        yield store, dsn
+    finally:
+        server.drop_database(name)
+
+
+def settle(dsn: str) -> None:
+    """VACUUM ANALYZE and CHECKPOINT so that no background work lands in the timed section."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("vacuum analyze")
+        conn.execute("checkpoint")
+
+
+def count_rows(dsn: str, table: str) -> int:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(f"select count(*) from {table}").fetchone()[0]
+
+
+def check_store(dsn: str, expected_version: int, rows: int) -> None:
+    """Row count, versions and an empty change log: our own writes are not captured."""
+    with psycopg.connect(dsn) as conn:
+        n, low, high = conn.execute(
+            "select count(*), min(sync_version), max(sync_version) from public.people").fetchone()
+        logged = conn.execute(f"select count(*) from {CDC_SCHEMA}.change_log").fetchone()[0]
+    assert n == rows, f"{n} rows in people, expected {rows}"
+    assert low == high == expected_version, f"sync_version {low}..{high}, expected {expected_version}"
+    assert logged == 0, f"{logged} of our own writes were captured in the change log"
+
+
+def timed(action: Callable[[], Any]) -> tuple[float, Any]:
+    started = time.perf_counter()
+    result = action()
+    return time.perf_counter() - started, result
+
+
+def run_insert(server: PostgresServer, records: list[GoldenRecord]) -> float:
+    with fresh_store(server) as (store, dsn):
+        settle(dsn)
+        seconds, result = timed(lambda: store.apply(PEOPLE, records))
+        assert len(result.applied) == len(records) and not result.stale and not result.failed
+        check_store(dsn, records[0].version, len(records))
+    return seconds
+
+
+def run_update(server: PostgresServer, before: list[GoldenRecord], after: list[GoldenRecord]) -> float:
+    with fresh_store(server) as (store, dsn):
+        store.apply(PEOPLE, before)
+        settle(dsn)
+        seconds, result = timed(lambda: store.apply(PEOPLE, after))
+        assert len(result.applied) == len(after) and not result.stale and not result.failed
+        check_store(dsn, after[0].version, len(after))
+        sample = store.rows(PEOPLE)[0]
+        assert (sample["job_title"], sample["city"], sample["last_name"]) == ("Lead", "Lyon", "Changed")
+    return seconds
+
+
+def run_plain_copy(server: PostgresServer, rows: list[tuple]) -> float:
+    """Binary COPY of ready tuples into an empty table with the same columns and only a primary key."""
+    name = f"bench_{next(_databases)}"
+    dsn = server.create_database(name)
+    columns = sql.SQL(", ").join(
+        sql.SQL("{} {}{}").format(sql.Identifier(c), sql.SQL(t), sql.SQL(" primary key" if c == "id" else ""))
+        for c, t in zip(COLUMNS, TYPES))
+    try:
+        with psycopg.connect(dsn) as conn:
+            conn.execute(sql.SQL("create table people_plain ({})").format(columns))
+        settle(dsn)
+
+        def load() -> None:
+            with psycopg.connect(dsn) as conn, conn.cursor() as cur:
+                with cur.copy(sql.SQL("copy people_plain ({}) from stdin (format binary)").format(
+                        sql.SQL(", ").join(map(sql.Identifier, COLUMNS)))) as copy:
+                    copy.set_types(TYPES)
+                    for row in rows:
+                        copy.write_row(row)
+
+        seconds, _ = timed(load)
+        assert count_rows(dsn, "people_plain") == len(rows)
+    finally:
+        server.drop_database(name)
+    return seconds
+
+
+def profile(server: PostgresServer, before: list[GoldenRecord], after: list[GoldenRecord]) -> None:
+    """EXPLAIN ANALYZE of the apply path's upsert (insert and update), with the triggers on and off."""
+    cols = sql.SQL(", ").join(map(sql.Identifier, COLUMNS))
+    updates = sql.SQL(", ").join(sql.SQL("{0} = excluded.{0}").format(sql.Identifier(c)) for c in COLUMNS[1:])
+    upsert = sql.SQL("""explain (analyze, buffers, timing off)
+        insert into public.people ({cols})
+        select distinct on (id) {cols} from stage order by id, sync_version desc
+        on conflict (id) do update set {updates}
+        where excluded.sync_version > people.sync_version
+        returning id""").format(cols=cols, updates=updates)
+    for label, preload, records in (("insert", [], before), ("update", before, after)):
+        for triggers in ("enabled", "disabled"):
+            with fresh_store(server) as (store, dsn):
+                if preload:
+                    store.apply(PEOPLE, preload)
+                settle(dsn)
+                with psycopg.connect(dsn) as conn, conn.transaction(), conn.cursor() as cur:
+                    cur.execute("select set_config(%s, 'sync', true)", (WRITER_SETTING,))
+                    if triggers == "disabled":
+                        cur.execute("alter table public.people disable trigger user")
+                    cur.execute("create temp table stage (like public.people including defaults) on commit drop")
+                    copy_seconds, _ = timed(lambda: _copy_stage(cur, records))
+                    plan = [r[0] for r in cur.execute(upsert).fetchall()]
+                print(f"\n--- {label}, triggers {triggers}: COPY into stage {copy_seconds:.3f} s")
+                print("\n".join(plan))
+
+
+def _copy_stage(cur: psycopg.Cursor, records: list[GoldenRecord]) -> None:
+    with cur.copy(sql.SQL("copy stage ({}) from stdin (format binary)").format(
+            sql.SQL(", ").join(map(sql.Identifier, COLUMNS)))) as copy:
+        copy.set_types(TYPES)
+        for g in records:
+            copy.write_row(row_tuple(g))
+
+
+def rate(rows: int, seconds: float) -> str:
+    return f"{seconds:6.3f} s  {rows / seconds:>9,.0f} rows/s"
+
+
+@click.command()
+@click.option("--rows", default=100_000, show_default=True)
+@click.option("--repeat", default=3, show_default=True)
+@click.option("--profile", "with_profile", is_flag=True, help="EXPLAIN ANALYZE the upsert, triggers on/off")
+def main(rows: int, repeat: int, with_profile: bool) -> None:
+    ids = [str(uuid.uuid4()) for _ in range(rows)]
+    before = golden_people(ids, version=1, edited=False)
+    after = golden_people(ids, version=2, edited=True)
+    convert_seconds, tuples = timed(lambda: [row_tuple(g) for g in before])
+    times: dict[str, list[float]] = {"insert": [], "update": [], "plain COPY": []}
+    with run_postgres(durable=True) as server:
+        for _ in range(repeat):
+            times["insert"].append(run_insert(server, before))
+            times["update"].append(run_update(server, before, after))
+            times["plain COPY"].append(run_plain_copy(server, tuples))
+        if with_profile:
+            profile(server, before, after)
+    median = {case: statistics.median(values) for case, values in times.items()}
+    print(f"\n{rows:,} people rows, median of {repeat}, fsync on (all runs: "
+          + "; ".join(f"{c} {', '.join(f'{t:.3f}' for t in v)}" for c, v in times.items()) + " s)")
+    for case, seconds in median.items():
+        print(f"{case:<11} {rate(rows, seconds)}")
+    print(f"(GoldenRecord -> tuple conversion inside apply, not in plain COPY: {rate(rows, convert_seconds)})")
+    for case, goal in (("insert", INSERT_GOAL), ("update", UPDATE_GOAL)):
+        ratio = median["plain COPY"] / median[case]
+        print(f"{case}/plain COPY  {ratio:.2f}x  (goal >= {goal}x: {'met' if ratio >= goal else 'MISSED'})")
+    print("row counts asserted; change log empty after every apply (our writes not captured)")
+
+
+if __name__ == "__main__":
+    main()
