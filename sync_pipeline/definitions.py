@@ -7,6 +7,7 @@ import os
 import dagster as dg
 
 from sync_pipeline.defs.assets import build_assets
+from sync_pipeline.defs.bigquery_resource import BigQueryStoreResource
 from sync_pipeline.defs.jobs import sync_job
 from sync_pipeline.defs.resources import (
     HubResource,
@@ -36,6 +37,10 @@ defs = dg.Definitions(
                                      sslmode=_env_or("SUPABASE_SSLMODE", "require")),
         "twenty": TwentyResource(api_url=_optional("TWENTY_API_URL"), api_key=_optional("TWENTY_API_KEY"),
                                  webhook_secret=_optional("TWENTY_WEBHOOK_SECRET")),
+        "bigquery": BigQueryStoreResource(project=_optional("BIGQUERY_PROJECT"),
+                                          dataset=_env_or("BIGQUERY_DATASET", "crm_sync"),
+                                          location=_optional("BIGQUERY_LOCATION"),
+                                          api_endpoint=_optional("BIGQUERY_EMULATOR_URL")),
         "sync_settings": SyncSettingsResource(),
     },
 )

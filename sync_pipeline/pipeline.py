@@ -145,7 +145,8 @@ def publish(hub: Hub, store: Store, entity: Entity, run_id: str | None, settings
     started = time.monotonic()
     stats = PublishStats()
     after = None
-    while records := hub.unseen_by(store.name, entity.name, settings.batch_size, after):
+    batch_size = store.publish_batch_size or settings.batch_size
+    while records := hub.unseen_by(store.name, entity.name, batch_size, after):
         after = records[-1].record_id
         stats.batches += 1
         stats.read += len(records)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 import psycopg
 
+from sync_pipeline.defs.bigquery_resource import BigQueryStoreResource
 from sync_pipeline.defs.resources import (
     HubResource,
     LocalDbResource,
@@ -22,7 +23,9 @@ def _resources(t, supabase_dsn: str | None = "default"):
         "local_db": LocalDbResource(dsn=t.local_dsn),
         "supabase": SupabaseResource(dsn=t.supabase_dsn if supabase_dsn == "default" else supabase_dsn,
                                      sslmode="disable"),
-        "twenty": TwentyResource(),  # not configured: these tests are about the Postgres stores
+        # Twenty and BigQuery not configured: these tests are about the Postgres stores
+        "twenty": TwentyResource(),
+        "bigquery": BigQueryStoreResource(),
         "sync_settings": SyncSettingsResource(),
     }
 

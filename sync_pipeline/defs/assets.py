@@ -32,7 +32,9 @@ STORE_SPECS: tuple[StoreSpec, ...] = (
     StoreSpec("twenty", "Twenty CRM", frozenset({"twenty", "api"}), captures=True, publishes=True),
     StoreSpec("supabase", "Supabase", frozenset({"supabase", "postgres"}), captures=True, publishes=True),
     StoreSpec("local_db", "the local DB", frozenset({"postgres"}), captures=True, publishes=True),
+    StoreSpec("bigquery", "BigQuery", frozenset({"bigquery"}), captures=False, publishes=True),
 )
+SYNC_LOG_KEY = dg.AssetKey(["bigquery", "sync_log"])
 
 
 def capture_key(store: str, entity: Entity) -> dg.AssetKey:
@@ -201,6 +203,36 @@ def build_publish_asset(spec: StoreSpec, entity: Entity, interval_minutes: int) 
     return _publish
 
 
+def build_sync_log_asset(publish_keys: list[dg.AssetKey], interval_minutes: int) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=SYNC_LOG_KEY,
+        group_name="bigquery",
+        kinds={"bigquery"},
+        deps=publish_keys,
+        description="The sync's own record in the warehouse: runs, per-record outcomes and conflicts, "
+                    "appended idempotently, so analysts can ask what changed, who won and what failed.",
+        required_resource_keys={"hub", "bigquery"},
+        freshness_policy=freshness(interval_minutes),
+        tags={"stage": "publish"},
+    )
+    def _sync_log(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        spec = next(s for s in STORE_SPECS if s.key == "bigquery")
+        if not context.resources.bigquery.configured:
+            return _not_configured(context, spec)
+        hub = context.resources.hub.hub()
+        cursor = hub.get_cursor("bigquery", "sync_log")
+        runs, outcomes, conflicts, after = hub.sync_log_since(cursor)
+        changed = context.resources.bigquery.store(hub).export_sync_logs(runs, outcomes, conflicts)
+        hub.set_cursor("bigquery", "sync_log", after)
+        return dg.MaterializeResult(metadata={
+            "runs": len(runs), "outcomes": len(outcomes), "conflicts": len(conflicts),
+            "rows_changed": dg.MetadataValue.json(changed),
+            "cursor_before": dg.MetadataValue.json(cursor or {}), "cursor_after": dg.MetadataValue.json(after),
+        })
+
+    return _sync_log
+
+
 def build_assets(specs: tuple[StoreSpec, ...] = STORE_SPECS, interval_minutes: int = 5) -> list[dg.AssetsDefinition]:
     sources = [s for s in specs if s.captures]
     assets: list[dg.AssetsDefinition] = []
@@ -208,4 +240,7 @@ def build_assets(specs: tuple[StoreSpec, ...] = STORE_SPECS, interval_minutes: i
         assets += [build_capture_asset(s, entity, interval_minutes) for s in sources]
         assets.append(build_hub_asset(entity, sources, interval_minutes))
         assets += [build_publish_asset(s, entity, interval_minutes) for s in specs if s.publishes]
+    if any(s.key == "bigquery" for s in specs):
+        assets.append(build_sync_log_asset(
+            [publish_key(s.key, e) for s in specs if s.publishes for e in ENTITIES], interval_minutes))
     return assets

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Iterator, Optional
 
+import dagster as dg
 from dagster_gcp import BigQueryResource
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
+from sync_pipeline.hub.hub import Hub
 from sync_pipeline.stores.bigquery import BigQueryStore
 
 
@@ -44,11 +46,22 @@ class BigQueryStoreResource(BigQueryResource):
             with super().get_client() as client:
                 yield client
 
-    @contextmanager
-    def store(self) -> Iterator[BigQueryStore]:
-        """A `BigQueryStore` on this resource's client and dataset, closed on exit."""
-        with self.get_client() as client:
-            try:
-                yield BigQueryStore(client, self.dataset, location=self.location)
-            finally:
-                client.close()
+    # The client's context (dagster-gcp may write temporary credentials) stays open for the run.
+    _contexts: ExitStack = PrivateAttr(default_factory=ExitStack)
+
+    def get_object_to_set_on_execution_context(self) -> "BigQueryStoreResource":
+        # dagster-gcp hands ops a client generator; the asset factory needs the resource itself.
+        return self
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.project)
+
+    def store(self, hub: Hub | None) -> BigQueryStore:
+        """A `BigQueryStore` on this resource's client and dataset (BigQuery keeps canonical ids)."""
+        client = self._contexts.enter_context(self.get_client())
+        self._contexts.callback(client.close)
+        return BigQueryStore(client, self.dataset, location=self.location)
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        self._contexts.close()

@@ -463,6 +463,35 @@ class Hub:
             self._outcomes(conn, [(run_id, store, g.entity, g.record_id, None, "publish",
                                    "deleted" if g.deleted else "applied", g.version, None) for g in records])
 
+    def sync_log_since(self, cursor: dict[str, Any] | None, limit: int = 100_000) -> tuple[
+            list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
+        """Runs of the last week, and the outcome and conflict rows after the cursor, for the warehouse."""
+        cursor = cursor or {"outcome_id": 0, "conflict_id": 0}
+        with self.connect() as conn:
+            runs = conn.execute(
+                """select run_id, started_at, finished_at, status, trigger, counts::text as counts from sync.runs
+                   where started_at > now() - interval '7 days' order by started_at""").fetchall()
+            outcomes = conn.execute(
+                """select id as outcome_id, run_id, store, entity, record_id, stage, outcome, version, detail, at
+                   from sync.record_outcomes where id > %s order by id limit %s""",
+                (cursor["outcome_id"], limit)).fetchall()
+            conflicts = conn.execute(
+                """select id, entity, record_id::text as record_id, detected_at, run_id, winner_store,
+                          incoming_store as loser_store, resolution, result_version as winning_version,
+                          differing_fields, golden_side::text as golden_side, incoming_side::text as incoming_side
+                   from sync.conflicts where id > %s order by id limit %s""",
+                (cursor["conflict_id"], limit)).fetchall()
+        return runs, outcomes, conflicts, {
+            "outcome_id": outcomes[-1]["outcome_id"] if outcomes else cursor["outcome_id"],
+            "conflict_id": conflicts[-1]["id"] if conflicts else cursor["conflict_id"]}
+
+    def set_cursor(self, store: str, entity: str, position: dict[str, Any]) -> None:
+        with self.connect() as conn:
+            conn.execute(
+                """insert into sync.cursors (store, entity, position) values (%s, %s, %s)
+                   on conflict (store, entity) do update set position = excluded.position, updated_at = now()""",
+                (store, entity, Jsonb(position)))
+
     # -- reads for checks and reconciliation -------------------------------------------------------
 
     def golden_snapshot(self, entity: str) -> dict[str, tuple[int, dict[str, Any] | None]]:

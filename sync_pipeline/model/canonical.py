@@ -10,7 +10,7 @@ import hashlib
 import re
 import uuid
 from datetime import date, datetime, timezone
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation, localcontext
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -19,6 +19,7 @@ import orjson
 from sync_pipeline.model.entities import Entity, FieldType
 
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_TRAILING_SLASHES = re.compile(r"[/\s]+$")
 DELETED_HASH = "deleted"
 
 
@@ -35,13 +36,16 @@ def format_timestamp(value: datetime) -> str:
 def normalise_link(url: str) -> str:
     """Twenty's link normal form (twenty-api.md §7.5): lower-cased scheme and host, no trailing `/`.
     Canonical links take it too, so a link coming back from Twenty is not a change."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # e.g. an unbalanced IPv6 bracket
+        raise CanonicalValueError(f"not a link: {url!r} ({exc})") from None
     if parts.scheme and parts.netloc:
         url = urlunsplit(parts._replace(scheme=parts.scheme.lower(), netloc=parts.netloc.lower()))
     else:
         host, slash, rest = url.partition("/")
         url = host.lower() + slash + rest
-    return url.rstrip("/")
+    return _TRAILING_SLASHES.sub("", url)
 
 
 def parse_timestamp(value: Any) -> datetime:
@@ -60,7 +64,9 @@ def parse_timestamp(value: Any) -> datetime:
 
 
 def format_decimal(value: Decimal) -> str:
-    text = format(value.normalize(), "f")
+    with localcontext() as exact:
+        exact.prec = 80  # normalize() rounds to the context's precision: keep every digit
+        text = format(value.normalize(), "f")
     return "0" if text in ("-0", "0") else text
 
 

@@ -50,7 +50,8 @@ def schema_for(entity: Entity) -> pa.DataFrameSchema:
             checks.append(pa.Check(lambda v: _non_negative(v), element_wise=True, ignore_na=True,
                                    name="non-negative", error="non-negative"))
         columns[f.name] = pa.Column(object, checks=checks, nullable=not f.required, required=True)
-    return pa.DataFrameSchema(columns, strict=True, name=entity.name)
+    # Not strict: stores keep bookkeeping columns of their own (sync_version, updated_at) beside the contract.
+    return pa.DataFrameSchema(columns, strict=False, name=entity.name)
 
 
 def _non_negative(value: Any) -> bool:

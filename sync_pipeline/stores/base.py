@@ -70,6 +70,9 @@ class Health:
 
 class Store(Protocol):
     name: str
+    # Records per apply call; None: the sync's batch size. Bulk stores take more: a BigQuery run is
+    # one load job and one MERGE per table, whatever the number of rows.
+    publish_batch_size: int | None
 
     def capture(self, entity: Entity, cursor: dict[str, Any] | None, limit: int) -> CaptureBatch: ...
 

@@ -50,6 +50,8 @@ def _trigger_names(entity: Entity) -> tuple[str, str]:
 class PostgresStore:
     """One Postgres database holding the app tables of every entity."""
 
+    publish_batch_size = 5_000  # one COPY and one upsert statement per 5,000 rows
+
     def __init__(self, name: str, dsn: str, *, id_map: IdMap | None = None, schema: str = "public",
                  sslmode: str | None = None, transaction_pooler: bool = False, connect_timeout: int = 10) -> None:
         self.name = name

@@ -289,10 +289,9 @@ def test_resource_works_inside_dagster_materialize(bigquery_emulator: BigQueryEm
 
     @dg.asset
     def people_in_bigquery(bigquery: BigQueryStoreResource) -> dg.MaterializeResult:
-        with bigquery.store() as store:
-            store.ensure_schema()
-            result = store.apply(PEOPLE, [golden(PEOPLE, record_id, 1, person(1))])
-            health = store.check()
+        store = bigquery.store(hub=None)  # BigQuery keeps canonical ids: no id map needed
+        result = store.apply(PEOPLE, [golden(PEOPLE, record_id, 1, person(1))])
+        health = store.check()
         return dg.MaterializeResult(metadata={"applied": len(result.applied), "healthy": health.ok,
                                               "load_jobs": result.stats.load_jobs})
 
@@ -304,6 +303,7 @@ def test_resource_works_inside_dagster_materialize(bigquery_emulator: BigQueryEm
     assert outcome.success
     metadata = outcome.asset_materializations_for_node("people_in_bigquery")[0].metadata
     assert (metadata["applied"].value, metadata["healthy"].value, metadata["load_jobs"].value) == (1, True, 1)
-    with resource.store() as store:
+    with resource.get_client() as client:
+        store = BigQueryStore(client, dataset)
         assert set(rows(store, "people")) == {record_id}
-        store.client.delete_dataset(f"{store.client.project}.{dataset}", delete_contents=True)
+        client.delete_dataset(f"{client.project}.{dataset}", delete_contents=True)

@@ -27,6 +27,7 @@ def _iso_ms(ts: datetime) -> str:
 
 class TwentyStore:
     name = STORE_NAME
+    publish_batch_size = None  # the sync's batch size; the client splits it into Twenty's batches of 60
 
     def __init__(self, client: TwentyClient, id_map: IdMap, overlap: timedelta = timedelta(minutes=5)) -> None:
         self.client = client
