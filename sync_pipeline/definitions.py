@@ -8,7 +8,8 @@ import dagster as dg
 
 from sync_pipeline.defs.assets import build_assets
 from sync_pipeline.defs.bigquery_resource import BigQueryStoreResource
-from sync_pipeline.defs.jobs import sync_job
+from sync_pipeline.defs.checks import build_checks, preflight
+from sync_pipeline.defs.jobs import safety_checks_job, sync_job, sync_with_safety_check
 from sync_pipeline.defs.resources import (
     HubResource,
     LocalDbResource,
@@ -28,15 +29,18 @@ def _env_or(name: str, default: str) -> dg.EnvVar | str:
 
 
 defs = dg.Definitions(
-    assets=build_assets(),
-    jobs=[sync_job],
+    assets=[preflight, *build_assets()],
+    asset_checks=build_checks(),
+    jobs=[sync_job, sync_with_safety_check, safety_checks_job],
     resources={
         "hub": HubResource(dsn=dg.EnvVar("SYNC_HUB_DATABASE_URL")),
         "local_db": LocalDbResource(dsn=_optional("LOCAL_DATABASE_URL")),
         "supabase": SupabaseResource(dsn=_optional("SUPABASE_DATABASE_URL"),
                                      sslmode=_env_or("SUPABASE_SSLMODE", "require")),
         "twenty": TwentyResource(api_url=_optional("TWENTY_API_URL"), api_key=_optional("TWENTY_API_KEY"),
-                                 webhook_secret=_optional("TWENTY_WEBHOOK_SECRET")),
+                                 webhook_secret=_optional("TWENTY_WEBHOOK_SECRET"),
+                                 requests_per_minute=dg.EnvVar.int("TWENTY_REQUESTS_PER_MINUTE")
+                                 if os.getenv("TWENTY_REQUESTS_PER_MINUTE") else 100),
         "bigquery": BigQueryStoreResource(project=_optional("BIGQUERY_PROJECT"),
                                           dataset=_env_or("BIGQUERY_DATASET", "crm_sync"),
                                           location=_optional("BIGQUERY_LOCATION"),

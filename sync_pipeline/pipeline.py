@@ -158,11 +158,11 @@ def publish(hub: Hub, store: Store, entity: Entity, run_id: str | None, settings
                              payload={"record_ids": [g.record_id for g in records[:20]]})
             stats.error_messages.append(f"{type(exc).__name__}: {exc}"[:300])
             continue
-        for record_id, message in result.failed.items():
+        for record_id, error in result.failed.items():
             stats.errors += 1
             hub.record_error(store=store.name, entity=entity.name, record_id=record_id, operation="publish",
-                             error=RuntimeError(message), run_id=run_id)
-            stats.error_messages.append(message[:300])
+                             error=error, run_id=run_id)
+            stats.error_messages.append(f"{type(error).__name__}: {error}"[:300])
         written = [g for g in records if g.record_id not in result.failed]
         hub.mark_seen(store.name, written, result.store_ids, run_id)
         hub.resolve_errors(store.name, entity.name, [g.record_id for g in written])

@@ -15,6 +15,7 @@ from sync_pipeline.hub.redaction import redact_text
 from sync_pipeline.model.entities import ENTITIES, Entity
 
 HUB_GROUP = "hub"
+PREFLIGHT_KEY = dg.AssetKey(["safety", "preflight"])  # the gate: its blocking checks guard every capture
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,7 @@ def _md_table(rows: list[dict[str, Any]], columns: list[str]) -> dg.MetadataValu
 def build_capture_asset(spec: StoreSpec, entity: Entity, interval_minutes: int) -> dg.AssetsDefinition:
     @dg.asset(
         key=capture_key(spec.key, entity),
+        deps=[PREFLIGHT_KEY],
         group_name=spec.key,
         kinds=set(spec.kinds),
         description=f"{entity.name.capitalize()} changed in {spec.label} since its cursor, validated against "
@@ -114,7 +116,7 @@ def build_capture_asset(spec: StoreSpec, entity: Entity, interval_minutes: int) 
         except Exception as exc:  # noqa: BLE001 - recorded, and the other stores go on syncing
             return _failed(context, hub, spec, entity, "capture", exc)
         counts = {"read": stats.read, "enqueued": stats.enqueued, "replayed": stats.replayed,
-                  "quarantined": stats.quarantined}
+                  "quarantined": stats.quarantined, "webhook_hints": stats.hints, **store.api_stats()}
         hub.add_run_counts(context.run.run_id, f"capture:{spec.key}:{entity.name}", counts)
         return dg.MaterializeResult(metadata={
             **counts,
@@ -122,7 +124,6 @@ def build_capture_asset(spec: StoreSpec, entity: Entity, interval_minutes: int) 
             "cursor_before": dg.MetadataValue.json(stats.cursor_before or {}),
             "cursor_after": dg.MetadataValue.json(stats.cursor_after or {}),
             **{k: v for k, v in stats.status.items() if isinstance(v, (int, float)) and not isinstance(v, bool)},
-            **store.api_stats(),
             "duration_seconds": round(stats.seconds, 3),
         })
 
@@ -186,7 +187,8 @@ def build_publish_asset(spec: StoreSpec, entity: Entity, interval_minutes: int) 
                                      context.resources.sync_settings.settings())
         except Exception as exc:  # noqa: BLE001 - recorded, and the other stores go on syncing
             return _failed(context, hub, spec, entity, "publish", exc)
-        counts = {"read": stats.read, "applied": stats.applied, "stale": stats.stale, "errors": stats.errors}
+        counts = {"read": stats.read, "applied": stats.applied, "stale": stats.stale, "errors": stats.errors,
+                  **store.api_stats()}
         hub.add_run_counts(context.run.run_id, f"publish:{spec.key}:{entity.name}", counts)
         if stats.errors:
             context.log.error(f"{stats.errors} {entity.name} could not be written to {spec.label}; "
@@ -194,7 +196,6 @@ def build_publish_asset(spec: StoreSpec, entity: Entity, interval_minutes: int) 
         return dg.MaterializeResult(metadata={
             **counts,
             "batches": stats.batches,
-            **store.api_stats(),
             "duration_seconds": round(stats.seconds, 3),
             "open_errors": _md_table(hub.recent_errors(spec.key, entity.name, 5),
                                      ["id", "record_id", "operation", "error_class", "message"]),

@@ -5,9 +5,29 @@ from __future__ import annotations
 
 import dagster as dg
 
+from sync_pipeline.defs.assets import PREFLIGHT_KEY
+
+_SYNC_ASSETS = (dg.AssetSelection.all() - dg.AssetSelection.assets(PREFLIGHT_KEY)).without_checks()
+
 sync_job = dg.define_asset_job(
     "sync_job",
-    selection=dg.AssetSelection.all(),
+    selection=_SYNC_ASSETS,
     description="Capture every source, resolve in the hub, publish to every target.",
+    executor_def=dg.in_process_executor,
+)
+
+sync_with_safety_check = dg.define_asset_job(
+    "sync_with_safety_check",
+    selection=_SYNC_ASSETS | dg.AssetSelection.assets(PREFLIGHT_KEY),
+    description="The sync behind its gate: the blocking safety checks run first, and a failure stops the "
+                "sync before anything is written.",
+    executor_def=dg.in_process_executor,
+)
+
+safety_checks_job = dg.define_asset_job(
+    "safety_checks_job",
+    selection=dg.AssetSelection.all_asset_checks(),
+    description="Every safety check, nothing materialized: what the safety command and the hourly "
+                "schedule run.",
     executor_def=dg.in_process_executor,
 )

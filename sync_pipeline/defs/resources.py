@@ -11,6 +11,7 @@ from pydantic import Field, PrivateAttr
 
 from sync_pipeline.hub.hub import Hub
 from sync_pipeline.pipeline import DEFAULT_PRIORITY, SyncSettings
+from sync_pipeline.safety.checks import Thresholds
 from sync_pipeline.stores.postgres import PostgresStore
 from sync_pipeline.stores.twenty.client import TwentyClient
 from sync_pipeline.stores.twenty.store import TwentyStore
@@ -21,11 +22,11 @@ class HubResource(dg.ConfigurableResource):
 
     dsn: str = Field(description="Postgres URL of the hub database (SYNC_HUB_DATABASE_URL)")
 
-    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        Hub(self.dsn).migrate()  # once per run or tick; idempotent
-
     def hub(self) -> Hub:
         return Hub(self.dsn)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self.hub().migrate()  # once per run or tick; idempotent
 
 
 class PostgresStoreResource(dg.ConfigurableResource):
@@ -106,6 +107,19 @@ class SyncSettingsResource(dg.ConfigurableResource):
     sync_interval_minutes: int = Field(default=5, description="How often Twenty is polled")
     store_priority: list[str] = Field(default=list(DEFAULT_PRIORITY),
                                       description="Tiebreak when two edits carry the same time: earlier wins")
+
+    lag_seconds_warn: float = Field(default=900, description="Capture lag that warns (seconds)")
+    conflict_rate_warn: float = Field(default=0.10, description="Conflicts per resolved change that warn")
+    error_rate_warn: float = Field(default=0.05, description="Failed writes per record in a run that warn")
+    unresolved_error_minutes: float = Field(default=60, description="An error unresolved this long fails")
+    inbox_age_seconds_warn: float = Field(default=600, description="A webhook hint waiting this long warns")
+    reconcile_delete_threshold: float = Field(
+        default=0.05, description="Reconciliation turns absent records into deletes only below this share")
+
+    def thresholds(self) -> Thresholds:
+        return Thresholds(lag_seconds=self.lag_seconds_warn, conflict_rate=self.conflict_rate_warn,
+                          error_rate=self.error_rate_warn, unresolved_error_minutes=self.unresolved_error_minutes,
+                          inbox_age_seconds=self.inbox_age_seconds_warn)
 
     def settings(self) -> SyncSettings:
         return SyncSettings(batch_size=self.batch_size, store_priority=tuple(self.store_priority))

@@ -59,5 +59,5 @@ class ApplyResult:
 
     applied: list[str] = field(default_factory=list)  # written (inserted, updated or deleted)
     stale: list[str] = field(default_factory=list)  # the store already had this version or a newer one
-    failed: dict[str, str] = field(default_factory=dict)  # record id -> error message
+    failed: dict[str, BaseException] = field(default_factory=dict)  # record id -> why it was not written
     store_ids: dict[str, str] = field(default_factory=dict)  # record id -> the store's own id

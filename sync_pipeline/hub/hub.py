@@ -14,7 +14,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from sync_pipeline.engine.records import Change, GoldenRecord, Op
-from sync_pipeline.engine.resolver import Outcome, resolve
+from sync_pipeline.engine.resolver import Outcome, Resolution, resolve
 from sync_pipeline.hub.migrations import migrate
 from sync_pipeline.hub.redaction import redact, redact_text
 from sync_pipeline.model.entities import Entity
@@ -318,9 +318,8 @@ class Hub:
         # we wrote, not this change, whatever the resolution.
         overwritten = row["base_version"] is not None and state is not None and (
             row["base_version"] < state["written_version"])
-        if current and base_version < current.version and not self._changed_elsewhere(
-                conn, entity, record_id, base_version, store):
-            base_version = current.version  # every version since the base came from this store itself
+        if current and base_version < current.version:
+            base_version = self._own_base(conn, entity, record_id, base_version, store)
         change = Change(store=store, entity=entity.name, record_id=record_id, op=op, data=row["data"],
                         base_version=base_version, modified_at=row["modified_at"], event_key=event_key,
                         store_record_id=row["store_record_id"])
@@ -330,7 +329,12 @@ class Hub:
                 """select data from sync.golden_history where entity = %s and record_id = %s and version = %s""",
                 (entity.name, record_id, base_version)).fetchone()
             base = snap["data"] if snap else None
-        resolution = resolve(current, change, base, priority)
+        if (current and row["base_version"] is None and state is not None
+                and change.content_hash == state["seen_hash"] and current.content_hash != state["seen_hash"]):
+            # A store without row versions (Twenty) echoing a version we wrote to it earlier: not an edit.
+            resolution = Resolution(Outcome.ECHO, None)
+        else:
+            resolution = resolve(current, change, base, priority)
         result = resolution.golden
         if result is not None:
             self._write_golden(conn, result, run_id)
@@ -361,12 +365,17 @@ class Hub:
                                else None, detail)])
 
     @staticmethod
-    def _changed_elsewhere(conn: psycopg.Connection, entity: Entity, record_id: str, since: int,
-                           store: str) -> bool:
-        """Whether a version after `since` came from anywhere but this store (a real conflict)."""
-        return conn.execute(
-            """select 1 from sync.golden_history where entity = %s and record_id = %s and version > %s
-                 and origin_store <> %s limit 1""", (entity.name, record_id, since, store)).fetchone() is not None
+    def _own_base(conn: psycopg.Connection, entity: Entity, record_id: str, base: int, store: str) -> int:
+        """The base moved past the versions this store itself produced: the store holds those already, so
+        only versions from elsewhere make a conflict (and the three-way merge starts from the last own one)."""
+        for row in conn.execute(
+                """select version, origin_store from sync.golden_history
+                   where entity = %s and record_id = %s and version > %s order by version""",
+                (entity.name, record_id, base)):
+            if row["origin_store"] != store:
+                break
+            base = row["version"]
+        return base
 
     @staticmethod
     def _mapped_id(conn: psycopg.Connection, entity: Entity, store: str, store_record_id: str) -> str | None:
@@ -500,6 +509,102 @@ class Hub:
             rows = conn.execute("select record_id, version, data, deleted from sync.golden where entity = %s",
                                 (entity,)).fetchall()
             return {str(r["record_id"]): (r["version"], None if r["deleted"] else r["data"]) for r in rows}
+
+    def webhook_backlog(self, store: str, entity: str) -> dict[str, Any]:
+        with self.connect() as conn:
+            return conn.execute(
+                """select count(*) as pending_hints,
+                          coalesce(extract(epoch from now() - min(received_at)), 0)::float as oldest_hint_seconds
+                   from sync.inbox where store = %s and entity = %s and kind = 'webhook' and applied_at is null""",
+                (store, entity)).fetchone()
+
+    def open_quarantine(self, store: str, entity: str) -> int:
+        with self.connect() as conn:
+            return conn.execute("""select count(*) as n from sync.quarantine
+                                   where store = %s and entity = %s and resolved_at is null""",
+                                (store, entity)).fetchone()["n"]
+
+    def quarantine_summary(self, entity: str) -> list[dict[str, Any]]:
+        with self.connect() as conn:
+            return conn.execute(
+                """select store, count(*) as records, max(reason) as example_reason from sync.quarantine
+                   where entity = %s and resolved_at is null group by store order by store""", (entity,)).fetchall()
+
+    def events_applied_twice(self, entity: str) -> list[dict[str, Any]]:
+        with self.connect() as conn:
+            return conn.execute(
+                """select store, event_key, count(*) as times from sync.record_outcomes
+                   where entity = %s and stage = 'resolve' and outcome <> 'duplicate' and event_key is not null
+                   group by store, event_key having count(*) > 1 order by store, event_key limit 100""",
+                (entity,)).fetchall()
+
+    def broken_conflicts(self, entity: str) -> list[dict[str, Any]]:
+        """Conflicts whose recorded result the hub never held, or whose winner's content it did not take."""
+        with self.connect() as conn:
+            return conn.execute(
+                """select c.id, c.record_id::text as record_id, c.resolution, c.result_version,
+                          g.version as golden_version
+                   from sync.conflicts c
+                   left join sync.golden g on g.entity = c.entity and g.record_id = c.record_id
+                   left join sync.golden_history h
+                     on h.entity = c.entity and h.record_id = c.record_id and h.version = c.result_version
+                   where c.entity = %s and (
+                     g.version is null or h.version is null or g.version < c.result_version
+                     or (c.resolution = 'incoming_wins' and h.data is distinct from c.incoming_side->'data')
+                     or (c.resolution = 'golden_wins' and h.data is distinct from c.golden_side->'data')
+                     or (c.resolution = 'merged' and h.origin_store <> 'merged'))
+                   order by c.id limit 100""", (entity,)).fetchall()
+
+    def _recent_runs(self, conn: psycopg.Connection, limit: int) -> list[str]:
+        return [r["run_id"] for r in conn.execute(
+            "select run_id from sync.runs order by started_at desc limit %s", (limit,)).fetchall()]
+
+    def conflict_rate(self, entity: str, runs: int) -> dict[str, int]:
+        with self.connect() as conn:
+            return conn.execute(
+                """select count(*) filter (where outcome = 'conflict') as conflicts,
+                          count(*) filter (where outcome in ('applied', 'conflict')) as resolved
+                   from sync.record_outcomes
+                   where entity = %s and stage = 'resolve' and run_id = any(%s)""",
+                (entity, self._recent_runs(conn, runs))).fetchone()
+
+    def error_summary(self, store: str, entity: str, stale_minutes: float) -> dict[str, Any]:
+        with self.connect() as conn:
+            summary = conn.execute(
+                """select count(*) filter (where resolved_at is null) as unresolved,
+                          count(*) filter (where resolved_at is null
+                                           and occurred_at < now() - make_interval(mins => %s)) as stale_unresolved
+                   from sync.errors where store = %s and entity = %s""",
+                (int(stale_minutes), store, entity)).fetchone()
+            step = f"publish:{store}:{entity}"
+            latest = conn.execute(
+                """select coalesce((counts->%s->>'errors')::int, 0) as errors,
+                          coalesce((counts->%s->>'read')::int, 0) as attempted
+                   from sync.runs where counts ? %s order by started_at desc limit 1""",
+                (step, step, step)).fetchone() or {"errors": 0, "attempted": 0}
+        return {**summary, "latest_run_errors": latest["errors"], "latest_run_attempted": latest["attempted"]}
+
+    def api_usage(self, store: str, runs: int) -> dict[str, Any]:
+        """Requests, 429s and seconds throttled over the recent runs. A run's client is shared by its steps,
+        so its counters are cumulative: each run counts its largest figure."""
+        with self.connect() as conn:
+            recent = self._recent_runs(conn, runs)
+            usage = conn.execute(
+                """with per_run as (
+                     select r.run_id,
+                            max(coalesce((s.value->>'requests')::int, 0)) as requests,
+                            max(coalesce((s.value->>'rate_limited_responses')::int, 0)) as rate_limited,
+                            max(coalesce((s.value->>'seconds_throttled')::float, 0)) as throttled
+                     from sync.runs r, jsonb_each(r.counts) s
+                     where r.run_id = any(%s) and s.key like %s group by r.run_id)
+                   select coalesce(sum(requests), 0)::int as requests,
+                          coalesce(sum(rate_limited), 0)::int as rate_limited_responses,
+                          coalesce(sum(throttled), 0)::float as seconds_throttled
+                   from per_run""", (recent, f"%:{store}:%")).fetchone()
+            failures = conn.execute(
+                """select count(*) as n from sync.errors where store = %s and run_id = any(%s)
+                     and error_class in ('TwentyRateLimited')""", (store, recent)).fetchone()["n"]
+        return {**usage, "rate_limit_failures": failures, "runs": len(recent)}
 
     def live_hashes(self, entity: str) -> dict[str, str]:
         with self.connect() as conn:

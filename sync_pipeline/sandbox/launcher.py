@@ -165,6 +165,7 @@ def _start_stores(stack: contextlib.ExitStack, paths: SandboxPaths) -> dict[str,
         "SUPABASE_SSLMODE": "disable",  # a loopback server without TLS; real Supabase requires it
         "TWENTY_API_URL": twenty.base_url,
         "TWENTY_API_KEY": TWENTY_API_KEY,
+        "TWENTY_REQUESTS_PER_MINUTE": str(TWENTY_SANDBOX_REQUESTS_PER_MINUTE),
         "TWENTY_WEBHOOK_SECRET": webhook_secret,
         "BIGQUERY_PROJECT": emulator.project,
         "BIGQUERY_DATASET": BIGQUERY_DATASET,
@@ -297,17 +298,19 @@ def _write_env(paths: SandboxPaths, env: dict[str, str]) -> None:
 
 
 def _initial_sync(paths: SandboxPaths) -> float:
-    """Run `sync_job` in this process on the sandbox's Dagster instance, so its run shows in the UI."""
+    """Run the gated sync in this process on the sandbox's Dagster instance, so its run and the safety
+    checks show in the UI."""
     import dagster as dg
 
     from sync_pipeline.definitions import defs
 
     # The project's dagster.yaml is the instance's configuration; DAGSTER_HOME (set above) must hold it.
     shutil.copyfile(paths.project_dir / "dagster.yaml", paths.dagster_home / "dagster.yaml")
-    _say("sandbox: first sync (sync_job): reads every store, so the first one takes a while…")
+    _say("sandbox: first sync (sync_with_safety_check): the safety checks, then every store; the first one "
+         "takes a while…")
     t0 = time.monotonic()
     with dg.DagsterInstance.get() as instance:
-        result = defs.resolve_job_def("sync_job").execute_in_process(
+        result = defs.resolve_job_def("sync_with_safety_check").execute_in_process(
             instance=instance, raise_on_error=False, tags={"trigger": "sandbox start"},
             # Step-by-step events belong in the UI; the terminal gets warnings and errors only.
             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Sequence
 
@@ -68,6 +69,47 @@ class Health:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class ConsistencyReport:
+    """Row counts and content checksums of one entity table against the hub, with the ids that differ."""
+
+    entity: str
+    hub_rows: int
+    store_rows: int
+    hub_checksum: str
+    store_checksum: str
+    missing: list[str] = field(default_factory=list)  # live in the hub, absent in BigQuery
+    extra: list[str] = field(default_factory=list)  # in BigQuery, absent or deleted in the hub
+    mismatched: list[str] = field(default_factory=list)  # in both, content or version differs
+    duplicated: list[str] = field(default_factory=list)  # more than one BigQuery row for the id
+
+    @property
+    def consistent(self) -> bool:
+        return (
+            self.hub_rows == self.store_rows
+            and self.hub_checksum == self.store_checksum
+            and not (self.missing or self.extra or self.mismatched or self.duplicated)
+        )
+
+
+def compare_hashes(entity: str, store_hashes: dict[str, str], hub_hashes: dict[str, str]) -> ConsistencyReport:
+    """Compare a store's content hashes with the hub's live records, by id."""
+    def checksum(hashes: dict[str, str]) -> str:
+        total = 0
+        for record_id, digest in hashes.items():
+            total ^= int(hashlib.sha256(f"{record_id}:{digest}".encode()).hexdigest()[:15], 16)
+        return f"{total:015x}"
+
+    common = store_hashes.keys() & hub_hashes.keys()
+    return ConsistencyReport(
+        entity=entity, hub_rows=len(hub_hashes), store_rows=len(store_hashes),
+        hub_checksum=checksum(hub_hashes), store_checksum=checksum(store_hashes),
+        missing=sorted(hub_hashes.keys() - store_hashes.keys()),
+        extra=sorted(store_hashes.keys() - hub_hashes.keys()),
+        mismatched=sorted(i for i in common if store_hashes[i] != hub_hashes[i]),
+    )
+
+
 class Store(Protocol):
     name: str
     # Records per apply call; None: the sync's batch size. Bulk stores take more: a BigQuery run is
@@ -91,6 +133,11 @@ class Store(Protocol):
         ...
 
     def check(self) -> Health: ...
+
+    def compare_with_hub(self, entity: Entity, hub_records: dict[str, tuple[int, dict[str, Any] | None]]
+                         ) -> ConsistencyReport:
+        """Row counts and content checksums against the hub's records (id -> (version, data or None))."""
+        ...
 
     def api_stats(self) -> dict[str, Any]:
         """Counters of the store's API use for metadata (requests, 429s, seconds throttled); {} if none."""

@@ -34,7 +34,7 @@ from sync_pipeline.model.canonical import (
 )
 from sync_pipeline.model.entities import ENTITIES, Entity, FieldType
 from sync_pipeline.model.entities import entity as entity_by_name
-from sync_pipeline.stores.base import Health
+from sync_pipeline.stores.base import ConsistencyReport, Health
 
 SF = bigquery.SchemaField
 
@@ -182,29 +182,6 @@ class ApplyStats:
 @dataclass
 class BigQueryApplyResult(ApplyResult):
     stats: ApplyStats = field(default_factory=ApplyStats)
-
-
-@dataclass
-class ConsistencyReport:
-    """Row counts and content checksums of one entity table against the hub, with the ids that differ."""
-
-    entity: str
-    hub_rows: int
-    store_rows: int
-    hub_checksum: str
-    store_checksum: str
-    missing: list[str] = field(default_factory=list)  # live in the hub, absent in BigQuery
-    extra: list[str] = field(default_factory=list)  # in BigQuery, absent or deleted in the hub
-    mismatched: list[str] = field(default_factory=list)  # in both, content or version differs
-    duplicated: list[str] = field(default_factory=list)  # more than one BigQuery row for the id
-
-    @property
-    def consistent(self) -> bool:
-        return (
-            self.hub_rows == self.store_rows
-            and self.hub_checksum == self.store_checksum
-            and not (self.missing or self.extra or self.mismatched or self.duplicated)
-        )
 
 
 # --- the row digest, built the same way in SQL and in Python -----------------------------------------
@@ -622,6 +599,11 @@ WHEN NOT MATCHED BY TARGET THEN INSERT ({", ".join(f"`{c}`" for c in columns)})
         report.mismatched = sorted(rid for rid in hub.keys() & store.keys() if hub[rid] != store[rid])
         report.duplicated.sort()
         return report
+
+    def api_stats(self) -> dict[str, Any]:
+        """Jobs this store ran: the figures BigQuery's table-modification quota counts."""
+        return {"load_jobs": self.total_stats.load_jobs, "merge_statements": self.total_stats.merge_statements,
+                "dml_statements": self.total_stats.dml_statements}
 
     def check(self) -> Health:
         """Reachable, dataset present, a query runs."""

@@ -25,7 +25,7 @@ from sync_pipeline.engine.records import ApplyResult, GoldenRecord
 from sync_pipeline.hub.redaction import redact_text
 from sync_pipeline.model.canonical import CanonicalValueError, canonical_record, content_hash, python_value
 from sync_pipeline.model.entities import ENTITIES, Entity, FieldType
-from sync_pipeline.stores.base import CaptureBatch, Health, IdMap, RawChange, SameIds, translate_references
+from sync_pipeline.stores.base import CaptureBatch, ConsistencyReport, Health, compare_hashes, IdMap, RawChange, SameIds, translate_references
 
 CDC_SCHEMA = "sync_cdc"
 WRITER_SETTING = "sync_pipeline.writer"
@@ -308,6 +308,11 @@ class PostgresStore:
             except CanonicalValueError as exc:
                 out[record_id] = f"invalid: {exc}"
         return out
+
+    def compare_with_hub(self, entity: Entity, hub_records: dict[str, tuple[int, dict[str, Any] | None]]
+                         ) -> ConsistencyReport:
+        live = {i: content_hash(data) for i, (_, data) in hub_records.items() if data is not None}
+        return compare_hashes(entity.name, self.inventory(entity), live)
 
     def api_stats(self) -> dict[str, Any]:
         return {}

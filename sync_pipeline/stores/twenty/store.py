@@ -9,7 +9,7 @@ from typing import Any, Sequence
 from sync_pipeline.engine.records import ApplyResult, GoldenRecord
 from sync_pipeline.model.canonical import CanonicalValueError, canonical_record, content_hash, parse_timestamp
 from sync_pipeline.model.entities import ENTITIES, Entity
-from sync_pipeline.stores.base import CaptureBatch, Health, IdMap, RawChange, translate_references
+from sync_pipeline.stores.base import CaptureBatch, ConsistencyReport, Health, compare_hashes, IdMap, RawChange, translate_references
 from sync_pipeline.stores.twenty.client import TwentyAuthError, TwentyClient, TwentyError, TwentyNotFound
 from sync_pipeline.stores.twenty.mapping import MappingError, to_canonical, to_twenty
 
@@ -58,11 +58,14 @@ class TwentyStore:
         changes = self._raw_changes(entity, records)
         newest = max([cursor["watermark"], *(r["updatedAt"] for r in records if r.get("updatedAt"))],
                      key=parse_timestamp)
+        polled_at = _iso_ms(datetime.now(timezone.utc))
         if more:
             next_cursor = {"watermark": cursor["watermark"], "walk_from": walk_from, "page_after": page_after,
-                           "walk_max": max(newest, cursor.get("walk_max", newest), key=parse_timestamp)}
+                           "walk_max": max(newest, cursor.get("walk_max", newest), key=parse_timestamp),
+                           "polled_at": polled_at}
         else:
-            next_cursor = {"watermark": max(newest, cursor.get("walk_max", newest), key=parse_timestamp)}
+            next_cursor = {"watermark": max(newest, cursor.get("walk_max", newest), key=parse_timestamp),
+                           "polled_at": polled_at}
         return CaptureBatch(changes=changes, cursor=next_cursor, more=more)
 
     def refresh(self, entity: Entity, store_ids: Sequence[str]) -> dict[str, RawChange]:
@@ -98,8 +101,11 @@ class TwentyStore:
                 for record, row in rows]
 
     def capture_status(self, entity: Entity, cursor: dict[str, Any] | None) -> dict[str, Any]:
-        watermark = parse_timestamp((cursor or {}).get("watermark", _EPOCH))
-        return {"ready": True, "seconds_behind": round((datetime.now(timezone.utc) - watermark).total_seconds(), 1)}
+        """Polling is as current as its last poll: a quiet CRM leaves the watermark behind, rightly."""
+        if not cursor or "polled_at" not in cursor:
+            return {"ready": True, "never_captured": True}
+        since = datetime.now(timezone.utc) - parse_timestamp(cursor["polled_at"])
+        return {"ready": True, "seconds_behind": round(since.total_seconds(), 1), "watermark": cursor["watermark"]}
 
     # -- publish -----------------------------------------------------------------------------------
 
@@ -124,7 +130,7 @@ class TwentyStore:
                 payloads.append(to_twenty(entity, {"id": g.record_id, **g.data}, translate))
                 sent.append(g)
             except MappingError as exc:
-                result.failed[g.record_id] = f"cannot be represented in Twenty: {exc}"
+                result.failed[g.record_id] = exc
         if payloads:
             batch = self.client.batch_create(entity.twenty_object, payloads, upsert=True)
             for accepted in batch.accepted:
@@ -132,7 +138,7 @@ class TwentyStore:
                 result.applied.append(g.record_id)
                 result.store_ids[g.record_id] = accepted.id
             for failed in batch.failed:
-                result.failed[sent[failed.index].record_id] = f"{type(failed.error).__name__}: {failed.error}"
+                result.failed[sent[failed.index].record_id] = failed.error
         for g in (g for g in records if g.deleted):
             store_id = known.get(g.record_id)
             if store_id is None:
@@ -146,7 +152,7 @@ class TwentyStore:
             except TwentyAuthError:
                 raise
             except TwentyError as exc:
-                result.failed[g.record_id] = f"{type(exc).__name__}: {exc}"
+                result.failed[g.record_id] = exc
         return result
 
     # -- reads -------------------------------------------------------------------------------------
@@ -167,6 +173,11 @@ class TwentyStore:
     def rows(self, entity: Entity) -> list[dict[str, Any]]:
         """Every live record mapped to canonical column names, as stored (for contract checks)."""
         return [c.row for c in self._raw_changes(entity, list(self.client.list(entity.twenty_object)))]
+
+    def compare_with_hub(self, entity: Entity, hub_records: dict[str, tuple[int, dict[str, Any] | None]]
+                         ) -> ConsistencyReport:
+        live = {i: content_hash(data) for i, (_, data) in hub_records.items() if data is not None}
+        return compare_hashes(entity.name, self.inventory(entity), live)
 
     def check(self) -> Health:
         try:

@@ -1,0 +1,93 @@
+"""Console scripts: `sync-pipeline install | webhooks | safety | sandbox | demo`."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import ExitStack, contextmanager
+from typing import Any, Iterator
+
+import click
+
+
+@contextmanager
+def _resources(*keys: str) -> Iterator[list[Any]]:
+    """Resources of the code location, configured from the environment as Dagster configures them, and
+    torn down on exit."""
+    from sync_pipeline.definitions import defs
+
+    with ExitStack() as stack:
+        yield [stack.enter_context(defs.resources[key].process_config_and_initialize_cm()) for key in keys]
+
+
+@click.group()
+def main() -> None:
+    """sync_pipeline: keeps CRM records consistent across Twenty, Supabase, a local DB and BigQuery."""
+
+
+@main.command()
+def install() -> None:
+    """Create the hub schema and install change capture (tables, change log, triggers) on every configured
+    Postgres store. Idempotent."""
+    with _resources("hub", "local_db", "supabase") as (hub_resource, *stores):
+        hub = hub_resource.hub()
+        click.echo(f"hub: migrations applied now: {hub.migrate() or 'none (up to date)'}")
+        for resource in stores:
+            if not resource.configured:
+                click.echo(f"{resource.store_name}: not configured, skipped")
+                continue
+            resource.store(hub).install()
+            click.echo(f"{resource.store_name}: change capture installed")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8787, show_default=True, type=int)
+def webhooks(host: str, port: int) -> None:
+    """Receive Twenty's webhooks (signed with TWENTY_WEBHOOK_SECRET) into the hub inbox."""
+    from sync_pipeline.webhooks.inbox import hub_inbox_sink
+    from sync_pipeline.webhooks.receiver import serve_receiver
+
+    with _resources("hub", "twenty") as (hub_resource, twenty):
+        if not twenty.webhook_secret:
+            raise click.UsageError("TWENTY_WEBHOOK_SECRET is not set: unsigned webhooks cannot be trusted")
+        logging.basicConfig(level=logging.INFO)
+        serve_receiver(host, port, twenty.webhook_secret, hub_inbox_sink(hub_resource.hub()), log_level="warning")
+
+
+@main.command()
+@click.option("--port", default=3000, show_default=True, type=int, help="Port of the Dagster UI")
+@click.option("--no-ui", is_flag=True, help="Start the stores, sync once and stop (no Dagster UI)")
+def sandbox(port: int, no_ui: bool) -> None:
+    """Run the whole topology locally (Postgres as local DB + Supabase, BigQuery emulator, Twenty stand-in,
+    webhook receiver) and serve it in the Dagster UI. Run from the project directory; Ctrl-C stops it."""
+    from pathlib import Path
+
+    from sync_pipeline.sandbox.launcher import run_sandbox
+
+    if not Path("workspace.yaml").exists():
+        raise click.UsageError("run it from the project directory (where workspace.yaml is)")
+    run_sandbox(Path.cwd(), port=port, ui=not no_ui)
+
+
+@main.command()
+def demo() -> None:
+    """Show the guarantees on a running sandbox: a conflict, a replayed webhook and an invalid record."""
+    from pathlib import Path
+
+    from sync_pipeline.sandbox.demo import run_demo
+
+    run_demo(Path.cwd())
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def safety(as_json: bool) -> None:
+    """Run every safety check and print PASS / WARN / FAIL and SAFE / SAFE_WITH_WARNINGS / UNSAFE.
+    Exits 1 when UNSAFE."""
+    from sync_pipeline.safety.command import main as run_safety
+
+    raise SystemExit(run_safety(as_json))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""The safety checks as Dagster asset checks, each beside the asset it checks.
+
+Blocking checks sit on the `safety/preflight` asset, upstream of every capture: in `sync_with_safety_check`
+they run before anything is written, and an ERROR stops the sync. Monitoring checks sit on the store and
+hub assets they describe. The safety command runs all of them through Dagster and reads the same results.
+
+No `from __future__ import annotations` here: Dagster inspects the context annotation at definition time.
+"""
+
+from typing import Any, Callable
+
+import dagster as dg
+
+from sync_pipeline.defs.assets import PREFLIGHT_KEY, STORE_SPECS, StoreSpec, capture_key, hub_key, publish_key
+from sync_pipeline.hub.redaction import redact_text
+from sync_pipeline.model.entities import ENTITIES, Entity
+from sync_pipeline.safety import checks as safety
+from sync_pipeline.safety.checks import Status, Verdict
+
+POSTGRES_STORES = ("supabase", "local_db")
+SEVERITY = {Status.WARN: dg.AssetCheckSeverity.WARN, Status.FAIL: dg.AssetCheckSeverity.ERROR}
+
+
+@dg.asset(
+    key=PREFLIGHT_KEY,
+    group_name="safety",
+    kinds={"python"},
+    description="The gate of a safe sync. Its blocking checks (stores reachable, change capture installed, "
+                "hub contract, idempotency, conflict invariants) run before anything is written; an ERROR "
+                "stops everything downstream.",
+)
+def preflight() -> dg.MaterializeResult:
+    return dg.MaterializeResult(metadata={"gate": "the blocking checks decide"})
+
+
+def to_result(verdict: Verdict) -> dg.AssetCheckResult:
+    metadata: dict[str, Any] = {"status": verdict.status.value, "reason": verdict.reason}
+    for key, value in verdict.metadata.items():
+        metadata[key] = dg.MetadataValue.json(value) if isinstance(value, (list, dict)) else value
+    return dg.AssetCheckResult(passed=verdict.status is Status.PASS,
+                               severity=SEVERITY.get(verdict.status, dg.AssetCheckSeverity.ERROR),
+                               description=verdict.reason, metadata=metadata)
+
+
+def _check(asset: dg.AssetKey, name: str, description: str, resources: set[str],
+           evaluate: Callable[[Any], Verdict], blocking: bool = False) -> dg.AssetChecksDefinition:
+    @dg.asset_check(asset=asset, name=name, description=description, blocking=blocking,
+                    required_resource_keys={"hub", "sync_settings", *resources})
+    def _run(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+        try:
+            verdict = evaluate(context.resources)
+        except Exception as exc:  # noqa: BLE001 - a check that cannot run is a failed check, never a silent one
+            verdict = Verdict.fail(f"the check could not run: {type(exc).__name__}: {redact_text(str(exc))[:300]}")
+        return to_result(verdict)
+
+    return _run
+
+
+def _store_check(spec: StoreSpec, evaluate: Callable[[Any, Any], Verdict]) -> Callable[[Any], Verdict]:
+    """Evaluate against the store when it is configured; an optional store that is not is a WARN."""
+    def run(resources: Any) -> Verdict:
+        resource = getattr(resources, spec.key)
+        if not resource.configured:
+            return safety.not_configured(spec.label)
+        return evaluate(resources, resource.store(resources.hub.hub()))
+
+    return run
+
+
+def _configured_stores(resources: Any) -> list:
+    hub = resources.hub.hub()
+    return [getattr(resources, s.key).store(hub) for s in STORE_SPECS
+            if s.key != "bigquery" and getattr(resources, s.key).configured]
+
+
+def preflight_checks() -> list[dg.AssetChecksDefinition]:
+    checks = []
+    for spec in STORE_SPECS:
+        checks.append(_check(
+            PREFLIGHT_KEY, f"{spec.key}_connection",
+            f"{spec.label} is reachable, accepts our credentials and allows what the sync needs.",
+            {spec.key}, _store_check(spec, lambda r, store: safety.connection(store)), blocking=True))
+    for spec in (s for s in STORE_SPECS if s.key in POSTGRES_STORES):
+        for entity in ENTITIES:
+            checks.append(_check(
+                PREFLIGHT_KEY, f"{spec.key}_{entity.name}_capture_installed",
+                f"The change log and triggers of {entity.name} in {spec.label} are in place: without them "
+                f"edits there would be missed.", {spec.key},
+                _store_check(spec, lambda r, store, e=entity: safety.capture_installed(store, e, r.hub.hub())),
+                blocking=True))
+    for entity in ENTITIES:
+        checks += [
+            _check(PREFLIGHT_KEY, f"{entity.name}_contract",
+                   f"Every golden {entity.name} record meets the pandera contract (required fields, types, "
+                   f"formats): nothing invalid can spread from the hub.", set(),
+                   lambda r, e=entity: safety.golden_contract(r.hub.hub(), e), blocking=True),
+            _check(PREFLIGHT_KEY, f"{entity.name}_applied_once",
+                   f"No captured {entity.name} change was applied twice (ledger vs per-record outcomes).", set(),
+                   lambda r, e=entity: safety.applied_once(r.hub.hub(), e), blocking=True),
+            _check(PREFLIGHT_KEY, f"{entity.name}_conflicts_recorded",
+                   f"Every {entity.name} conflict has a recorded winner the hub holds or superseded.", set(),
+                   lambda r, e=entity: safety.conflicts_recorded(r.hub.hub(), e), blocking=True),
+        ]
+        if entity.natural_key:
+            checks.append(_check(
+                PREFLIGHT_KEY, f"{entity.name}_unique_keys",
+                f"No {entity.natural_key} of {entity.name} is held by two records, in the hub or any store.",
+                {s.key for s in STORE_SPECS if s.key != "bigquery"},
+                lambda r, e=entity: safety.unique_natural_keys(r.hub.hub(), _configured_stores(r), e),
+                blocking=True))
+    return checks
+
+
+def store_checks(spec: StoreSpec, entity: Entity) -> list[dg.AssetChecksDefinition]:
+    checks = []
+    if spec.captures:
+        checks.append(_check(
+            capture_key(spec.key, entity), "capture_lag",
+            f"How far capture of {entity.name} is behind {spec.label}, and how long webhook hints have waited.",
+            {spec.key}, _store_check(spec, lambda r, store, e=entity: safety.capture_lag(
+                store, e, r.hub.hub(), r.sync_settings.thresholds()))))
+    target = publish_key(spec.key, entity)
+    checks += [
+        _check(target, "store_contract",
+               f"What {spec.label} holds of {entity.name} meets the contract; failure cases as metadata.",
+               {spec.key}, _store_check(spec, lambda r, store, e=entity: safety.store_contract(store, e, r.hub.hub()))),
+        _check(target, "consistent_with_hub",
+               f"Row counts and content checksums of {entity.name} in {spec.label} against the hub.",
+               {spec.key}, _store_check(spec, lambda r, store, e=entity: safety.consistency(store, e, r.hub.hub()))),
+        _check(target, "write_errors",
+               f"Error rate writing {entity.name} to {spec.label} in the latest run, and errors left unresolved.",
+               {spec.key}, _store_check(spec, lambda r, store, e=entity: safety.errors(
+                   r.hub.hub(), spec.key, e, r.sync_settings.thresholds()))),
+    ]
+    if spec.key == "twenty" and entity is ENTITIES[0]:
+        checks.append(_check(
+            target, "rate_limits", "429s and seconds throttled by Twenty over the recent runs; none may fail.",
+            {spec.key}, _store_check(spec, lambda r, store: safety.rate_limits(
+                r.hub.hub(), spec.key, r.sync_settings.thresholds()))))
+    return checks
+
+
+def hub_checks(entity: Entity) -> list[dg.AssetChecksDefinition]:
+    return [
+        _check(hub_key(entity), "quarantine", f"{entity.name.capitalize()} records waiting in quarantine.", set(),
+               lambda r, e=entity: safety.quarantine(r.hub.hub(), e)),
+        _check(hub_key(entity), "conflict_rate",
+               f"Share of {entity.name} changes that conflicted over the recent runs.", set(),
+               lambda r, e=entity: safety.conflict_rate(r.hub.hub(), e, r.sync_settings.thresholds())),
+    ]
+
+
+def build_checks() -> list[dg.AssetChecksDefinition]:
+    checks = preflight_checks()
+    for entity in ENTITIES:
+        checks += hub_checks(entity)
+        for spec in STORE_SPECS:
+            checks += store_checks(spec, entity)
+    return checks

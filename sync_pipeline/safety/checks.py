@@ -1,0 +1,236 @@
+"""The safety checks as plain functions over the hub and the stores: each returns a Verdict.
+
+Dagster wraps them as asset checks (`defs/checks.py`); tests call them directly. A verdict is PASS, WARN
+or FAIL with a reason an operator can act on, and metadata with the evidence.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+import pandera.pandas as pa
+
+from sync_pipeline.hub.hub import Hub
+from sync_pipeline.model.contracts import failure_records, frame_for, schema_for
+from sync_pipeline.model.entities import Entity
+from sync_pipeline.stores.base import Store
+
+
+class Status(str, Enum):
+    PASS = "PASS"
+    WARN = "WARN"
+    FAIL = "FAIL"
+
+
+@dataclass
+class Verdict:
+    status: Status
+    reason: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def passed(cls, reason: str, **metadata: Any) -> Verdict:
+        return cls(Status.PASS, reason, metadata)
+
+    @classmethod
+    def warn(cls, reason: str, **metadata: Any) -> Verdict:
+        return cls(Status.WARN, reason, metadata)
+
+    @classmethod
+    def fail(cls, reason: str, **metadata: Any) -> Verdict:
+        return cls(Status.FAIL, reason, metadata)
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    lag_seconds: float = 900  # capture behind by more than three 5-minute intervals
+    lag_rows: int = 10_000
+    inbox_age_seconds: float = 600  # a webhook hint waiting longer than two intervals
+    conflict_rate: float = 0.10  # conflicts per resolved change over the recent runs
+    error_rate: float = 0.05  # failed writes per attempted record in the latest run
+    unresolved_error_minutes: float = 60
+    recent_runs: int = 10
+
+
+def not_configured(store: str) -> Verdict:
+    return Verdict.warn(f"{store} is not configured: it is not synced (optional store)", configured=False)
+
+
+# -- connection and capture -----------------------------------------------------------------------------
+
+
+def connection(store: Store) -> Verdict:
+    """Reachable, authenticated, and allowed to do what the sync needs."""
+    try:
+        health = store.check()
+    except Exception as exc:  # noqa: BLE001 - any failure to check is a failed check
+        return Verdict.fail(f"{store.name} check failed: {type(exc).__name__}: {exc}")
+    return (Verdict.passed if health.ok else Verdict.fail)(f"{store.name}: {health.message}", **health.details)
+
+
+def capture_installed(store: Store, entity: Entity, hub: Hub) -> Verdict:
+    """The change log and both triggers are in place; without them changes are silently missed."""
+    status = store.capture_status(entity, hub.get_cursor(store.name, entity.name))
+    if status.get("ready"):
+        return Verdict.passed(f"change capture of {entity.name} in {store.name} is installed", **status)
+    missing = [k for k in ("change_log_present", "capture_trigger", "touch_trigger") if not status.get(k)]
+    return Verdict.fail(f"change capture of {entity.name} in {store.name} is broken: missing "
+                        f"{', '.join(missing)}; run `sync-pipeline install`, then reconcile", **status)
+
+
+def capture_lag(store: Store, entity: Entity, hub: Hub, limits: Thresholds) -> Verdict:
+    """How far capture is behind the store, and how long webhook hints have waited."""
+    status = store.capture_status(entity, hub.get_cursor(store.name, entity.name))
+    backlog = hub.webhook_backlog(store.name, entity.name)
+    evidence = {**{k: v for k, v in status.items() if k != "ready"}, **backlog}
+    problems = ["never captured yet"] if status.get("never_captured") else []
+    if (status.get("seconds_behind") or 0) > limits.lag_seconds:
+        problems.append(f"{status['seconds_behind']:.0f} s behind (limit {limits.lag_seconds:.0f})")
+    if (status.get("rows_behind") or 0) > limits.lag_rows:
+        problems.append(f"{status['rows_behind']} changes waiting (limit {limits.lag_rows})")
+    if backlog["oldest_hint_seconds"] > limits.inbox_age_seconds:
+        problems.append(f"{backlog['pending_hints']} webhook hints waiting, oldest "
+                        f"{backlog['oldest_hint_seconds']:.0f} s (limit {limits.inbox_age_seconds:.0f})")
+    if problems:
+        return Verdict.warn(f"capture of {entity.name} from {store.name} lags: " + "; ".join(problems), **evidence)
+    return Verdict.passed(f"capture of {entity.name} from {store.name} is current", **evidence)
+
+
+# -- integrity ------------------------------------------------------------------------------------------
+
+
+def _contract(entity: Entity, rows: list[dict[str, Any]], where: str) -> Verdict:
+    frame = frame_for(entity, [{k: (str(v) if k == "id" else v) for k, v in r.items()} for r in rows])
+    try:
+        schema_for(entity).validate(frame, lazy=True)
+    except pa.errors.SchemaErrors as exc:
+        cases = failure_records(exc)
+        sample = json.loads(cases.head(20).to_json(orient="records"))
+        return Verdict.fail(
+            f"{len(cases)} contract failures in {entity.name} of {where} "
+            f"({', '.join(sorted(cases['column'].astype(str).unique()))})",
+            rows=len(rows), failure_cases=sample,
+            failed_checks=sorted(cases["check"].astype(str).unique().tolist()))
+    return Verdict.passed(f"{len(rows)} {entity.name} in {where} meet the contract", rows=len(rows))
+
+
+def golden_contract(hub: Hub, entity: Entity) -> Verdict:
+    """Every live golden record meets the entity's contract: nothing invalid can spread from the hub."""
+    rows = [{"id": record_id, **data} for record_id, (_, data) in hub.golden_snapshot(entity.name).items()
+            if data is not None]
+    return _contract(entity, rows, "the hub")
+
+
+def store_contract(store: Store, entity: Entity, hub: Hub) -> Verdict:
+    """What the store holds meets the contract (invalid records there are quarantined, not synced)."""
+    verdict = _contract(entity, store.rows(entity), store.name)
+    quarantined = hub.open_quarantine(store.name, entity.name)
+    verdict.metadata["open_quarantine"] = quarantined
+    if verdict.status is Status.FAIL:
+        verdict.status = Status.WARN  # the sync quarantines these; the store's owners must fix them
+        verdict.reason += f"; {quarantined} quarantined, waiting for a fix in {store.name}"
+    return verdict
+
+
+def quarantine(hub: Hub, entity: Entity) -> Verdict:
+    rows = hub.quarantine_summary(entity.name)
+    total = sum(r["records"] for r in rows)
+    if total:
+        return Verdict.warn(f"{total} {entity.name} records quarantined, waiting for a fix at their source",
+                            by_store=rows)
+    return Verdict.passed(f"no {entity.name} in quarantine")
+
+
+# -- idempotency ----------------------------------------------------------------------------------------
+
+
+def applied_once(hub: Hub, entity: Entity) -> Verdict:
+    """No captured event was applied twice: the ledger and the per-record outcomes agree."""
+    doubles = hub.events_applied_twice(entity.name)
+    if doubles:
+        return Verdict.fail(f"{len(doubles)} {entity.name} events were applied more than once", events=doubles[:20])
+    return Verdict.passed(f"every {entity.name} event was applied at most once")
+
+
+def unique_natural_keys(hub: Hub, stores: list[Store], entity: Entity) -> Verdict:
+    """No natural key (e-mail, domain) is held by two records in the hub or in any store."""
+    key = entity.natural_key
+    found: dict[str, list[str]] = {}
+    golden = [data for _, data in hub.golden_snapshot(entity.name).values() if data is not None]
+    for where, values in [("hub", [d.get(key) for d in golden]),
+                          *((s.name, [r.get(key) for r in s.rows(entity)]) for s in stores)]:
+        seen: set[Any] = set()
+        dupes = sorted({str(v) for v in values if v is not None and (v in seen or seen.add(v))})
+        if dupes:
+            found[where] = dupes[:10]
+    if found:
+        return Verdict.fail(f"duplicate {key} values in {', '.join(found)}", duplicates=found)
+    return Verdict.passed(f"every {key} of {entity.name} is unique in the hub and "
+                          f"{len(stores)} store{'s' if len(stores) != 1 else ''}")
+
+
+# -- conflicts ------------------------------------------------------------------------------------------
+
+
+def conflicts_recorded(hub: Hub, entity: Entity) -> Verdict:
+    """Every conflict names a winner whose content the hub took (or a later version superseded)."""
+    broken = hub.broken_conflicts(entity.name)
+    if broken:
+        return Verdict.fail(f"{len(broken)} {entity.name} conflicts whose recorded winner the hub does not hold",
+                            conflicts=broken[:20])
+    return Verdict.passed(f"every {entity.name} conflict has a winner the hub holds or superseded")
+
+
+def conflict_rate(hub: Hub, entity: Entity, limits: Thresholds) -> Verdict:
+    rate = hub.conflict_rate(entity.name, limits.recent_runs)
+    evidence = {"conflicts": rate["conflicts"], "resolved": rate["resolved"], "threshold": limits.conflict_rate}
+    if rate["resolved"] and rate["conflicts"] / rate["resolved"] > limits.conflict_rate:
+        return Verdict.warn(f"{rate['conflicts']} conflicts in {rate['resolved']} {entity.name} changes over the "
+                            f"last {limits.recent_runs} runs: above {limits.conflict_rate:.0%}", **evidence)
+    return Verdict.passed(f"{rate['conflicts']} conflicts in {rate['resolved']} {entity.name} changes", **evidence)
+
+
+# -- errors and rate limits -----------------------------------------------------------------------------
+
+
+def errors(hub: Hub, store: str, entity: Entity, limits: Thresholds) -> Verdict:
+    """Error rate of the latest run and errors left unresolved for too long."""
+    summary = hub.error_summary(store, entity.name, limits.unresolved_error_minutes)
+    if summary["stale_unresolved"]:
+        return Verdict.fail(f"{summary['stale_unresolved']} errors writing {entity.name} to {store} unresolved for "
+                            f"over {limits.unresolved_error_minutes:.0f} min", **summary)
+    attempted = max(summary["latest_run_attempted"], 1)
+    if summary["latest_run_errors"] / attempted > limits.error_rate:
+        return Verdict.warn(f"{summary['latest_run_errors']} of {summary['latest_run_attempted']} {entity.name} "
+                            f"failed in {store}'s latest run", **summary)
+    return Verdict.passed(f"{entity.name} in {store}: {summary['unresolved']} unresolved errors", **summary)
+
+
+def rate_limits(hub: Hub, store: str, limits: Thresholds) -> Verdict:
+    """429s and time throttled over the recent runs; a run that failed on a rate limit is a failure."""
+    usage = hub.api_usage(store, limits.recent_runs)
+    if usage["rate_limit_failures"]:
+        return Verdict.fail(f"{usage['rate_limit_failures']} writes to {store} failed on its rate limit", **usage)
+    if usage["rate_limited_responses"]:
+        return Verdict.warn(f"{usage['rate_limited_responses']} rate-limited responses from {store}, "
+                            f"{usage['seconds_throttled']:.1f} s throttled, all retried", **usage)
+    return Verdict.passed(f"{store} within its rate limit ({usage['requests']} requests, "
+                          f"{usage['seconds_throttled']:.1f} s paced)", **usage)
+
+
+# -- consistency ----------------------------------------------------------------------------------------
+
+
+def consistency(store: Store, entity: Entity, hub: Hub) -> Verdict:
+    """Row counts and content checksums of the store against the hub."""
+    report = store.compare_with_hub(entity, hub.golden_snapshot(entity.name))
+    evidence = {"hub_rows": report.hub_rows, "store_rows": report.store_rows,
+                "hub_checksum": report.hub_checksum, "store_checksum": report.store_checksum,
+                "missing": report.missing[:20], "extra": report.extra[:20], "mismatched": report.mismatched[:20]}
+    if report.consistent:
+        return Verdict.passed(f"{entity.name} in {store.name} match the hub ({report.store_rows} rows)", **evidence)
+    return Verdict.fail(f"{entity.name} in {store.name} differ from the hub: {len(report.missing)} missing, "
+                        f"{len(report.extra)} extra, {len(report.mismatched)} different", **evidence)

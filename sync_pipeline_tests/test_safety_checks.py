@@ -1,0 +1,282 @@
+"""The safety checks: passing on a healthy four-store sync, and each one failing when what it protects is
+broken. Checks run through Dagster (the safety job, as the command and the UI run them) or, for the
+breakage cases, as the functions those asset checks call."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+
+import dagster as dg
+import psycopg
+import pytest
+
+from sync_pipeline.defs.resources import TwentyResource
+from sync_pipeline.model.entities import entity
+from sync_pipeline.safety import checks as safety
+from sync_pipeline.safety.checks import Status, Thresholds
+from sync_pipeline.safety.command import overall, run_checks
+from sync_pipeline.stores.twenty.client import TwentyClient
+from sync_pipeline.stores.twenty.store import TwentyStore
+from sync_pipeline_tests.helpers import insert_person
+
+PEOPLE, COMPANIES = entity("people"), entity("companies")
+LIMITS = Thresholds()
+
+
+def _sync(defs: dg.Definitions, job: str = "sync_job") -> dg.ExecuteInProcessResult:
+    return defs.resolve_job_def(job).execute_in_process(raise_on_error=False)
+
+
+@pytest.fixture
+def synced(four_stores, topology, twenty_client):
+    """A healthy sandbox: records in three sources, synced everywhere."""
+    with psycopg.connect(topology.supabase_dsn) as conn:
+        insert_person(conn, first_name="Grace", email="grace@navy.mil")
+    with psycopg.connect(topology.local_dsn) as conn:
+        conn.execute("""insert into companies (id, name, domain_name, ideal_customer_profile)
+                        values (%s, 'Acme', 'https://acme.com', true)""", (str(uuid.uuid4()),))
+    twenty_client.create("people", {"name": {"firstName": "Ada"}, "emails": {"primaryEmail": "ada@example.com"}})
+    assert _sync(four_stores.defs).success
+    return four_stores
+
+
+def _checks(defs: dg.Definitions) -> dict[tuple[str, str], str]:
+    with dg.DagsterInstance.ephemeral() as instance:
+        lines = run_checks(defs, instance)
+    return {(line.asset, line.check): line.status for line in lines}
+
+
+def test_a_healthy_sync_is_safe(synced):
+    statuses = _checks(synced.defs)
+    assert len(statuses) > 60
+    assert {k: v for k, v in statuses.items() if v != "PASS"} == {}
+
+
+def test_twenty_not_configured_is_safe_with_warnings(synced):
+    defs = synced.without("twenty", TwentyResource())
+    with dg.DagsterInstance.ephemeral() as instance:
+        lines = run_checks(defs, instance)
+    assert overall(lines) == "SAFE_WITH_WARNINGS"
+    warned = {(line.asset, line.check) for line in lines if line.status == "WARN"}
+    assert ("safety/preflight", "twenty_connection") in warned
+    assert all(line.status != "FAIL" for line in lines)
+
+
+def test_the_safety_command_prints_unsafe_and_exits_1_on_a_dropped_trigger(synced, topology, twenty_standin,
+                                                                          bigquery_emulator, tmp_path):
+    bigquery = synced.resources["bigquery"]
+    env = {**os.environ, "SYNC_HUB_DATABASE_URL": topology.local_dsn, "LOCAL_DATABASE_URL": topology.local_dsn,
+           "SUPABASE_DATABASE_URL": topology.supabase_dsn, "SUPABASE_SSLMODE": "disable",
+           "TWENTY_API_URL": twenty_standin.base_url, "TWENTY_API_KEY": twenty_standin.api_key,
+           "BIGQUERY_PROJECT": bigquery.project, "BIGQUERY_DATASET": bigquery.dataset,
+           "BIGQUERY_EMULATOR_URL": bigquery.api_endpoint, "DAGSTER_HOME": str(tmp_path)}
+    command = [sys.executable, "-m", "sync_pipeline.cli", "safety"]
+    healthy = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert healthy.returncode == 0, healthy.stdout + healthy.stderr
+    assert healthy.stdout.strip().splitlines()[-1].startswith("SAFE ")
+    with psycopg.connect(topology.supabase_dsn) as conn:
+        conn.execute("drop trigger people_sync_cdc on public.people")
+    broken = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert broken.returncode == 1, broken.stdout + broken.stderr
+    assert broken.stdout.strip().splitlines()[-1].startswith("UNSAFE ")
+    assert "FAIL  safety/preflight supabase_people_capture_installed" in broken.stdout
+    assert "capture_trigger" in broken.stdout
+    as_json = subprocess.run([*command, "--json"], env=env, capture_output=True, text=True, timeout=300)
+    assert as_json.returncode == 1 and '"overall": "UNSAFE"' in as_json.stdout
+
+
+def test_the_gated_sync_writes_nothing_when_a_blocking_check_fails(synced, topology):
+    with psycopg.connect(topology.supabase_dsn) as conn:
+        pid = insert_person(conn, first_name="Not yet", email="wait@example.com")
+        conn.execute("drop trigger people_sync_cdc on public.people")
+    with psycopg.connect(topology.local_dsn) as conn:
+        insert_person(conn, first_name="Also waits", email="also@example.com")
+    with topology.hub.connect() as conn:
+        before = conn.execute("select (select count(*) from sync.inbox) as inbox, "
+                              "(select count(*) from sync.record_outcomes) as outcomes").fetchone()
+    result = _sync(synced.defs, "sync_with_safety_check")
+    assert not result.success
+    assert [e.asset_key.to_user_string() for e in result.get_asset_materialization_events()] == [
+        "safety/preflight"]
+    failed = [e for e in result.get_asset_check_evaluations() if not e.passed]
+    assert [(e.check_name, e.severity) for e in failed] == [
+        ("supabase_people_capture_installed", dg.AssetCheckSeverity.ERROR)]
+    with topology.hub.connect() as conn:
+        after = conn.execute("select (select count(*) from sync.inbox) as inbox, "
+                             "(select count(*) from sync.record_outcomes) as outcomes").fetchone()
+    assert after == before
+    assert pid not in {str(p["id"]) for p in topology.local_db.rows(PEOPLE)}
+    assert "also@example.com" not in {p["email"] for p in topology.supabase.rows(PEOPLE)}  # nor published
+
+
+def test_the_gated_sync_runs_when_the_checks_pass(synced, topology):
+    with psycopg.connect(topology.supabase_dsn) as conn:
+        pid = insert_person(conn, first_name="Gated", email="gated@example.com")
+    result = _sync(synced.defs, "sync_with_safety_check")
+    assert result.success
+    assert pid in {str(p["id"]) for p in topology.local_db.rows(PEOPLE)}
+
+
+# -- each check fails when what it protects is broken --------------------------------------------------
+
+
+def test_connection_fails_when_twenty_answers_401(synced, twenty_standin, topology):
+    with TwentyClient(twenty_standin.base_url, "wrong-key") as client:
+        verdict = safety.connection(TwentyStore(client, topology.hub.id_map("twenty")))
+    assert verdict.status is Status.FAIL and "credentials rejected" in verdict.reason
+    assert "wrong-key" not in verdict.reason
+
+
+def test_connection_fails_for_an_unreachable_database(topology):
+    from sync_pipeline.stores.postgres import PostgresStore
+
+    store = PostgresStore("supabase", "postgresql://sync:s3cret@127.0.0.1:1/nowhere", connect_timeout=2)
+    verdict = safety.connection(store)
+    assert verdict.status is Status.FAIL and "cannot connect" in verdict.reason
+    assert "s3cret" not in verdict.reason
+
+
+def test_capture_installed_fails_on_a_dropped_trigger(synced, topology):
+    assert safety.capture_installed(topology.supabase, PEOPLE, topology.hub).status is Status.PASS
+    with psycopg.connect(topology.supabase_dsn) as conn:
+        conn.execute("drop trigger people_sync_touch on public.people")
+    verdict = safety.capture_installed(topology.supabase, PEOPLE, topology.hub)
+    assert verdict.status is Status.FAIL and "touch_trigger" in verdict.reason
+
+
+def test_capture_lag_warns_on_a_stale_webhook_backlog(synced, topology, twenty_store):
+    assert safety.capture_lag(twenty_store, PEOPLE, topology.hub, LIMITS).status is Status.PASS
+    with topology.hub.connect() as conn:
+        conn.execute("""insert into sync.inbox (store, entity, event_key, kind, store_record_id, payload, received_at)
+                        select 'twenty', 'people', 'stale-' || i, 'webhook', gen_random_uuid()::text, '{}',
+                               now() - interval '1 hour'
+                        from generate_series(1, 5) i""")
+    verdict = safety.capture_lag(twenty_store, PEOPLE, topology.hub, LIMITS)
+    assert verdict.status is Status.WARN and "5 webhook hints waiting" in verdict.reason
+
+
+def test_capture_lag_warns_when_changes_pile_up(synced, topology):
+    with psycopg.connect(topology.local_dsn) as conn:
+        for _ in range(3):
+            insert_person(conn)
+    verdict = safety.capture_lag(topology.local_db, PEOPLE, topology.hub, Thresholds(lag_rows=2))
+    assert verdict.status is Status.WARN and "3 changes waiting" in verdict.reason
+
+
+def test_golden_contract_fails_on_a_corrupt_golden_record(synced, topology):
+    assert safety.golden_contract(topology.hub, PEOPLE).status is Status.PASS
+    with topology.hub.connect() as conn:
+        conn.execute("""update sync.golden set data = data || '{"email": "not-an-email"}'
+                        where entity = 'people' and data->>'first_name' = 'Grace'""")
+    verdict = safety.golden_contract(topology.hub, PEOPLE)
+    assert verdict.status is Status.FAIL and "email" in verdict.reason
+    assert verdict.metadata["failure_cases"][0]["failure_case"] == "not-an-email"
+
+
+def test_store_contract_warns_on_an_invalid_row(synced, topology):
+    with psycopg.connect(topology.local_dsn) as conn:
+        insert_person(conn, first_name=None)
+    verdict = safety.store_contract(topology.local_db, PEOPLE, topology.hub)
+    assert verdict.status is Status.WARN and "first_name" in verdict.reason
+
+
+def test_quarantine_warns_while_a_record_waits(synced, topology):
+    with psycopg.connect(topology.local_dsn) as conn:
+        insert_person(conn, email="broken")
+    assert _sync(synced.defs).success
+    verdict = safety.quarantine(topology.hub, PEOPLE)
+    assert verdict.status is Status.WARN and "1 people records quarantined" in verdict.reason
+
+
+def test_applied_once_fails_when_an_event_was_applied_twice(synced, topology):
+    assert safety.applied_once(topology.hub, PEOPLE).status is Status.PASS
+    with topology.hub.connect() as conn:
+        conn.execute("""insert into sync.record_outcomes (run_id, store, entity, record_id, event_key, stage, outcome)
+                        select run_id, store, entity, record_id, event_key, stage, outcome from sync.record_outcomes
+                        where entity = 'people' and stage = 'resolve' and outcome = 'applied' limit 1""")
+    assert safety.applied_once(topology.hub, PEOPLE).status is Status.FAIL
+
+
+def test_unique_keys_fail_on_a_duplicate_email_in_a_store(synced, topology):
+    stores = [topology.supabase, topology.local_db]
+    assert safety.unique_natural_keys(topology.hub, stores, PEOPLE).status is Status.PASS
+    with psycopg.connect(topology.local_dsn) as conn:
+        insert_person(conn, email="grace@navy.mil")
+    verdict = safety.unique_natural_keys(topology.hub, stores, PEOPLE)
+    assert verdict.status is Status.FAIL and verdict.metadata["duplicates"] == {"local_db": ["grace@navy.mil"]}
+
+
+def test_conflicts_recorded_fails_when_the_winner_is_not_what_the_hub_holds(synced, topology):
+    [grace] = [p for p in topology.supabase.rows(PEOPLE) if p["first_name"] == "Grace"]
+    with psycopg.connect(topology.supabase_dsn) as conn:
+        conn.execute("update people set city = 'Paris' where id = %s", (grace["id"],))
+    with psycopg.connect(topology.local_dsn) as conn:
+        conn.execute("update people set city = 'Rome' where id = %s", (grace["id"],))
+    assert _sync(synced.defs).success
+    assert safety.conflicts_recorded(topology.hub, PEOPLE).status is Status.PASS
+    with topology.hub.connect() as conn:
+        # whichever side won, the recorded winner now says something the hub never held
+        conn.execute("""update sync.conflicts set incoming_side = jsonb_set(incoming_side, '{data,city}', '"Oslo"'),
+                                                 golden_side = jsonb_set(golden_side, '{data,city}', '"Oslo"')""")
+    assert safety.conflicts_recorded(topology.hub, PEOPLE).status is Status.FAIL
+
+
+def test_conflict_rate_warns_above_its_threshold(synced, topology):
+    [grace] = [p for p in topology.supabase.rows(PEOPLE) if p["first_name"] == "Grace"]
+    with psycopg.connect(topology.supabase_dsn) as conn:
+        conn.execute("update people set city = 'Paris' where id = %s", (grace["id"],))
+    with psycopg.connect(topology.local_dsn) as conn:
+        conn.execute("update people set city = 'Rome' where id = %s", (grace["id"],))
+    assert _sync(synced.defs).success
+    verdict = safety.conflict_rate(topology.hub, PEOPLE, Thresholds(conflict_rate=0.1))
+    assert verdict.status is Status.WARN and verdict.metadata["conflicts"] == 1
+
+
+def test_errors_fail_when_an_error_stays_unresolved(synced, topology):
+    assert safety.errors(topology.hub, "twenty", PEOPLE, LIMITS).status is Status.PASS
+    error_id = topology.hub.record_error(store="twenty", entity="people", record_id=str(uuid.uuid4()),
+                                         operation="publish", error=RuntimeError("boom"))
+    with topology.hub.connect() as conn:
+        conn.execute("update sync.errors set occurred_at = now() - interval '2 hours' where id = %s", (error_id,))
+    verdict = safety.errors(topology.hub, "twenty", PEOPLE, LIMITS)
+    assert verdict.status is Status.FAIL and "1 errors" in verdict.reason
+
+
+def test_rate_limits_warn_on_429s_and_fail_on_a_run_that_failed_on_them(synced, topology, twenty_standin):
+    assert safety.rate_limits(topology.hub, "twenty", LIMITS).status is Status.PASS
+    twenty_standin.set_faults(throttle_next=2)
+    with psycopg.connect(topology.local_dsn) as conn:
+        insert_person(conn, first_name="Throttled")
+    assert _sync(synced.defs).success
+    verdict = safety.rate_limits(topology.hub, "twenty", LIMITS)
+    assert verdict.status is Status.WARN and verdict.metadata["rate_limited_responses"] == 2
+    from sync_pipeline.stores.twenty.client import TwentyRateLimited
+
+    with topology.hub.connect() as conn:
+        run_id = conn.execute("select run_id from sync.runs order by started_at desc limit 1").fetchone()["run_id"]
+    topology.hub.record_error(store="twenty", entity="people", operation="publish", run_id=run_id,
+                              error=TwentyRateLimited("rate limit exceeded", status=429))
+    assert safety.rate_limits(topology.hub, "twenty", LIMITS).status is Status.FAIL
+
+
+def test_consistency_fails_on_a_row_changed_behind_the_syncs_back(synced, topology, bigquery_store):
+    for store in (topology.supabase, topology.local_db):
+        assert safety.consistency(store, PEOPLE, topology.hub).status is Status.PASS
+    with psycopg.connect(topology.local_dsn) as conn:
+        # changed with our writer tag, so capture does not see it: drift only a comparison finds
+        conn.execute("select set_config('sync_pipeline.writer', 'sync', true)")
+        conn.execute("update people set last_name = 'Drifted'")
+    verdict = safety.consistency(topology.local_db, PEOPLE, topology.hub)
+    assert verdict.status is Status.FAIL and len(verdict.metadata["mismatched"]) == 2
+
+
+def test_consistency_fails_on_a_bigquery_row_changed_by_hand(synced, topology, bigquery_store):
+    assert safety.consistency(bigquery_store, PEOPLE, topology.hub).status is Status.PASS
+    bigquery_store.client.query(
+        f"UPDATE `{bigquery_store.client.project}.{bigquery_store.dataset_id}.people` SET city = 'Nowhere' "
+        f"WHERE TRUE").result()
+    verdict = safety.consistency(bigquery_store, PEOPLE, topology.hub)
+    assert verdict.status is Status.FAIL and verdict.metadata["mismatched"]
