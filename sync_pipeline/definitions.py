@@ -8,6 +8,7 @@ import dagster as dg
 
 from sync_pipeline.defs.assets import build_assets
 from sync_pipeline.defs.bigquery_resource import BigQueryStoreResource
+from sync_pipeline.defs.automation import JOBS, SCHEDULES, SENSORS, SYNC_INTERVAL_MINUTES
 from sync_pipeline.defs.checks import build_checks, preflight
 from sync_pipeline.defs.jobs import safety_checks_job, sync_job, sync_with_safety_check
 from sync_pipeline.defs.resources import (
@@ -29,9 +30,11 @@ def _env_or(name: str, default: str) -> dg.EnvVar | str:
 
 
 defs = dg.Definitions(
-    assets=[preflight, *build_assets()],
+    assets=[preflight, *build_assets(interval_minutes=SYNC_INTERVAL_MINUTES)],
     asset_checks=build_checks(),
-    jobs=[sync_job, sync_with_safety_check, safety_checks_job],
+    jobs=[sync_job, sync_with_safety_check, safety_checks_job, *JOBS],
+    schedules=SCHEDULES,
+    sensors=SENSORS,
     resources={
         "hub": HubResource(dsn=dg.EnvVar("SYNC_HUB_DATABASE_URL")),
         "local_db": LocalDbResource(dsn=_optional("LOCAL_DATABASE_URL")),

@@ -4,12 +4,13 @@ capture (store -> hub inbox), resolve (inbox -> golden records), publish (golden
 from __future__ import annotations
 
 import time
+from datetime import datetime, timezone
 from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
 from sync_pipeline.engine.records import Op
 from sync_pipeline.hub.hub import CapturedChange, Hub, QuarantinedRecord, ResolveStats
-from sync_pipeline.model.canonical import CanonicalValueError, parse_timestamp
+from sync_pipeline.model.canonical import CanonicalValueError, content_hash, parse_timestamp
 from sync_pipeline.model.contracts import validate_records
 from sync_pipeline.model.entities import Entity
 from sync_pipeline.stores.base import RawChange, Store
@@ -169,4 +170,56 @@ def publish(hub: Hub, store: Store, entity: Entity, run_id: str | None, settings
         stats.applied += len(result.applied)
         stats.stale += len(result.stale)
     stats.seconds = time.monotonic() - started
+    return stats
+
+
+@dataclass
+class ReconcileStats:
+    store_rows: int = 0
+    hub_rows: int = 0
+    new_in_store: int = 0  # rows the sync never captured: taken in as changes
+    resent: int = 0  # missing or different in the store: golden versions re-sent
+    deleted: int = 0  # held once, absent now: deleted everywhere
+    refused_deletes: int = 0  # too many absent to trust the listing: nothing deleted
+
+
+def reconcile(hub: Hub, store: Store, entity: Entity, run_id: str | None, settings: SyncSettings,
+              delete_threshold: float) -> ReconcileStats:
+    """Compare a whole store with the hub and repair what the incremental sync missed.
+
+    Rows the hub never saw are captured; missing or different rows are re-sent from the hub; records the
+    store once held and no longer lists become deletes, but only when they are few (below
+    `delete_threshold` of the live records): an empty or failed listing must never wipe the other stores."""
+    golden = hub.golden_snapshot(entity.name)
+    live = {i: content_hash(data) for i, (_, data) in golden.items() if data is not None}
+    inventory = store.inventory(entity)
+    stats = ReconcileStats(store_rows=len(inventory), hub_rows=len(live))
+    missing = live.keys() - inventory.keys()
+    held = hub.held_by(store.name, entity.name)
+    absent = sorted(missing & held)
+    unknown = sorted(i for i in inventory.keys() - live.keys() if i not in golden)
+    tombstoned = [i for i in inventory.keys() - live.keys() if i in golden]
+    different = [i for i in inventory.keys() & live.keys() if inventory[i] != live[i]]
+    resend = sorted(set(missing - held) | set(different) | set(tombstoned))
+    stats.resent = hub.reassert(entity.name, resend, run_id) if resend else 0
+
+    store_ids = {i: hub.store_ids_for(store.name, entity.name, [i]).get(i, i) for i in unknown + absent}
+    raw = list(store.refresh(entity, [store_ids[i] for i in unknown]).values()) if unknown else []
+    if absent and len(absent) > delete_threshold * max(len(live), 1):
+        stats.refused_deletes = len(absent)
+        hub.record_error(store=store.name, entity=entity.name, operation="reconcile", run_id=run_id,
+                         error=RuntimeError(f"{len(absent)} of {len(live)} {entity.name} absent from {store.name}: "
+                                            f"above the {delete_threshold:.0%} threshold, nothing deleted"),
+                         payload={"absent_sample": absent[:20]})
+    elif absent:
+        now = datetime.now(timezone.utc)
+        raw += [RawChange(record_id=store_ids[i], deleted=True, row={"id": store_ids[i]}, modified_at=now,
+                          event_key=f"reconcile:{run_id}:{i}", store_record_id=store_ids[i]) for i in absent]
+        stats.deleted = len(absent)
+    if raw:
+        record_ids = hub.record_ids_for(store.name, entity.name, [c.store_record_id for c in raw])
+        changes, quarantined = to_captured(entity, [replace(c, event_key=f"reconcile:{run_id}:{c.store_record_id}")
+                                                    for c in raw], record_ids)
+        hub.enqueue(store.name, entity.name, changes, quarantined, None, run_id)
+        stats.new_in_store = len(unknown)
     return stats

@@ -197,6 +197,12 @@ class Hub:
                 (store, entity, event_key, store_record_id, Jsonb(payload)))
             return cur.rowcount == 1
 
+    def latest_hint(self) -> int:
+        """The id of the newest webhook hint still waiting (0 if none), for the inbox sensor."""
+        with self.connect() as conn:
+            return conn.execute("""select coalesce(max(id), 0) as id from sync.inbox
+                                   where kind = 'webhook' and applied_at is null""").fetchone()["id"]
+
     def pending_webhooks(self, store: str, entity: str, limit: int) -> list[dict[str, Any]]:
         with self.connect() as conn:
             return conn.execute(
@@ -606,12 +612,36 @@ class Hub:
                      and error_class in ('TwentyRateLimited')""", (store, recent)).fetchone()["n"]
         return {**usage, "rate_limit_failures": failures, "runs": len(recent)}
 
+    def held_by(self, store: str, entity: str) -> set[str]:
+        """Records the store has held at some point (we wrote them there, or they came from there)."""
+        with self.connect() as conn:
+            rows = conn.execute("""select record_id from sync.record_state
+                                   where store = %s and entity = %s and seen_version > 0""", (store, entity))
+            return {str(r["record_id"]) for r in rows}
+
+    def reassert(self, entity: str, record_ids: Sequence[str], run_id: str | None) -> int:
+        """New versions of golden records with unchanged content, so every store is sent them again
+        (reconciliation's repair of a store that drifted: version guards would refuse the same version)."""
+        with self.connect() as conn, conn.transaction():
+            rows = conn.execute("""select * from sync.golden where entity = %s and record_id = any(%s::uuid[])
+                                   for update""", (entity, list(record_ids))).fetchall()
+            for row in rows:
+                current = _golden(row)
+                self._write_golden(conn, GoldenRecord(
+                    entity=current.entity, record_id=current.record_id, version=current.version + 1,
+                    data=current.data, deleted=current.deleted, content_hash=current.content_hash,
+                    origin_store=REASSERTED_ORIGIN, origin_modified_at=current.origin_modified_at), run_id)
+            return len(rows)
+
     def live_hashes(self, entity: str) -> dict[str, str]:
         with self.connect() as conn:
             rows = conn.execute(
                 "select record_id, content_hash from sync.golden where entity = %s and not deleted",
                 (entity,)).fetchall()
             return {str(r["record_id"]): r["content_hash"] for r in rows}
+
+
+REASSERTED_ORIGIN = "reconciliation"  # a version the hub re-sent unchanged, from no store
 
 
 class HubIdMap:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from decimal import Decimal
 from functools import partial
 from typing import Any, Callable, Iterator, Sequence
@@ -165,6 +166,14 @@ class PostgresStore:
             position = {"txid": rows[-1]["txid_text"], "seq": rows[-1]["seq"]}
         return CaptureBatch(changes=changes, cursor=position, more=len(rows) == limit)
 
+    def latest_change(self, entity: Entity) -> str | None:
+        """The newest change-log position of the entity ("txid:seq"), for the CDC sensor: cheap, indexed."""
+        with self.connect() as conn:
+            row = conn.execute(sql.SQL("""select txid::text || ':' || seq as position from {} where tbl = %s
+                                          order by txid desc, seq desc limit 1""").format(
+                sql.Identifier(CDC_SCHEMA, "change_log")), (entity.name,)).fetchone()
+        return row["position"] if row else None
+
     def prune(self, entity: Entity, cursor: dict[str, Any]) -> int:
         """Drop change-log rows at or before a cursor the hub has committed."""
         with self.connect() as conn:
@@ -295,6 +304,22 @@ class PostgresStore:
         cols = sql.SQL(", ").join(map(sql.Identifier, ["id", *entity.field_names]))
         with self.connect() as conn:
             return conn.execute(sql.SQL("select {} from {} order by id").format(cols, self.table(entity))).fetchall()
+
+    def refresh(self, entity: Entity, store_ids: Sequence[str]) -> dict[str, RawChange]:
+        """Rows read as they are now, as changes (for reconciliation); a missing row is a delete."""
+        cols = sql.SQL(", ").join(map(sql.Identifier, ["id", *entity.field_names, "sync_version", "updated_at"]))
+        with self.connect() as conn:
+            rows = conn.execute(sql.SQL("select {} from {} where id = any(%s::uuid[])").format(
+                cols, self.table(entity)), (list(store_ids),)).fetchall()
+        for row in rows:
+            row["id"] = str(row["id"])
+        translate_references(entity, rows, self.id_map, to_store=False)
+        found = {row["id"]: RawChange(record_id=row["id"], deleted=False, row=row, modified_at=row["updated_at"],
+                                      event_key=f"read:{row['id']}:{row['sync_version']}", store_record_id=row["id"],
+                                      base_version=row["sync_version"]) for row in rows}
+        now = datetime.now(timezone.utc)
+        return {i: found.get(i) or RawChange(record_id=i, deleted=True, row={"id": i}, modified_at=now,
+                                             event_key=f"gone:{i}", store_record_id=i) for i in store_ids}
 
     def inventory(self, entity: Entity) -> dict[str, str]:
         rows = self.rows(entity)

@@ -1,0 +1,146 @@
+"""What drives the sync: the CDC and webhook-inbox sensors, the Twenty polling schedule, the nightly
+reconciliation and the hourly safety checks. Sensors keep an explicit JSON cursor, derive their run keys
+from it, and only read a few indexed rows per tick.
+
+No `from __future__ import annotations` here: Dagster inspects annotations at definition time.
+"""
+
+import hashlib
+import json
+import os
+
+import dagster as dg
+
+from sync_pipeline import pipeline
+from sync_pipeline.defs.assets import STORE_SPECS
+from sync_pipeline.defs.jobs import safety_checks_job, sync_with_safety_check
+from sync_pipeline.defs.resources import HubResource, LocalDbResource, SupabaseResource, SyncSettingsResource
+from sync_pipeline.model.entities import ENTITIES
+
+SYNC_INTERVAL_MINUTES = int(os.getenv("SYNC_INTERVAL_MINUTES", "5"))
+
+
+def _run_key(prefix: str, state: dict) -> str:
+    return f"{prefix}:{hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()[:16]}"
+
+
+@dg.sensor(
+    job=sync_with_safety_check,
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Starts a sync when a Postgres store's change log has moved (CDC watermark).",
+)
+def cdc_sensor(context: dg.SensorEvaluationContext, hub: HubResource, local_db: LocalDbResource,
+               supabase: SupabaseResource):
+    seen = json.loads(context.cursor) if context.cursor else {}
+    positions = {}
+    for resource in (local_db, supabase):
+        if resource.configured:
+            store = resource.store(hub.hub())
+            for entity in ENTITIES:
+                positions[f"{store.name}:{entity.name}"] = store.latest_change(entity)
+    moved = {k: v for k, v in positions.items() if v is not None and v != seen.get(k)}
+    if not moved:
+        return dg.SkipReason("no new changes in the Postgres change logs")
+    return dg.SensorResult(
+        run_requests=[dg.RunRequest(run_key=_run_key("cdc", moved),
+                                    tags={"sync/trigger": "cdc", "sync/changed": ",".join(sorted(moved))})],
+        cursor=json.dumps({**seen, **positions}, sort_keys=True))
+
+
+@dg.sensor(
+    job=sync_with_safety_check,
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Starts a sync when Twenty webhooks wait in the hub inbox.",
+)
+def webhook_inbox_sensor(context: dg.SensorEvaluationContext, hub: HubResource):
+    seen = json.loads(context.cursor) if context.cursor else {"hint_id": 0}
+    latest = hub.hub().latest_hint()
+    if latest <= seen["hint_id"]:
+        return dg.SkipReason("no new webhook hints in the inbox")
+    return dg.SensorResult(
+        run_requests=[dg.RunRequest(run_key=f"inbox:{latest}", tags={"sync/trigger": "webhook"})],
+        cursor=json.dumps({"hint_id": latest}))
+
+
+twenty_poll_schedule = dg.ScheduleDefinition(
+    name="twenty_poll_schedule",
+    job=sync_with_safety_check,
+    cron_schedule=f"*/{SYNC_INTERVAL_MINUTES} * * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    tags={"sync/trigger": "poll"},
+    description=f"Polls Twenty by updatedAt (and syncs everything) every {SYNC_INTERVAL_MINUTES} minutes "
+                f"(SYNC_INTERVAL_MINUTES).",
+)
+
+hourly_safety_checks = dg.ScheduleDefinition(
+    name="hourly_safety_checks",
+    job=safety_checks_job,
+    cron_schedule="0 * * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Runs every safety check, so the dashboard is never older than an hour.",
+)
+
+
+@dg.op(required_resource_keys={"hub", "sync_settings", *(s.key for s in STORE_SPECS)})
+def reconcile_stores(context: dg.OpExecutionContext) -> None:
+    """Capture and resolve everything pending, compare every store with the hub, repair, publish."""
+    resources = context.resources
+    hub = resources.hub.hub()
+    settings = resources.sync_settings.settings()
+    run_id = context.run.run_id
+    hub.start_run(run_id, "schedule:nightly_reconciliation")
+    stores = [getattr(resources, s.key).store(hub) for s in STORE_SPECS if getattr(resources, s.key).configured]
+    sources = [s for s in stores if s.name in {spec.key for spec in STORE_SPECS if spec.captures}]
+    for entity in ENTITIES:
+        for store in sources:
+            pipeline.capture(hub, store, entity, run_id, settings)
+        pipeline.resolve(hub, entity, run_id, settings)
+        for store in stores:
+            stats = pipeline.reconcile(hub, store, entity, run_id, settings,
+                                       resources.sync_settings.reconcile_delete_threshold)
+            context.log.info(f"{store.name}/{entity.name}: {stats}")
+            hub.add_run_counts(run_id, f"reconcile:{store.name}:{entity.name}", stats.__dict__)
+            if stats.refused_deletes:
+                context.log.warning(f"{stats.refused_deletes} {entity.name} absent from {store.name}: too many "
+                                    "to trust, nothing deleted (see the error log)")
+        pipeline.resolve(hub, entity, run_id, settings)
+        for store in stores:
+            pipeline.publish(hub, store, entity, run_id, settings)
+
+
+@dg.job(executor_def=dg.in_process_executor,
+        description="Full compare of every store with the hub: repairs what incremental sync missed.")
+def reconciliation_job():
+    reconcile_stores()
+
+
+nightly_reconciliation = dg.ScheduleDefinition(
+    name="nightly_reconciliation",
+    job=reconciliation_job,
+    cron_schedule="0 2 * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Nightly full reconciliation of every store against the hub.",
+)
+
+
+@dg.run_status_sensor(run_status=dg.DagsterRunStatus.SUCCESS, monitor_all_code_locations=False,
+                      default_status=dg.DefaultSensorStatus.RUNNING,
+                      description="Closes the hub's record of a finished run.")
+def run_succeeded(context: dg.RunStatusSensorContext, hub: HubResource):
+    hub.hub().finish_run(context.dagster_run.run_id, "success")
+
+
+@dg.run_failure_sensor(monitor_all_code_locations=False, default_status=dg.DefaultSensorStatus.RUNNING,
+                       description="Closes the hub's record of a failed run.")
+def run_failed(context: dg.RunFailureSensorContext, hub: HubResource):
+    hub.hub().finish_run(context.dagster_run.run_id, "failure")
+
+
+SENSORS = [cdc_sensor, webhook_inbox_sensor, run_succeeded, run_failed]
+SCHEDULES = [twenty_poll_schedule, hourly_safety_checks, nightly_reconciliation]
+JOBS = [reconciliation_job]
