@@ -56,7 +56,7 @@ def run_trigger(context: dg.AssetExecutionContext) -> str:
     for tag, label in (("dagster/sensor_name", "sensor"), ("dagster/schedule_name", "schedule")):
         if tag in tags:
             return f"{label}:{tags[tag]}"
-    return "backfill" if "dagster/backfill" in tags else "manual"
+    return "backfill" if "dagster/backfill" in tags else tags.get("sync/trigger", "manual")
 
 
 def freshness(interval_minutes: int = 5) -> dg.FreshnessPolicy:

@@ -7,6 +7,8 @@ import dagster as dg
 
 from sync_pipeline.defs.assets import PREFLIGHT_KEY
 
+# What launched a run: sensors and schedules set their own value, a run launched by a person keeps this.
+MANUAL = {"sync/trigger": "manual"}
 _SYNC_ASSETS = (dg.AssetSelection.all() - dg.AssetSelection.assets(PREFLIGHT_KEY)).without_checks()
 
 sync_job = dg.define_asset_job(
@@ -14,6 +16,7 @@ sync_job = dg.define_asset_job(
     selection=_SYNC_ASSETS,
     description="Capture every source, resolve in the hub, publish to every target.",
     executor_def=dg.in_process_executor,
+    tags=MANUAL,
 )
 
 sync_with_safety_check = dg.define_asset_job(
@@ -22,6 +25,7 @@ sync_with_safety_check = dg.define_asset_job(
     description="The sync behind its gate: the blocking safety checks run first, and a failure stops the "
                 "sync before anything is written.",
     executor_def=dg.in_process_executor,
+    tags=MANUAL,
 )
 
 safety_checks_job = dg.define_asset_job(
