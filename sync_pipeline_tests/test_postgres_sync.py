@@ -202,3 +202,25 @@ def test_two_rows_of_one_store_sharing_an_email_quarantine_the_second(topology):
         [row] = conn.execute("select record_id, reason from sync.quarantine").fetchall()
     assert row["record_id"] == second
     assert row["reason"] == f"email 'dup@example.com' already belongs to record {first}"
+
+
+def test_a_batch_that_looks_new_but_holds_an_existing_row_falls_back_to_the_guarded_upsert(topology):
+    from datetime import datetime, timezone
+
+    from sync_pipeline.engine.records import GoldenRecord
+    from sync_pipeline.model.canonical import content_hash
+
+    def golden(i: int, version: int, name: str) -> GoldenRecord:
+        data = {f: None for f in PEOPLE.field_names} | {"first_name": name, "email": f"p{i}@example.com"}
+        return GoldenRecord("people", str(__import__("uuid").UUID(int=i + 1)), version, data, False,
+                            content_hash(data), "supabase", datetime(2026, 1, 1, tzinfo=timezone.utc))
+
+    # the last record exists already, newer: beyond the sample that decides on the direct COPY
+    topology.local_db.apply(PEOPLE, [golden(1499, 5, "newer")])
+    result = topology.local_db.apply(PEOPLE, [golden(i, 1, "batch") for i in range(1500)])
+    assert result.stale == [golden(1499, 1, "x").record_id]
+    assert len(result.applied) == 1499
+    rows = {str(r["id"]): r["first_name"] for r in people(topology.local_db)}
+    assert len(rows) == 1500 and rows[golden(1499, 1, "x").record_id] == "newer"
+    with psycopg.connect(topology.local_dsn) as conn:
+        assert conn.execute("select count(*) from sync_cdc.change_log").fetchone()[0] == 0
