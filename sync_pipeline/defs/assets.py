@@ -6,7 +6,7 @@ No `from __future__ import annotations` here: Dagster inspects the context annot
 
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, Callable
 
 import dagster as dg
 
@@ -82,6 +82,22 @@ def _failed(context: dg.AssetExecutionContext, hub, spec: StoreSpec, entity: Ent
                                           "error_id": error_id})
 
 
+def _run_store_step(context: dg.AssetExecutionContext, spec: StoreSpec, entity: Entity, operation: str,
+                    step: Callable[..., Any]) -> dg.MaterializeResult | tuple[Any, Any, Any]:
+    """Run a capture or publish step against one store: (hub, store, stats), or the materialization to
+    return at once when the store is not configured or the step failed."""
+    resource = getattr(context.resources, spec.key)
+    if not resource.configured:
+        return _not_configured(context, spec)
+    hub = context.resources.hub.hub()
+    hub.start_run(context.run.run_id, run_trigger(context))
+    store = resource.store(hub)
+    try:
+        return hub, store, step(hub, store, entity, context.run.run_id, context.resources.sync_settings.settings())
+    except Exception as exc:  # noqa: BLE001 - recorded, and the other stores go on syncing
+        return _failed(context, hub, spec, entity, operation, exc)
+
+
 def _md_table(rows: list[dict[str, Any]], columns: list[str]) -> dg.MetadataValue:
     if not rows:
         return dg.MetadataValue.md("_none_")
@@ -104,17 +120,10 @@ def build_capture_asset(spec: StoreSpec, entity: Entity, interval_minutes: int) 
         tags={"stage": "capture"},
     )
     def _capture(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        resource = getattr(context.resources, spec.key)
-        if not resource.configured:
-            return _not_configured(context, spec)
-        hub = context.resources.hub.hub()
-        hub.start_run(context.run.run_id, run_trigger(context))
-        store = resource.store(hub)
-        try:
-            stats = pipeline.capture(hub, store, entity, context.run.run_id,
-                                     context.resources.sync_settings.settings())
-        except Exception as exc:  # noqa: BLE001 - recorded, and the other stores go on syncing
-            return _failed(context, hub, spec, entity, "capture", exc)
+        step = _run_store_step(context, spec, entity, "capture", pipeline.capture)
+        if isinstance(step, dg.MaterializeResult):
+            return step
+        hub, store, stats = step
         counts = {"read": stats.read, "enqueued": stats.enqueued, "replayed": stats.replayed,
                   "quarantined": stats.quarantined, "webhook_hints": stats.hints, **store.api_stats()}
         hub.add_run_counts(context.run.run_id, f"capture:{spec.key}:{entity.name}", counts)
@@ -176,17 +185,10 @@ def build_publish_asset(spec: StoreSpec, entity: Entity, interval_minutes: int) 
         tags={"stage": "publish"},
     )
     def _publish(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        resource = getattr(context.resources, spec.key)
-        if not resource.configured:
-            return _not_configured(context, spec)
-        hub = context.resources.hub.hub()
-        hub.start_run(context.run.run_id, run_trigger(context))
-        store = resource.store(hub)
-        try:
-            stats = pipeline.publish(hub, store, entity, context.run.run_id,
-                                     context.resources.sync_settings.settings())
-        except Exception as exc:  # noqa: BLE001 - recorded, and the other stores go on syncing
-            return _failed(context, hub, spec, entity, "publish", exc)
+        step = _run_store_step(context, spec, entity, "publish", pipeline.publish)
+        if isinstance(step, dg.MaterializeResult):
+            return step
+        hub, store, stats = step
         counts = {"read": stats.read, "applied": stats.applied, "stale": stats.stale, "errors": stats.errors,
                   **store.api_stats()}
         hub.add_run_counts(context.run.run_id, f"publish:{spec.key}:{entity.name}", counts)
