@@ -146,3 +146,19 @@ def test_a_run_stopped_mid_way_leaves_everything_consistent_and_the_next_run_fin
     sync_once(topology.hub, [topology.supabase, topology.local_db])
     assert people(topology.local_db) == people(topology.supabase)
     assert topology.local_db.inventory(PEOPLE) == topology.hub.live_hashes("people")
+
+
+def test_the_run_status_sensor_closes_the_hubs_run_record(four_stores, topology):
+    from sync_pipeline.defs.automation import run_succeeded
+
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = four_stores.defs.resolve_job_def("sync_job").execute_in_process(instance=instance)
+        with dg.build_run_status_sensor_context(
+                sensor_name="run_succeeded", dagster_instance=instance, dagster_run=result.dagster_run,
+                dagster_event=next(e for e in result.all_events if e.event_type_value == "PIPELINE_SUCCESS"),
+                resources={"hub": four_stores.resources["hub"]}) as context:
+            run_succeeded(context)
+    with topology.hub.connect() as conn:
+        run = conn.execute("select status, finished_at, trigger from sync.runs where run_id = %s",
+                           (result.run_id,)).fetchone()
+    assert run["status"] == "success" and run["finished_at"] is not None and run["trigger"] == "manual"

@@ -13,7 +13,7 @@ import dagster as dg
 
 from sync_pipeline import pipeline
 from sync_pipeline.defs.assets import STORE_SPECS
-from sync_pipeline.defs.jobs import safety_checks_job, sync_with_safety_check
+from sync_pipeline.defs.jobs import safety_checks_job, sync_job, sync_with_safety_check
 from sync_pipeline.defs.resources import HubResource, LocalDbResource, SupabaseResource, SyncSettingsResource
 from sync_pipeline.model.entities import ENTITIES
 
@@ -128,14 +128,17 @@ nightly_reconciliation = dg.ScheduleDefinition(
 )
 
 
-@dg.run_status_sensor(run_status=dg.DagsterRunStatus.SUCCESS, monitor_all_code_locations=False,
+SYNC_JOBS = [sync_job, sync_with_safety_check, reconciliation_job]  # the runs the hub's run log records
+
+
+@dg.run_status_sensor(run_status=dg.DagsterRunStatus.SUCCESS, monitored_jobs=SYNC_JOBS,
                       default_status=dg.DefaultSensorStatus.RUNNING,
                       description="Closes the hub's record of a finished run.")
 def run_succeeded(context: dg.RunStatusSensorContext, hub: HubResource):
     hub.hub().finish_run(context.dagster_run.run_id, "success")
 
 
-@dg.run_failure_sensor(monitor_all_code_locations=False, default_status=dg.DefaultSensorStatus.RUNNING,
+@dg.run_failure_sensor(monitored_jobs=SYNC_JOBS, default_status=dg.DefaultSensorStatus.RUNNING,
                        description="Closes the hub's record of a failed run.")
 def run_failed(context: dg.RunFailureSensorContext, hub: HubResource):
     hub.hub().finish_run(context.dagster_run.run_id, "failure")
