@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import dagster as dg
 import psycopg
 
@@ -44,6 +49,15 @@ def test_definitions_load():
     synced = {k: s for k, s in specs.items() if s.group_name != "safety"}  # the gate holds no data
     assert all(s.freshness_policy is not None for s in synced.values())
     assert all(s.description for s in specs.values())
+
+
+def test_dagster_definitions_validate_passes(tmp_path):
+    project = Path(__file__).resolve().parents[1]
+    result = subprocess.run([str(Path(sys.executable).parent / "dagster"), "definitions", "validate",
+                             "-w", str(project / "workspace.yaml")], cwd=project, capture_output=True, text=True,
+                            env={**os.environ, "DAGSTER_HOME": str(tmp_path)}, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "All code locations passed validation" in result.stdout + result.stderr
 
 
 def test_sync_job_moves_a_person_and_reports_counts(topology):
