@@ -4,16 +4,15 @@ capture (store -> hub inbox), resolve (inbox -> golden records), publish (golden
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
 from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
 from sync_pipeline.engine.records import Op
 from sync_pipeline.hub.hub import CapturedChange, Hub, QuarantinedRecord, ResolveStats
-from sync_pipeline.model.canonical import CanonicalValueError, content_hash, parse_timestamp
+from sync_pipeline.model.canonical import CanonicalValueError, parse_timestamp
 from sync_pipeline.model.contracts import validate_records
 from sync_pipeline.model.entities import Entity
-from sync_pipeline.stores.base import RawChange, Store
+from sync_pipeline.stores.base import RawChange, Store, live_hashes
 
 DEFAULT_PRIORITY = ("twenty", "supabase", "local_db")
 
@@ -94,7 +93,12 @@ def process_hints(hub: Hub, store: Store, entity: Entity, run_id: str | None, se
     (a webhook may be late, duplicated or out of order; the record is the truth)."""
     done = 0
     while hints := hub.pending_webhooks(store.name, entity.name, settings.batch_size):
-        fresh = store.refresh(entity, sorted({h["store_record_id"] for h in hints}))
+        try:
+            fresh = store.refresh(entity, sorted({h["store_record_id"] for h in hints}))
+        except Exception as exc:  # noqa: BLE001 - the hints stay in the inbox; polling still runs
+            hub.record_error(store=store.name, entity=entity.name, operation="capture", error=exc, run_id=run_id,
+                             payload={"webhook_hints": [h["event_key"] for h in hints[:20]]})
+            return done
         raw = [replace(fresh[h["store_record_id"]], event_key=h["event_key"]) for h in hints]
         record_ids = hub.record_ids_for(store.name, entity.name, [h["store_record_id"] for h in hints])
         changes, quarantined = to_captured(entity, raw, record_ids)
@@ -132,6 +136,7 @@ def capture(hub: Hub, store: Store, entity: Entity, run_id: str | None, settings
             break
     stats.cursor_after = cursor
     stats.status = store.capture_status(entity, cursor)
+    hub.resolve_step_errors(store.name, entity.name, "capture")  # this step went through
     stats.seconds = time.monotonic() - started
     return stats
 
@@ -169,6 +174,8 @@ def publish(hub: Hub, store: Store, entity: Entity, run_id: str | None, settings
         hub.resolve_errors(store.name, entity.name, [g.record_id for g in written])
         stats.applied += len(result.applied)
         stats.stale += len(result.stale)
+    if not stats.errors:
+        hub.resolve_step_errors(store.name, entity.name, "publish")  # this step went through
     stats.seconds = time.monotonic() - started
     return stats
 
@@ -181,27 +188,33 @@ class ReconcileStats:
     resent: int = 0  # missing or different in the store: golden versions re-sent
     deleted: int = 0  # held once, absent now: deleted everywhere
     refused_deletes: int = 0  # too many absent to trust the listing: nothing deleted
+    unknown_in_store: int = 0  # in a target only, rows the hub never had: reported, left alone
 
 
 def reconcile(hub: Hub, store: Store, entity: Entity, run_id: str | None, settings: SyncSettings,
-              delete_threshold: float) -> ReconcileStats:
+              delete_threshold: float, captures: bool = True) -> ReconcileStats:
     """Compare a whole store with the hub and repair what the incremental sync missed.
 
-    Rows the hub never saw are captured; missing or different rows are re-sent from the hub; records the
-    store once held and no longer lists become deletes, but only when they are few (below
-    `delete_threshold` of the live records): an empty or failed listing must never wipe the other stores."""
+    Missing or different rows are re-sent from the hub. In a store we capture from, rows the hub never saw
+    are taken in as changes, and records the store once held and no longer lists become deletes, but only
+    when they are few (below `delete_threshold` of the live records): an empty or failed listing must never
+    wipe the other stores. A target we never capture from (BigQuery) cannot speak for the records: what it
+    lacks is re-sent, and what it holds that the hub never had is only counted."""
     golden = hub.golden_snapshot(entity.name)
-    live = {i: content_hash(data) for i, (_, data) in golden.items() if data is not None}
+    live = live_hashes(golden)
     inventory = store.inventory(entity)
     stats = ReconcileStats(store_rows=len(inventory), hub_rows=len(live))
     missing = live.keys() - inventory.keys()
-    held = hub.held_by(store.name, entity.name)
-    absent = sorted(missing & held)
+    held = hub.held_by(store.name, entity.name) if captures else {}
+    absent = sorted(missing & held.keys())
     unknown = sorted(i for i in inventory.keys() - live.keys() if i not in golden)
     tombstoned = [i for i in inventory.keys() - live.keys() if i in golden]
     different = [i for i in inventory.keys() & live.keys() if inventory[i] != live[i]]
-    resend = sorted(set(missing - held) | set(different) | set(tombstoned))
+    resend = sorted((missing - held.keys()) | set(different) | set(tombstoned))
     stats.resent = hub.reassert(entity.name, resend, run_id) if resend else 0
+    if not captures:
+        stats.unknown_in_store = len(unknown)
+        return stats
 
     store_ids = {i: hub.store_ids_for(store.name, entity.name, [i]).get(i, i) for i in unknown + absent}
     raw = list(store.refresh(entity, [store_ids[i] for i in unknown]).values()) if unknown else []
@@ -212,8 +225,8 @@ def reconcile(hub: Hub, store: Store, entity: Entity, run_id: str | None, settin
                                             f"above the {delete_threshold:.0%} threshold, nothing deleted"),
                          payload={"absent_sample": absent[:20]})
     elif absent:
-        now = datetime.now(timezone.utc)
-        raw += [RawChange(record_id=store_ids[i], deleted=True, row={"id": store_ids[i]}, modified_at=now,
+        # Dated when the store last showed the record, so the delete does not outrank later edits elsewhere.
+        raw += [RawChange(record_id=store_ids[i], deleted=True, row={"id": store_ids[i]}, modified_at=held[i],
                           event_key=f"reconcile:{run_id}:{i}", store_record_id=store_ids[i]) for i in absent]
         stats.deleted = len(absent)
     if raw:

@@ -17,6 +17,7 @@ from sync_pipeline.defs.automation import (
     webhook_inbox_sensor,
 )
 from sync_pipeline.model.entities import entity
+from sync_pipeline.stores.base import live_hashes
 from sync_pipeline_tests.helpers import SETTINGS, insert_person, people, sync_once
 
 PEOPLE = entity("people")
@@ -145,7 +146,7 @@ def test_a_run_stopped_mid_way_leaves_everything_consistent_and_the_next_run_fin
     assert len(topology.hub.unseen_by("local_db", "people", 100)) == 4
     sync_once(topology.hub, [topology.supabase, topology.local_db])
     assert people(topology.local_db) == people(topology.supabase)
-    assert topology.local_db.inventory(PEOPLE) == topology.hub.live_hashes("people")
+    assert topology.local_db.inventory(PEOPLE) == live_hashes(topology.hub.golden_snapshot("people"))
 
 
 def test_the_run_status_sensor_closes_the_hubs_run_record(four_stores, topology):
@@ -162,3 +163,20 @@ def test_the_run_status_sensor_closes_the_hubs_run_record(four_stores, topology)
         run = conn.execute("select status, finished_at, trigger from sync.runs where run_id = %s",
                            (result.run_id,)).fetchone()
     assert run["status"] == "success" and run["finished_at"] is not None and run["trigger"] == "manual"
+
+
+def test_reconciliation_never_takes_deletes_from_bigquery_it_resends_instead(four_stores, topology,
+                                                                            bigquery_store):
+    with psycopg.connect(topology.supabase_dsn) as conn:
+        for i in range(30):
+            insert_person(conn, email=f"p{i}@example.com")
+    assert four_stores.defs.resolve_job_def("sync_job").execute_in_process().success
+    table = f"`{bigquery_store.client.project}.{bigquery_store.dataset_id}.people`"
+    victim = str(people(topology.supabase)[0]["id"])
+    bigquery_store.client.query(f"DELETE FROM {table} WHERE id = '{victim}'").result()  # an analyst's slip
+    bigquery_store.client.query(
+        f"INSERT INTO {table} (id, first_name, email, hub_version) "
+        f"VALUES ('{__import__('uuid').uuid4()}', 'Stray', 'stray@example.com', 1)").result()
+    _reconcile(four_stores)
+    assert len(people(topology.supabase)) == 30 and len(people(topology.local_db)) == 30
+    assert victim in bigquery_store.inventory(PEOPLE)

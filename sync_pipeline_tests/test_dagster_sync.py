@@ -113,3 +113,7 @@ def test_a_failing_store_is_recorded_and_the_others_go_on(topology):
         errors = conn.execute("select store, entity, operation, error_class, run_id from sync.errors").fetchall()
     assert errors == [{"store": "supabase", "entity": "people", "operation": "capture",
                        "error_class": "CaptureNotReady", "run_id": result.run_id}]
+    t.supabase.install()  # repaired: the next run goes through and closes the error
+    assert _defs_with(_resources(t)).resolve_job_def("sync_job").execute_in_process().success
+    with t.hub.connect() as conn:
+        assert conn.execute("select resolved_at from sync.errors").fetchone()["resolved_at"] is not None

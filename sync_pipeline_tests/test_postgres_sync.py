@@ -6,6 +6,7 @@ import psycopg
 
 from sync_pipeline import pipeline
 from sync_pipeline.model.entities import entity
+from sync_pipeline.stores.base import live_hashes
 from sync_pipeline_tests.helpers import SETTINGS, insert_person, people, sync_once
 
 PEOPLE = entity("people")
@@ -169,6 +170,9 @@ def test_invalid_records_are_quarantined_and_the_rest_applied(topology):
         conn.execute("update people set email = 'fixed@example.com' where id = %s", (bad_email,))
     sync_once(t.hub, [t.supabase, t.local_db])
     assert len(people(t.local_db)) == 2
+    with t.hub.connect() as conn:
+        open_rows = conn.execute("select record_id from sync.quarantine where resolved_at is null").fetchall()
+    assert [r["record_id"] for r in open_rows] == [no_name]  # the fixed one left quarantine
 
 
 def test_the_same_person_created_in_both_stores_is_linked_not_duplicated(topology):
@@ -187,7 +191,7 @@ def test_the_same_person_created_in_both_stores_is_linked_not_duplicated(topolog
         conn.execute("update people set job_title = 'Analyst' where id = %s", (in_local,))
     sync_once(t.hub, [t.supabase, t.local_db])
     assert people(t.supabase)[0]["job_title"] == "Analyst"
-    assert t.supabase.inventory(PEOPLE) == t.local_db.inventory(PEOPLE) == t.hub.live_hashes("people")
+    assert t.supabase.inventory(PEOPLE) == t.local_db.inventory(PEOPLE) == live_hashes(t.hub.golden_snapshot("people"))
 
 
 def test_two_rows_of_one_store_sharing_an_email_quarantine_the_second(topology):

@@ -191,13 +191,29 @@ def test_quarantine_warns_while_a_record_waits(synced, topology):
     assert verdict.status is Status.WARN and "1 people records quarantined" in verdict.reason
 
 
-def test_applied_once_fails_when_an_event_was_applied_twice(synced, topology):
+def test_applied_once_fails_when_a_change_made_two_versions(synced, topology):
     assert safety.applied_once(topology.hub, PEOPLE).status is Status.PASS
     with topology.hub.connect() as conn:
-        conn.execute("""insert into sync.record_outcomes (run_id, store, entity, record_id, event_key, stage, outcome)
-                        select run_id, store, entity, record_id, event_key, stage, outcome from sync.record_outcomes
-                        where entity = 'people' and stage = 'resolve' and outcome = 'applied' limit 1""")
-    assert safety.applied_once(topology.hub, PEOPLE).status is Status.FAIL
+        # the same source change applied again (e.g. re-captured under a new key after a cursor reset)
+        conn.execute("""insert into sync.golden_history (entity, record_id, version, data, deleted, content_hash,
+                                                         origin_store, origin_modified_at)
+                        select entity, record_id, version + 1, data, deleted, content_hash, origin_store,
+                               origin_modified_at
+                        from sync.golden_history where entity = 'people' limit 1""")
+    verdict = safety.applied_once(topology.hub, PEOPLE)
+    assert verdict.status is Status.FAIL and len(verdict.metadata["changes"][0]["versions"]) == 2
+
+
+def test_conflicts_recorded_holds_when_a_delete_wins(synced, topology):
+    [grace] = [p for p in topology.supabase.rows(PEOPLE) if p["first_name"] == "Grace"]
+    with psycopg.connect(topology.local_dsn) as conn:
+        conn.execute("update people set city = 'Rome' where id = %s", (grace["id"],))
+    with psycopg.connect(topology.supabase_dsn) as conn:
+        conn.execute("delete from people where id = %s", (grace["id"],))  # later: the delete wins
+    assert _sync(synced.defs).success
+    with topology.hub.connect() as conn:
+        assert conn.execute("select count(*) as n from sync.conflicts").fetchone()["n"] == 1
+    assert safety.conflicts_recorded(topology.hub, PEOPLE).status is Status.PASS
 
 
 def test_unique_keys_fail_on_a_duplicate_email_in_a_store(synced, topology):

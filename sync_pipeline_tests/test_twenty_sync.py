@@ -156,3 +156,26 @@ def test_companies_before_people_keep_their_link_in_twenty(topology, twenty_stor
     person = twenty_client.get("people", pid)
     assert person["companyId"] == company_id
     assert twenty_client.get("companies", company_id)["domainName"]["primaryLinkUrl"] == "https://acme.com"
+
+
+def test_a_person_waits_for_its_company_to_reach_twenty_and_never_loses_the_link(topology, twenty_store,
+                                                                                 twenty_client):
+    t = topology
+    company_id = str(uuid.uuid4())
+    with psycopg.connect(t.local_dsn) as conn:
+        conn.execute("""insert into companies (id, name, domain_name, ideal_customer_profile)
+                        values (%s, 'Acme', 'https://acme.com', false)""", (company_id,))
+        pid = insert_person(conn, first_name="Wile", company_id=company_id)
+    for e in (COMPANIES, PEOPLE):
+        pipeline.capture(t.hub, t.local_db, e, "r1", SETTINGS)
+        pipeline.resolve(t.hub, e, "r1", SETTINGS)
+    # the companies step failed this run (say Twenty was down for it): people are published alone
+    stats = pipeline.publish(t.hub, twenty_store, PEOPLE, "r1", SETTINGS)
+    assert (stats.applied, stats.errors) == (0, 1) and "waits for company_id" in stats.error_messages[0]
+    assert list(twenty_client.list("people")) == []
+    sync_once(t.hub, [twenty_store, t.supabase, t.local_db])
+    assert twenty_client.get("people", pid)["companyId"] == company_id
+    assert [str(p["company_id"]) for p in people(t.supabase)] == [company_id]
+    assert [str(p["company_id"]) for p in people(t.local_db)] == [company_id]
+    with t.hub.connect() as conn:
+        assert conn.execute("select count(*) as n from sync.errors where resolved_at is null").fetchone()["n"] == 0

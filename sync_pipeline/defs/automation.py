@@ -14,7 +14,7 @@ import dagster as dg
 from sync_pipeline import pipeline
 from sync_pipeline.defs.assets import STORE_SPECS
 from sync_pipeline.defs.jobs import safety_checks_job, sync_job, sync_with_safety_check
-from sync_pipeline.defs.resources import HubResource, LocalDbResource, SupabaseResource, SyncSettingsResource
+from sync_pipeline.defs.resources import HubResource, LocalDbResource, SupabaseResource
 from sync_pipeline.model.entities import ENTITIES
 
 SYNC_INTERVAL_MINUTES = int(os.getenv("SYNC_INTERVAL_MINUTES", "5"))
@@ -93,22 +93,24 @@ def reconcile_stores(context: dg.OpExecutionContext) -> None:
     settings = resources.sync_settings.settings()
     run_id = context.run.run_id
     hub.start_run(run_id, "schedule:nightly_reconciliation")
-    stores = [getattr(resources, s.key).store(hub) for s in STORE_SPECS if getattr(resources, s.key).configured]
-    sources = [s for s in stores if s.name in {spec.key for spec in STORE_SPECS if spec.captures}]
+    configured = [s for s in STORE_SPECS if getattr(resources, s.key).configured]
+    stores = {s.key: getattr(resources, s.key).store(hub) for s in configured}
+    sources = [stores[s.key] for s in configured if s.captures]
     for entity in ENTITIES:
         for store in sources:
             pipeline.capture(hub, store, entity, run_id, settings)
         pipeline.resolve(hub, entity, run_id, settings)
-        for store in stores:
+        for spec in configured:
+            store = stores[spec.key]
             stats = pipeline.reconcile(hub, store, entity, run_id, settings,
-                                       resources.sync_settings.reconcile_delete_threshold)
+                                       resources.sync_settings.reconcile_delete_threshold, captures=spec.captures)
             context.log.info(f"{store.name}/{entity.name}: {stats}")
             hub.add_run_counts(run_id, f"reconcile:{store.name}:{entity.name}", stats.__dict__)
             if stats.refused_deletes:
                 context.log.warning(f"{stats.refused_deletes} {entity.name} absent from {store.name}: too many "
                                     "to trust, nothing deleted (see the error log)")
         pipeline.resolve(hub, entity, run_id, settings)
-        for store in stores:
+        for store in stores.values():
             pipeline.publish(hub, store, entity, run_id, settings)
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import traceback
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Iterator, Sequence
 
 import psycopg
@@ -14,10 +14,13 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from sync_pipeline.engine.records import Change, GoldenRecord, Op
-from sync_pipeline.engine.resolver import Outcome, Resolution, resolve
+from sync_pipeline.engine.resolver import MERGED_ORIGIN, Outcome, Resolution, resolve
 from sync_pipeline.hub.migrations import migrate
 from sync_pipeline.hub.redaction import redact, redact_text
 from sync_pipeline.model.entities import Entity
+
+
+REASSERTED_ORIGIN = "reconciliation"  # a version the hub re-sent unchanged, from no store
 
 
 @dataclass
@@ -51,7 +54,6 @@ class ResolveStats:
     duplicates: int = 0  # already in the processed-event ledger
     quarantined: int = 0
     noops: int = 0
-    conflict_ids: list[int] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, int]:
         return {k: v for k, v in self.__dict__.items() if isinstance(v, int)}
@@ -146,6 +148,13 @@ class Hub:
                                    message[:500])])
             return row["id"]
 
+    def resolve_step_errors(self, store: str, entity: str, operation: str) -> None:
+        """A step that went through closes the errors of earlier failures of that whole step."""
+        with self.connect() as conn:
+            conn.execute("""update sync.errors set resolved_at = now()
+                            where resolved_at is null and record_id is null
+                              and store = %s and entity = %s and operation = %s""", (store, entity, operation))
+
     def resolve_errors(self, store: str, entity: str, record_ids: Sequence[str]) -> None:
         """Errors of records that have since gone through are marked resolved."""
         if record_ids:
@@ -180,6 +189,10 @@ class Hub:
                      Jsonb(c.data) if c.data is not None else None, c.base_version, c.modified_at, run_id))
                 new += cur.rowcount
             self._quarantine(conn, store, entity, quarantined, run_id)
+            # A record that now meets its contract leaves quarantine.
+            cur.execute("""update sync.quarantine set resolved_at = now()
+                           where store = %s and entity = %s and record_id = any(%s) and resolved_at is null""",
+                        (store, entity, [c.store_record_id for c in changes if c.op is Op.UPSERT]))
             if cursor is not None:
                 cur.execute(
                     """insert into sync.cursors (store, entity, position) values (%s, %s, %s)
@@ -335,9 +348,11 @@ class Hub:
                 """select data from sync.golden_history where entity = %s and record_id = %s and version = %s""",
                 (entity.name, record_id, base_version)).fetchone()
             base = snap["data"] if snap else None
-        if (current and row["base_version"] is None and state is not None
-                and change.content_hash == state["seen_hash"] and current.content_hash != state["seen_hash"]):
-            # A store without row versions (Twenty) echoing a version we wrote to it earlier: not an edit.
+        if current and row["base_version"] is None and (
+                (state is not None and change.content_hash == state["seen_hash"])
+                or (current.origin_store == store and change.modified_at < current.origin_modified_at)):
+            # A store without row versions (Twenty) showing a version we wrote to it earlier, or an older
+            # snapshot of its own than the hub already took (a late poll behind a webhook): not an edit.
             resolution = Resolution(Outcome.ECHO, None)
         else:
             resolution = resolve(current, change, base, priority)
@@ -346,15 +361,14 @@ class Hub:
             self._write_golden(conn, result, run_id)
         if resolution.conflict is not None:
             c = resolution.conflict
-            conflict_id = conn.execute(
+            conn.execute(
                 """insert into sync.conflicts (run_id, entity, record_id, golden_version, base_version,
                      incoming_store, golden_store, winner_store, resolution, result_version,
                      differing_fields, golden_side, incoming_side)
-                   values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) returning id""",
+                   values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
                 (run_id, c.entity, c.record_id, c.golden_version, c.base_version, c.incoming_store,
                  c.golden_store, c.winner_store, c.resolution, (result or current).version,
-                 c.differing_fields, Jsonb(c.golden_side), Jsonb(c.incoming_side))).fetchone()["id"]
-            stats.conflict_ids.append(conflict_id)
+                 c.differing_fields, Jsonb(c.golden_side), Jsonb(c.incoming_side)))
         if resolution.outcome is not Outcome.NOOP:
             final = result or current
             if resolution.store_holds_result(change, current) and not overwritten:
@@ -378,7 +392,7 @@ class Hub:
                 """select version, origin_store from sync.golden_history
                    where entity = %s and record_id = %s and version > %s order by version""",
                 (entity.name, record_id, base)):
-            if row["origin_store"] != store:
+            if row["origin_store"] not in (store, REASSERTED_ORIGIN):  # a reassert changes no content
                 break
             base = row["version"]
         return base
@@ -536,13 +550,16 @@ class Hub:
                 """select store, count(*) as records, max(reason) as example_reason from sync.quarantine
                    where entity = %s and resolved_at is null group by store order by store""", (entity,)).fetchall()
 
-    def events_applied_twice(self, entity: str) -> list[dict[str, Any]]:
+    def changes_applied_twice(self, entity: str) -> list[dict[str, Any]]:
+        """One source change (same store, modification time and content) that made more than one golden
+        version: applied twice, whatever event keys it came under. Independent of the ledger."""
         with self.connect() as conn:
             return conn.execute(
-                """select store, event_key, count(*) as times from sync.record_outcomes
-                   where entity = %s and stage = 'resolve' and outcome <> 'duplicate' and event_key is not null
-                   group by store, event_key having count(*) > 1 order by store, event_key limit 100""",
-                (entity,)).fetchall()
+                """select record_id::text as record_id, origin_store, origin_modified_at::text as modified_at,
+                          array_agg(version order by version) as versions
+                   from sync.golden_history where entity = %s and origin_store <> all(%s)
+                   group by record_id, origin_store, origin_modified_at, content_hash having count(*) > 1
+                   order by record_id limit 100""", (entity, [MERGED_ORIGIN, REASSERTED_ORIGIN])).fetchall()
 
     def broken_conflicts(self, entity: str) -> list[dict[str, Any]]:
         """Conflicts whose recorded result the hub never held, or whose winner's content it did not take."""
@@ -556,8 +573,11 @@ class Hub:
                      on h.entity = c.entity and h.record_id = c.record_id and h.version = c.result_version
                    where c.entity = %s and (
                      g.version is null or h.version is null or g.version < c.result_version
-                     or (c.resolution = 'incoming_wins' and h.data is distinct from c.incoming_side->'data')
-                     or (c.resolution = 'golden_wins' and h.data is distinct from c.golden_side->'data')
+                     -- a tombstone's data is SQL NULL, a conflict side's is JSON null
+                     or (c.resolution = 'incoming_wins'
+                         and coalesce(h.data, 'null'::jsonb) is distinct from c.incoming_side->'data')
+                     or (c.resolution = 'golden_wins'
+                         and coalesce(h.data, 'null'::jsonb) is distinct from c.golden_side->'data')
                      or (c.resolution = 'merged' and h.origin_store <> 'merged'))
                    order by c.id limit 100""", (entity,)).fetchall()
 
@@ -612,12 +632,12 @@ class Hub:
                      and error_class in ('TwentyRateLimited')""", (store, recent)).fetchone()["n"]
         return {**usage, "rate_limit_failures": failures, "runs": len(recent)}
 
-    def held_by(self, store: str, entity: str) -> set[str]:
-        """Records the store has held at some point (we wrote them there, or they came from there)."""
+    def held_by(self, store: str, entity: str) -> dict[str, datetime]:
+        """Records the store has held (we wrote them there, or they came from there), with when it last did."""
         with self.connect() as conn:
-            rows = conn.execute("""select record_id from sync.record_state
+            rows = conn.execute("""select record_id, updated_at from sync.record_state
                                    where store = %s and entity = %s and seen_version > 0""", (store, entity))
-            return {str(r["record_id"]) for r in rows}
+            return {str(r["record_id"]): r["updated_at"] for r in rows}
 
     def reassert(self, entity: str, record_ids: Sequence[str], run_id: str | None) -> int:
         """New versions of golden records with unchanged content, so every store is sent them again
@@ -633,15 +653,6 @@ class Hub:
                     origin_store=REASSERTED_ORIGIN, origin_modified_at=current.origin_modified_at), run_id)
             return len(rows)
 
-    def live_hashes(self, entity: str) -> dict[str, str]:
-        with self.connect() as conn:
-            rows = conn.execute(
-                "select record_id, content_hash from sync.golden where entity = %s and not deleted",
-                (entity,)).fetchall()
-            return {str(r["record_id"]): r["content_hash"] for r in rows}
-
-
-REASSERTED_ORIGIN = "reconciliation"  # a version the hub re-sent unchanged, from no store
 
 
 class HubIdMap:
@@ -659,6 +670,8 @@ class HubIdMap:
     def to_canonical(self, entity: str, store_ids: Sequence[str]) -> dict[str, str]:
         return self._hub.record_ids_for(self._store, entity, store_ids)
 
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    def live(self, entity: str, record_ids: Sequence[str]) -> set[str]:
+        with self._hub.connect() as conn:
+            rows = conn.execute("""select record_id from sync.golden where entity = %s and not deleted
+                                   and record_id = any(%s::uuid[])""", (entity, list(record_ids)))
+            return {str(r["record_id"]) for r in rows}

@@ -14,6 +14,8 @@ from typing import Any
 import pandera.pandas as pa
 
 from sync_pipeline.hub.hub import Hub
+from sync_pipeline.hub.redaction import redact_text
+from sync_pipeline.model.canonical import CanonicalValueError, canonical_value
 from sync_pipeline.model.contracts import failure_records, frame_for, schema_for
 from sync_pipeline.model.entities import Entity
 from sync_pipeline.stores.base import Store
@@ -67,8 +69,9 @@ def connection(store: Store) -> Verdict:
     try:
         health = store.check()
     except Exception as exc:  # noqa: BLE001 - any failure to check is a failed check
-        return Verdict.fail(f"{store.name} check failed: {type(exc).__name__}: {exc}")
-    return (Verdict.passed if health.ok else Verdict.fail)(f"{store.name}: {health.message}", **health.details)
+        return Verdict.fail(f"{store.name} check failed: {type(exc).__name__}: {redact_text(str(exc))}")
+    return (Verdict.passed if health.ok else Verdict.fail)(f"{store.name}: {redact_text(health.message)}",
+                                                            **health.details)
 
 
 def capture_installed(store: Store, entity: Entity, hub: Hub) -> Verdict:
@@ -148,22 +151,32 @@ def quarantine(hub: Hub, entity: Entity) -> Verdict:
 
 
 def applied_once(hub: Hub, entity: Entity) -> Verdict:
-    """No captured event was applied twice: the ledger and the per-record outcomes agree."""
-    doubles = hub.events_applied_twice(entity.name)
+    """No source change was applied twice: in the golden history, one change (store, modification time,
+    content) made at most one version, whatever event keys it arrived under."""
+    doubles = hub.changes_applied_twice(entity.name)
     if doubles:
-        return Verdict.fail(f"{len(doubles)} {entity.name} events were applied more than once", events=doubles[:20])
-    return Verdict.passed(f"every {entity.name} event was applied at most once")
+        return Verdict.fail(f"{len(doubles)} {entity.name} changes were applied more than once", changes=doubles[:20])
+    return Verdict.passed(f"every {entity.name} change was applied at most once")
 
 
 def unique_natural_keys(hub: Hub, stores: list[Store], entity: Entity) -> Verdict:
     """No natural key (e-mail, domain) is held by two records in the hub or in any store."""
     key = entity.natural_key
+    key_type = entity.field(key).type
+
+    def canonical(value: Any) -> Any:  # `Ada@x.com` and `ada@x.com` are one key
+        try:
+            return canonical_value(key_type, value)
+        except CanonicalValueError:
+            return value  # reported by the contract checks
+
     found: dict[str, list[str]] = {}
     golden = [data for _, data in hub.golden_snapshot(entity.name).values() if data is not None]
     for where, values in [("hub", [d.get(key) for d in golden]),
                           *((s.name, [r.get(key) for r in s.rows(entity)]) for s in stores)]:
         seen: set[Any] = set()
-        dupes = sorted({str(v) for v in values if v is not None and (v in seen or seen.add(v))})
+        keys = [canonical(v) for v in values]
+        dupes = sorted({str(v) for v in keys if v is not None and (v in seen or seen.add(v))})
         if dupes:
             found[where] = dupes[:10]
     if found:

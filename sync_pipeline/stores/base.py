@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, Sequence
 
 from sync_pipeline.engine.records import ApplyResult, GoldenRecord
+from sync_pipeline.model.canonical import content_hash
 from sync_pipeline.model.entities import Entity
 
 
@@ -31,6 +32,10 @@ class IdMap(Protocol):
 
     def to_canonical(self, entity: str, store_ids: Sequence[str]) -> dict[str, str]: ...
 
+    def live(self, entity: str, record_ids: Sequence[str]) -> set[str]:
+        """Those of the records the hub holds alive (a reference to any other can never be linked)."""
+        ...
+
 
 class SameIds:
     """The id map of a store whose ids are all canonical (a store on its own, as in a benchmark)."""
@@ -40,6 +45,9 @@ class SameIds:
 
     def to_canonical(self, entity: str, store_ids: Sequence[str]) -> dict[str, str]:
         return {}
+
+    def live(self, entity: str, record_ids: Sequence[str]) -> set[str]:
+        return set(record_ids)
 
 
 def translate_references(entity: Entity, rows: Sequence[dict[str, Any]], id_map: IdMap, to_store: bool) -> None:
@@ -59,7 +67,6 @@ class CaptureBatch:
     changes: list[RawChange]
     cursor: dict[str, Any]  # the position after these changes, to store in the hub
     more: bool = False  # the store had more changes than one batch holds
-    stats: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -90,6 +97,17 @@ class ConsistencyReport:
             and self.hub_checksum == self.store_checksum
             and not (self.missing or self.extra or self.mismatched or self.duplicated)
         )
+
+
+def live_hashes(hub_records: dict[str, tuple[int, dict[str, Any] | None]]) -> dict[str, str]:
+    """Record id -> content hash of the live records of a hub snapshot (`Hub.golden_snapshot`)."""
+    return {i: content_hash(data) for i, (_, data) in hub_records.items() if data is not None}
+
+
+def compare_inventory(store: Store, entity: Entity, hub_records: dict[str, tuple[int, dict[str, Any] | None]]
+                      ) -> ConsistencyReport:
+    """`compare_with_hub` for stores whose inventory is read in full: by id, in Python."""
+    return compare_hashes(entity.name, store.inventory(entity), live_hashes(hub_records))
 
 
 def compare_hashes(entity: str, store_hashes: dict[str, str], hub_hashes: dict[str, str]) -> ConsistencyReport:

@@ -26,7 +26,7 @@ from sync_pipeline.engine.records import ApplyResult, GoldenRecord
 from sync_pipeline.hub.redaction import redact_text
 from sync_pipeline.model.canonical import CanonicalValueError, canonical_record, content_hash, python_value
 from sync_pipeline.model.entities import ENTITIES, Entity, FieldType
-from sync_pipeline.stores.base import CaptureBatch, ConsistencyReport, Health, compare_hashes, IdMap, RawChange, SameIds, translate_references
+from sync_pipeline.stores.base import CaptureBatch, ConsistencyReport, Health, compare_inventory, IdMap, RawChange, SameIds, translate_references
 
 CDC_SCHEMA = "sync_cdc"
 WRITER_SETTING = "sync_pipeline.writer"
@@ -162,7 +162,8 @@ class PostgresStore:
                 record_id=str(r["pk"]),
                 deleted=deleted,
                 row=data,
-                modified_at=r["changed_at"] if deleted else data.get("updated_at") or r["changed_at"],
+                # The trigger's own clock: an app may write any updated_at, last write wins must not trust it.
+                modified_at=r["changed_at"],
                 event_key=f"{r['txid_text']}:{r['seq']}",
                 store_record_id=str(r["pk"]),
                 base_version=int(data.get("sync_version") or 0),
@@ -362,8 +363,7 @@ class PostgresStore:
 
     def compare_with_hub(self, entity: Entity, hub_records: dict[str, tuple[int, dict[str, Any] | None]]
                          ) -> ConsistencyReport:
-        live = {i: content_hash(data) for i, (_, data) in hub_records.items() if data is not None}
-        return compare_hashes(entity.name, self.inventory(entity), live)
+        return compare_inventory(self, entity, hub_records)
 
     def api_stats(self) -> dict[str, Any]:
         return {}

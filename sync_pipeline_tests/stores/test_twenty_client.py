@@ -10,7 +10,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from sync_pipeline.model.entities import entity
 from sync_pipeline.sandbox.twenty.server import StandinServer, run_standin
 from sync_pipeline.stores.twenty.client import (
     TwentyAuthError,
@@ -19,7 +18,6 @@ from sync_pipeline.stores.twenty.client import (
     TwentyNotFound,
     TwentyUnavailable,
 )
-from sync_pipeline.stores.twenty.mapping import natural_key_filter
 
 SEED_PEOPLE = 1000
 API_KEY = "test-key-do-not-leak-7f3a"
@@ -94,7 +92,7 @@ def test_filters(client: TwentyClient) -> None:
     assert sorted(r["name"] for r in both) == [names[0], names[2]]
 
     person = client.create("people", new_person(jobTitle="CTO"))
-    by_email = natural_key_filter(entity("people"), {"email": person["emails"]["primaryEmail"].upper()})
+    by_email = f'emails.primaryEmail[eq]:"{person["emails"]["primaryEmail"]}"'
     assert [r["id"] for r in client.list("people", filter=by_email)] == [person["id"]]
 
 

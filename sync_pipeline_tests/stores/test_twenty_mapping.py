@@ -14,12 +14,11 @@ from hypothesis import strategies as st
 
 from sync_pipeline.model.canonical import canonical_record, format_decimal, format_timestamp
 from sync_pipeline.model.entities import ENTITIES, Entity, Field, FieldType, entity
-from sync_pipeline.sandbox.twenty.server import StandinServer, run_standin
+from sync_pipeline.sandbox.twenty.server import run_standin
 from sync_pipeline.stores.twenty.client import TwentyClient
 from sync_pipeline.stores.twenty.mapping import (
     MappingError,
     mapped_columns,
-    natural_key_filter,
     to_canonical,
     to_twenty,
 )
@@ -156,19 +155,6 @@ def test_phone_keeps_its_calling_code() -> None:
     assert to_twenty(PEOPLE, {"phone": "0612345678"}, same_ids)["phones"]["primaryPhoneCallingCode"] is None
 
 
-def test_natural_key_filters() -> None:
-    by_email = natural_key_filter(PEOPLE, {"email": "Ada@Example.com"})
-    assert by_email == 'emails.primaryEmail[eq]:"ada@example.com"'
-    assert (
-        natural_key_filter(COMPANIES, {"domain_name": "HTTPS://Acme.COM/Path/"})
-        == 'domainName.primaryLinkUrl[eq]:"https://acme.com/Path"'
-    )
-    quoted = natural_key_filter(PEOPLE, {"email": 'o"neil@example.com'})
-    assert quoted == "emails.primaryEmail[eq]:'o\"neil@example.com'"
-    assert natural_key_filter(PEOPLE, {"email": None}) is None
-    assert natural_key_filter(OPPORTUNITIES, {"name": "Deal"}) is None
-
-
 # --- through the stand-in -----------------------------------------------------------------------------
 
 
@@ -208,15 +194,6 @@ def test_records_come_back_from_twenty_unchanged(twenty: TwentyClient) -> None:
     }
     for e, record in ((COMPANIES, company), (PEOPLE, person), (OPPORTUNITIES, opportunity)):
         assert _stored_round_trip(twenty, e, canonical_record(e, record) | {"id": record["id"]}) == record
-
-
-def test_natural_key_filter_finds_the_stored_record(twenty: TwentyClient) -> None:
-    tag = uuid.uuid4().hex[:8]
-    domain = {"primaryLinkUrl": f"https://initech-{tag}.com"}
-    stored = twenty.create("companies", {"name": "Initech", "domainName": domain})
-    by_domain = natural_key_filter(COMPANIES, {"domain_name": f"HTTPS://Initech-{tag}.com/"})
-    found = list(twenty.list("companies", filter=by_domain))
-    assert [r["id"] for r in found] == [stored["id"]]
 
 
 def test_an_update_keeps_sub_fields_the_canonical_model_lacks(twenty: TwentyClient) -> None:

@@ -2,8 +2,8 @@
 
 One declarative table per entity says which Twenty field or composite sub-field holds each canonical
 column. `to_canonical` reads a Twenty record into canonical column names (values not yet validated;
-`model.canonical.canonical_record` normalises them), `to_twenty` builds a create/update payload, and
-`natural_key_filter` builds the §4.3 filter that finds an existing record by e-mail or domain.
+`model.canonical.canonical_record` normalises them), and `to_twenty` builds a create/update payload.
+Records created elsewhere are matched to existing Twenty records by Twenty's own upsert (§5.3).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 
-from sync_pipeline.model.canonical import format_decimal, normalise_link
+from sync_pipeline.model.canonical import format_decimal
 from sync_pipeline.model.entities import Entity
 
 TranslateId = Callable[[str, str], str | None]
@@ -110,8 +110,6 @@ class _Composite:
         values = {sub: data[column] for sub, column in self.subfields if column in data}
         return {self.twenty: values} if values else {}
 
-    def path_of(self, column: str) -> str | None:
-        return next((f"{self.twenty}.{sub}" for sub, col in self.subfields if col == column), None)
 
 
 @dataclass(frozen=True)
@@ -243,35 +241,6 @@ def to_twenty(entity: Entity, canonical_data: dict[str, Any], translate_id: Tran
     for field_map in _field_maps(entity):
         payload.update(field_map.to_twenty(canonical_data, translate_id))
     return payload
-
-
-def natural_key_filter(entity: Entity, canonical_data: dict[str, Any]) -> str | None:
-    """The §4.3 filter finding a live record by natural key (`emails.primaryEmail[eq]:"…"`), or None
-    when the entity has no natural key or the record has no value for it."""
-    if entity.natural_key is None or canonical_data.get(entity.natural_key) is None:
-        return None
-    path = next(
-        (
-            found
-            for field_map in _field_maps(entity)
-            if isinstance(field_map, _Composite) and (found := field_map.path_of(entity.natural_key))
-        ),
-        None,
-    )
-    if path is None:
-        raise KeyError(f"natural key {entity.natural_key!r} of {entity.name} is not a composite sub-field")
-    value = str(canonical_data[entity.natural_key]).strip()
-    # Twenty stores these values normalised (§7.5) and compares the filter value as given.
-    value = normalise_link(value) if path.endswith(".primaryLinkUrl") else value.lower()
-    return f"{path}[eq]:{_quoted(value)}"
-
-
-def _quoted(value: str) -> str:
-    """A §4.3 filter value; the grammar has no escapes, so use whichever quote the value lacks."""
-    for quote in ('"', "'"):
-        if quote not in value:
-            return f"{quote}{value}{quote}"
-    raise MappingError(f"cannot quote {value!r} in a Twenty filter: it holds both quote characters")
 
 
 def _to_micros(column: str, amount: Any) -> int | None:

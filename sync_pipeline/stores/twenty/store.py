@@ -9,7 +9,7 @@ from typing import Any, Sequence
 from sync_pipeline.engine.records import ApplyResult, GoldenRecord
 from sync_pipeline.model.canonical import CanonicalValueError, canonical_record, content_hash, parse_timestamp
 from sync_pipeline.model.entities import ENTITIES, Entity
-from sync_pipeline.stores.base import CaptureBatch, ConsistencyReport, Health, compare_hashes, IdMap, RawChange, translate_references
+from sync_pipeline.stores.base import CaptureBatch, ConsistencyReport, Health, compare_inventory, IdMap, RawChange, translate_references
 from sync_pipeline.stores.twenty.client import TwentyAuthError, TwentyClient, TwentyError, TwentyNotFound
 from sync_pipeline.stores.twenty.mapping import MappingError, to_canonical, to_twenty
 
@@ -19,6 +19,10 @@ ENTITY_BY_OBJECT_SINGULAR = {"company": "companies", "person": "people", "opport
 # twenty-api.md §4.4: a filter that mentions deletedAt lists soft-deleted rows too.
 _WITH_DELETED = "or(deletedAt[is]:NULL,deletedAt[is]:NOT_NULL)"
 _EPOCH = "1970-01-01T00:00:00.000Z"
+
+
+class PendingReference(Exception):
+    """A record that cannot be written before the record it references."""
 
 
 def _iso_ms(ts: datetime) -> str:
@@ -115,19 +119,39 @@ class TwentyStore:
         result = ApplyResult()
         known = self.id_map.to_store(entity.name, [g.record_id for g in records])
         upserts = [g for g in records if not g.deleted]
-        reference_ids = {target: self.id_map.to_store(target, [g.data[col] for g in upserts if g.data.get(col)])
-                         for col, target in entity.references.items()}
+        # References go out as Twenty's ids. A record whose referenced record is alive in the hub but not
+        # in Twenty yet waits (it is retried after its target is published): sent without the link, it
+        # would come back from Twenty as an edit removing it. A reference to a record the hub no longer
+        # holds alive can never be linked, and goes out as null, as Twenty itself nulls it on delete.
+        in_twenty: dict[str, dict[str, str]] = {}
+        alive: dict[str, set[str]] = {}
+        for col, target in entity.references.items():
+            values = sorted({g.data[col] for g in upserts if g.data.get(col)})
+            in_twenty.setdefault(target, {}).update(self.id_map.to_store(target, values))
+            alive.setdefault(target, set()).update(self.id_map.live(target, values))
 
         def translate(entity_name: str, canonical_id: str) -> str | None:
             if entity_name == entity.name:
                 return known.get(canonical_id, canonical_id)
-            # A reference to a record Twenty does not hold yet is left out rather than sent dangling.
-            return reference_ids.get(entity_name, {}).get(canonical_id)
+            return in_twenty.get(entity_name, {}).get(canonical_id)
 
         payloads, sent = [], []
         for g in upserts:
+            data = {"id": g.record_id, **g.data}
+            waiting = []
+            for col, target in entity.references.items():
+                value = data.get(col)
+                if value and value not in in_twenty[target]:
+                    if value in alive[target]:
+                        waiting.append(f"{col} {value}")
+                    else:
+                        data[col] = None
+            if waiting:
+                result.failed[g.record_id] = PendingReference(
+                    f"waits for {', '.join(waiting)} to reach Twenty; retried next run")
+                continue
             try:
-                payloads.append(to_twenty(entity, {"id": g.record_id, **g.data}, translate))
+                payloads.append(to_twenty(entity, data, translate))
                 sent.append(g)
             except MappingError as exc:
                 result.failed[g.record_id] = exc
@@ -176,8 +200,7 @@ class TwentyStore:
 
     def compare_with_hub(self, entity: Entity, hub_records: dict[str, tuple[int, dict[str, Any] | None]]
                          ) -> ConsistencyReport:
-        live = {i: content_hash(data) for i, (_, data) in hub_records.items() if data is not None}
-        return compare_hashes(entity.name, self.inventory(entity), live)
+        return compare_inventory(self, entity, hub_records)
 
     def check(self) -> Health:
         try:
