@@ -228,3 +228,24 @@ def test_a_batch_that_looks_new_but_holds_an_existing_row_falls_back_to_the_guar
     assert len(rows) == 1500 and rows[golden(1499, 1, "x").record_id] == "newer"
     with psycopg.connect(topology.local_dsn) as conn:
         assert conn.execute("select count(*) from sync_cdc.change_log").fetchone()[0] == 0
+
+
+def test_a_mixed_batch_updates_newer_rows_inserts_new_ones_and_reports_stale_ones(topology):
+    from datetime import datetime, timezone
+
+    from sync_pipeline.engine.records import GoldenRecord
+    from sync_pipeline.model.canonical import content_hash
+
+    def golden(i: int, version: int, name: str) -> GoldenRecord:
+        data = {f: None for f in PEOPLE.field_names} | {"first_name": name, "email": f"p{i}@example.com"}
+        return GoldenRecord("people", str(__import__("uuid").UUID(int=i + 1)), version, data, False,
+                            content_hash(data), "supabase", datetime(2026, 1, 1, tzinfo=timezone.utc))
+
+    store = topology.local_db
+    store.apply(PEOPLE, [golden(0, 1, "old"), golden(1, 5, "newer")])
+    result = store.apply(PEOPLE, [golden(0, 2, "updated"), golden(1, 3, "stale"), golden(2, 1, "new")])
+    assert sorted(result.applied) == sorted([golden(0, 1, "").record_id, golden(2, 1, "").record_id])
+    assert result.stale == [golden(1, 1, "").record_id]
+    assert [p["first_name"] for p in people(store)] == ["updated", "newer", "new"]
+    replay = store.apply(PEOPLE, [golden(0, 2, "updated"), golden(2, 1, "new")])
+    assert replay.applied == [] and len(replay.stale) == 2

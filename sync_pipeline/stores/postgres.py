@@ -264,16 +264,27 @@ class PostgresStore:
                 with conn.cursor() as cur:
                     cur.adapters.register_dumper(None, _UuidTextBinaryDumper)
                     copy_into(cur, stage)
-                    updates = sql.SQL(", ").join(
-                        sql.SQL("{0} = excluded.{0}").format(sql.Identifier(c)) for c in columns[1:])
+                    # Rows that exist are updated through a join, cheaper than an upsert's speculative insert
+                    # of each; what is left goes through the version-guarded upsert, which also settles a row
+                    # another writer inserts meanwhile. Both statements carry the same version guard.
                     cur.execute(sql.SQL("""
-                        insert into {t} ({cols}) select {cols} from {stage}
-                        on conflict (id) do update set {updates}
-                        where excluded.sync_version > {t}.sync_version""").format(
-                        t=table, cols=cols, stage=stage, updates=updates))
-                    # The row count says whether the guard skipped any row; only then name them: the rows
+                        update {t} set {assign} from {stage} s
+                        where {t}.id = s.id and s.sync_version > {t}.sync_version""").format(
+                        t=table, stage=stage, assign=sql.SQL(", ").join(
+                            sql.SQL("{0} = s.{0}").format(sql.Identifier(c)) for c in columns[1:])))
+                    written = cur.rowcount
+                    if written < len(latest):
+                        cur.execute(sql.SQL("""
+                            insert into {t} ({cols}) select {cols} from {stage} s
+                            where not exists (select 1 from {t} where {t}.id = s.id)
+                            on conflict (id) do update set {updates}
+                            where excluded.sync_version > {t}.sync_version""").format(
+                            t=table, cols=cols, stage=stage, updates=sql.SQL(", ").join(
+                                sql.SQL("{0} = excluded.{0}").format(sql.Identifier(c)) for c in columns[1:])))
+                        written += cur.rowcount
+                    # The row counts say whether the guard skipped any row; only then name them: the rows
                     # this transaction did not write (xmin). Cheaper than RETURNING every written id.
-                    if cur.rowcount < len(latest):
+                    if written < len(latest):
                         cur.execute(sql.SQL("""
                             select s.id::text as id from {stage} s join {t} t on t.id = s.id
                             where t.xmin <> pg_current_xact_id()::xid""").format(t=table, stage=stage))
