@@ -2,9 +2,11 @@
 
 Capture: a trigger-maintained change log read with an xid8 watermark, so that a transaction that took
 its xid early and commits late is never skipped (reference/postgres-sync-notes.md §1a).
-Apply: binary COPY into a temp staging table and one version-guarded `INSERT … ON CONFLICT DO UPDATE
-… WHERE excluded.sync_version > t.sync_version`. Our own writes set `sync_pipeline.writer` for the
-transaction; the triggers' WHEN clauses skip them, so they are neither logged nor re-stamped.
+Apply: binary COPY. A batch of new rows goes straight into the table (under a savepoint); otherwise into a
+temp staging table, then a version-guarded `UPDATE … FROM stage` for the rows that exist and a version-guarded
+`INSERT … ON CONFLICT DO UPDATE … WHERE excluded.sync_version > t.sync_version` for the rest; never a
+per-row loop. Our own writes set `sync_pipeline.writer` for the transaction; the triggers' WHEN clauses
+skip them, so they are neither logged nor re-stamped.
 """
 
 from __future__ import annotations
