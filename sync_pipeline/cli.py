@@ -26,17 +26,23 @@ def main() -> None:
 
 @main.command()
 def install() -> None:
-    """Create the hub schema and install change capture (tables, change log, triggers) on every configured
-    Postgres store. Idempotent."""
-    with _resources("hub", "local_db", "supabase") as (hub_resource, *stores):
+    """Create the hub schema, install change capture (tables, change log, triggers) on every configured
+    Postgres store, and create the BigQuery dataset and tables. Idempotent."""
+    with _resources("hub", "local_db", "supabase", "bigquery") as (hub_resource, *stores, bigquery):
         hub = hub_resource.hub()
-        click.echo(f"hub: migrations applied now: {hub.migrate() or 'none (up to date)'}")
+        hub.migrate()
+        click.echo("hub: the sync schema is up to date")
         for resource in stores:
             if not resource.configured:
                 click.echo(f"{resource.store_name}: not configured, skipped")
                 continue
             resource.store(hub).install()
             click.echo(f"{resource.store_name}: change capture installed")
+        if bigquery.configured:
+            bigquery.store(hub).ensure_schema()
+            click.echo(f"bigquery: dataset {bigquery.dataset} and its tables in place")
+        else:
+            click.echo("bigquery: not configured, skipped")
 
 
 @main.command()

@@ -117,9 +117,11 @@ def run_sandbox(project_dir: Path, port: int = 3000, ui: bool = True) -> None:
             if ui:
                 env["SYNC_SANDBOX_UI_URL"] = f"http://127.0.0.1:{port}"
             _write_env(paths, env)
-            sync_seconds = _initial_sync(paths)
+            sync_seconds, synced = _initial_sync(paths)
             if not ui:
                 _say(f"sandbox: synced once in {sync_seconds:.1f} s (--no-ui); stopping")
+                if not synced:
+                    raise SystemExit(1)
                 return
             dagster = _start_dagster(stack, paths, env, port)
             _say(_banner(paths, env, port, time.monotonic() - started, sync_seconds))
@@ -297,7 +299,7 @@ def _write_env(paths: SandboxPaths, env: dict[str, str]) -> None:
         path.chmod(0o600)  # it holds the webhook secret
 
 
-def _initial_sync(paths: SandboxPaths) -> float:
+def _initial_sync(paths: SandboxPaths) -> tuple[float, bool]:
     """Run the gated sync in this process on the sandbox's Dagster instance, so its run and the safety
     checks show in the UI."""
     import dagster as dg
@@ -317,7 +319,7 @@ def _initial_sync(paths: SandboxPaths) -> float:
     seconds = time.monotonic() - t0
     outcome = "succeeded" if result.success else "FAILED (open the run in the UI for the step that failed)"
     _say(f"sandbox: first sync {outcome} in {seconds:.1f} s, run {result.run_id}")
-    return seconds
+    return seconds, result.success
 
 
 def _start_dagster(stack: contextlib.ExitStack, paths: SandboxPaths, env: dict[str, str],
