@@ -204,6 +204,15 @@ def test_applied_once_fails_when_a_change_made_two_versions(synced, topology):
     assert verdict.status is Status.FAIL and len(verdict.metadata["changes"][0]["versions"]) == 2
 
 
+def test_applied_once_fails_when_an_event_has_two_outcomes(synced, topology):
+    with topology.hub.connect() as conn:
+        conn.execute("""insert into sync.record_outcomes (run_id, store, entity, record_id, event_key, stage, outcome)
+                        select run_id, store, entity, record_id, event_key, stage, outcome from sync.record_outcomes
+                        where entity = 'people' and stage = 'resolve' and outcome = 'applied' limit 1""")
+    verdict = safety.applied_once(topology.hub, PEOPLE)
+    assert verdict.status is Status.FAIL and verdict.metadata["events"][0]["outcomes"] == 2
+
+
 def test_conflicts_recorded_holds_when_a_delete_wins(synced, topology):
     [grace] = [p for p in topology.supabase.rows(PEOPLE) if p["first_name"] == "Grace"]
     with psycopg.connect(topology.local_dsn) as conn:

@@ -550,6 +550,16 @@ class Hub:
                 """select store, count(*) as records, max(reason) as example_reason from sync.quarantine
                    where entity = %s and resolved_at is null group by store order by store""", (entity,)).fetchall()
 
+    def events_recorded_twice(self, entity: str) -> list[dict[str, Any]]:
+        """Ledger vs outcomes: an event key the ledger let through once must have one resolve outcome."""
+        with self.connect() as conn:
+            return conn.execute(
+                """select o.store, o.event_key, count(*) as outcomes from sync.record_outcomes o
+                   join sync.processed_events p on p.store = o.store and p.event_key = o.event_key
+                   where o.entity = %s and o.stage = 'resolve' and o.outcome <> 'duplicate'
+                   group by o.store, o.event_key having count(*) > 1 order by o.store, o.event_key limit 100""",
+                (entity,)).fetchall()
+
     def changes_applied_twice(self, entity: str) -> list[dict[str, Any]]:
         """One source change (same store, modification time and content) that made more than one golden
         version: applied twice, whatever event keys it came under. Independent of the ledger."""

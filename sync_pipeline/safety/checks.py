@@ -151,11 +151,14 @@ def quarantine(hub: Hub, entity: Entity) -> Verdict:
 
 
 def applied_once(hub: Hub, entity: Entity) -> Verdict:
-    """No source change was applied twice: in the golden history, one change (store, modification time,
-    content) made at most one version, whatever event keys it arrived under."""
-    doubles = hub.changes_applied_twice(entity.name)
-    if doubles:
-        return Verdict.fail(f"{len(doubles)} {entity.name} changes were applied more than once", changes=doubles[:20])
+    """No change was applied twice: each event the ledger let through has one outcome, and in the golden
+    history one source change (store, modification time, content) made at most one version, whatever
+    event keys it arrived under (a re-capture after a cursor reset, say)."""
+    events = hub.events_recorded_twice(entity.name)
+    changes = hub.changes_applied_twice(entity.name)
+    if events or changes:
+        return Verdict.fail(f"{len(events) + len(changes)} {entity.name} changes were applied more than once",
+                            events=events[:20], changes=changes[:20])
     return Verdict.passed(f"every {entity.name} change was applied at most once")
 
 
