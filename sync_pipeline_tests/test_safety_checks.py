@@ -234,13 +234,18 @@ def test_unique_keys_fail_on_a_duplicate_email_in_a_store(synced, topology):
     assert verdict.status is Status.FAIL and verdict.metadata["duplicates"] == {"local_db": ["grace@navy.mil"]}
 
 
-def test_conflicts_recorded_fails_when_the_winner_is_not_what_the_hub_holds(synced, topology):
+def _edit_grace_on_both_sides(synced, topology) -> None:
+    """A conflict: the same person's city edited in Supabase, then in the local DB, then a sync."""
     [grace] = [p for p in topology.supabase.rows(PEOPLE) if p["first_name"] == "Grace"]
     with psycopg.connect(topology.supabase_dsn) as conn:
         conn.execute("update people set city = 'Paris' where id = %s", (grace["id"],))
     with psycopg.connect(topology.local_dsn) as conn:
         conn.execute("update people set city = 'Rome' where id = %s", (grace["id"],))
     assert _sync(synced.defs).success
+
+
+def test_conflicts_recorded_fails_when_the_winner_is_not_what_the_hub_holds(synced, topology):
+    _edit_grace_on_both_sides(synced, topology)
     assert safety.conflicts_recorded(topology.hub, PEOPLE).status is Status.PASS
     with topology.hub.connect() as conn:
         # whichever side won, the recorded winner now says something the hub never held
@@ -250,12 +255,7 @@ def test_conflicts_recorded_fails_when_the_winner_is_not_what_the_hub_holds(sync
 
 
 def test_conflict_rate_warns_above_its_threshold(synced, topology):
-    [grace] = [p for p in topology.supabase.rows(PEOPLE) if p["first_name"] == "Grace"]
-    with psycopg.connect(topology.supabase_dsn) as conn:
-        conn.execute("update people set city = 'Paris' where id = %s", (grace["id"],))
-    with psycopg.connect(topology.local_dsn) as conn:
-        conn.execute("update people set city = 'Rome' where id = %s", (grace["id"],))
-    assert _sync(synced.defs).success
+    _edit_grace_on_both_sides(synced, topology)
     verdict = safety.conflict_rate(topology.hub, PEOPLE, Thresholds(conflict_rate=0.1))
     assert verdict.status is Status.WARN and verdict.metadata["conflicts"] == 1
 
