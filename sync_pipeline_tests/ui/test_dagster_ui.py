@@ -82,9 +82,17 @@ def test_checks_tab_shows_check_results(dagster_ui: DagsterUi, page: Page, artif
     asset = dg.AssetKey(["hub", "people"]) if dg.AssetKey(["hub", "people"]) in checks else next(iter(checks))
     status = _wait_for_run(dagster_ui, _launch_checks(dagster_ui, asset, checks[asset]))
     assert status in ("SUCCESS", "FAILURE"), status  # a failed ERROR check fails its run: still a result
-    results = _latest_check_results(dagster_ui, asset)
+    # The run's end and its check evaluations reach the event log separately (and the sensors, on in this
+    # server, may be running a sync meanwhile): wait for the evaluations to settle.
+    deadline = time.monotonic() + 60
+    while True:
+        results = _latest_check_results(dagster_ui, asset)
+        settled = all(result in ("SUCCEEDED", "FAILED") for result in results.values())
+        if settled or time.monotonic() > deadline:
+            break
+        time.sleep(1)
     assert set(results) == set(checks[asset])
-    assert all(result in ("SUCCEEDED", "FAILED") for result in results.values()), results
+    assert settled, results
 
     page.goto(f"{dagster_ui.url}/assets/{asset.to_user_string()}?view=checks", wait_until="networkidle")
     for name in checks[asset]:
