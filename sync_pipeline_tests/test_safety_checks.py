@@ -77,6 +77,11 @@ def test_the_safety_command_prints_unsafe_and_exits_1_on_a_dropped_trigger(synce
     healthy = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert healthy.returncode == 0, healthy.stdout + healthy.stderr
     assert healthy.stdout.strip().splitlines()[-1].startswith("SAFE ")
+    without_twenty = {k: v for k, v in env.items() if not k.startswith("TWENTY_")}
+    warned = subprocess.run(command, env=without_twenty, capture_output=True, text=True, timeout=300)
+    assert warned.returncode == 0, warned.stdout + warned.stderr
+    assert warned.stdout.strip().splitlines()[-1].startswith("SAFE_WITH_WARNINGS ")
+    assert "WARN  safety/preflight twenty_connection" in warned.stdout
     with psycopg.connect(topology.supabase_dsn) as conn:
         conn.execute("drop trigger people_sync_cdc on public.people")
     broken = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)

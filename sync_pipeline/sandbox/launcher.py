@@ -305,6 +305,7 @@ def _initial_sync(paths: SandboxPaths) -> tuple[float, bool]:
     import dagster as dg
 
     from sync_pipeline.definitions import defs
+    from sync_pipeline.safety.command import overall, run_checks
 
     # The project's dagster.yaml is the instance's configuration; DAGSTER_HOME (set above) must hold it.
     shutil.copyfile(paths.project_dir / "dagster.yaml", paths.dagster_home / "dagster.yaml")
@@ -316,10 +317,17 @@ def _initial_sync(paths: SandboxPaths) -> tuple[float, bool]:
             instance=instance, raise_on_error=False, tags={"trigger": "sandbox start"},
             # Step-by-step events belong in the UI; the terminal gets warnings and errors only.
             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
-    seconds = time.monotonic() - t0
-    outcome = "succeeded" if result.success else "FAILED (open the run in the UI for the step that failed)"
-    _say(f"sandbox: first sync {outcome} in {seconds:.1f} s, run {result.run_id}")
-    return seconds, result.success
+        seconds = time.monotonic() - t0
+        outcome = "succeeded" if result.success else "FAILED (open the run in the UI for the step that failed)"
+        _say(f"sandbox: first sync {outcome} in {seconds:.1f} s, run {result.run_id}")
+        # Every check once now, so the check dashboard is filled from the start (then hourly).
+        lines = run_checks(defs, instance)
+    verdict = overall(lines)
+    _say(f"sandbox: safety checks: {verdict}; `sync-pipeline safety` prints them one by one")
+    for line in lines:
+        if line.status != "PASS":
+            _say(f"  {line.status}  {line.asset} {line.check}: {line.reason}")
+    return seconds, result.success and verdict != "UNSAFE"
 
 
 def _start_dagster(stack: contextlib.ExitStack, paths: SandboxPaths, env: dict[str, str],
