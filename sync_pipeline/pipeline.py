@@ -62,12 +62,8 @@ def to_captured(entity: Entity, raw: Sequence[RawChange],
     changes: list[CapturedChange] = []
     quarantined += [QuarantinedRecord(upserts[r.index].store_record_id, upserts[r.index].event_key, r.reason,
                                       r.failures, r.raw) for r in result.rejected]
-    valid = {i: record for i, record in result.valid}
+    valid = {id(upserts[i]): record for i, record in result.valid}  # keyed by the raw change itself
 
-    def record_id(c: RawChange) -> str | None:
-        return record_ids.get(c.store_record_id or c.record_id)
-
-    upsert_index = {id(c): i for i, c in enumerate(upserts)}
     for c in raw:
         if c.error:
             continue
@@ -77,14 +73,14 @@ def to_captured(entity: Entity, raw: Sequence[RawChange],
             quarantined.append(QuarantinedRecord(c.store_record_id, c.event_key,
                                                  f"modification time: {exc}", [], c.row))
             continue
+        store_id = c.store_record_id or c.record_id
         if c.deleted:
-            changes.append(CapturedChange(record_id(c), c.store_record_id or c.record_id, Op.DELETE, None,
-                                          modified_at, c.event_key, c.base_version))
-        elif upsert_index[id(c)] in valid:
-            data = dict(valid[upsert_index[id(c)]])
-            data.pop("id")
-            changes.append(CapturedChange(record_id(c), c.store_record_id or c.record_id, Op.UPSERT, data,
-                                          modified_at, c.event_key, c.base_version))
+            changes.append(CapturedChange(record_ids.get(store_id), store_id, Op.DELETE, None, modified_at,
+                                          c.event_key, c.base_version))
+        elif id(c) in valid:
+            data = {k: v for k, v in valid[id(c)].items() if k != "id"}
+            changes.append(CapturedChange(record_ids.get(store_id), store_id, Op.UPSERT, data, modified_at,
+                                          c.event_key, c.base_version))
     return changes, quarantined
 
 
@@ -216,7 +212,8 @@ def reconcile(hub: Hub, store: Store, entity: Entity, run_id: str | None, settin
         stats.unknown_in_store = len(unknown)
         return stats
 
-    store_ids = {i: hub.store_ids_for(store.name, entity.name, [i]).get(i, i) for i in unknown + absent}
+    known = hub.store_ids_for(store.name, entity.name, unknown + absent)
+    store_ids = {i: known.get(i, i) for i in unknown + absent}
     raw = list(store.refresh(entity, [store_ids[i] for i in unknown]).values()) if unknown else []
     if absent and len(absent) > delete_threshold * max(len(live), 1):
         stats.refused_deletes = len(absent)
