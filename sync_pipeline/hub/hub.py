@@ -143,8 +143,7 @@ class Hub:
                    values (%s, %s, %s, %s, %s, %s, %s, %s, %s) returning id""",
                 (run_id, store, entity, record_id, operation, attempt, type(error).__name__, message,
                  Jsonb(excerpt))).fetchone()
-            self._outcomes(conn, [(run_id, store, entity or "-", record_id, None, "publish"
-                                   if operation.startswith("publish") else "capture", "error", None,
+            self._outcomes(conn, [(run_id, store, entity or "-", record_id, None, operation, "error", None,
                                    message[:500])])
             return row["id"]
 

@@ -154,7 +154,7 @@ create table sync.record_outcomes (
   entity    text        not null,
   record_id text,
   event_key text,
-  stage     text        not null check (stage in ('capture', 'resolve', 'publish')),
+  stage     text        not null check (stage in ('capture', 'resolve', 'publish', 'reconcile')),
   outcome   text        not null,
   version   bigint,
   detail    text,
