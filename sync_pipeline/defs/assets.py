@@ -11,7 +11,7 @@ from typing import Any, Callable
 import dagster as dg
 
 from sync_pipeline import pipeline
-from sync_pipeline.hub.redaction import redact_text
+from sync_pipeline.redaction import redact_text
 from sync_pipeline.model.entities import ENTITIES, Entity
 
 HUB_GROUP = "hub"

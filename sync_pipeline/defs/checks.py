@@ -12,7 +12,7 @@ from typing import Any, Callable
 import dagster as dg
 
 from sync_pipeline.defs.assets import PREFLIGHT_KEY, STORE_SPECS, StoreSpec, capture_key, hub_key, publish_key
-from sync_pipeline.hub.redaction import redact_text
+from sync_pipeline.redaction import redact_text
 from sync_pipeline.model.entities import ENTITIES, Entity
 from sync_pipeline.safety import checks as safety
 from sync_pipeline.safety.checks import Status, Verdict

@@ -16,7 +16,7 @@ from psycopg.types.json import Jsonb
 from sync_pipeline.engine.records import Change, GoldenRecord, Op
 from sync_pipeline.engine.resolver import MERGED_ORIGIN, Outcome, Resolution, resolve
 from sync_pipeline.hub.migrations import migrate
-from sync_pipeline.hub.redaction import redact, redact_text
+from sync_pipeline.redaction import redact, redact_text
 from sync_pipeline.model.entities import Entity
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import pandera.pandas as pa
 
 from sync_pipeline.hub.hub import Hub
-from sync_pipeline.hub.redaction import redact_text
+from sync_pipeline.redaction import redact_text
 from sync_pipeline.model.canonical import CanonicalValueError, canonical_value
 from sync_pipeline.model.contracts import failure_records, frame_for, schema_for
 from sync_pipeline.model.entities import Entity

@@ -25,7 +25,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import set_json_loads
 
 from sync_pipeline.engine.records import ApplyResult, GoldenRecord
-from sync_pipeline.hub.redaction import redact_text
+from sync_pipeline.redaction import redact_text
 from sync_pipeline.model.canonical import CanonicalValueError, canonical_record, content_hash, python_value
 from sync_pipeline.model.entities import ENTITIES, Entity, FieldType
 from sync_pipeline.stores.base import CaptureBatch, ConsistencyReport, Health, compare_inventory, IdMap, RawChange, SameIds, translate_references
