@@ -1,28 +1,47 @@
-"""A synchronous client for Twenty's REST API, built to stay inside the workspace's rate limit.
+"""A synchronous client for Twenty's REST API: paging, filters, upserts, batch writes, deletes.
 
-Section numbers (§) refer to the API contract in `twenty-api.md`. The client paces itself with a
-client-side limiter sized from the configured requests-per-minute, retries what is safe to retry
-(429 and the legacy 400 `Limit reached`, 5xx, timeouts, connection errors) with exponential backoff
-and jitter or the server's `Retry-After`, and never retries credential or validation errors.
+Section numbers (§) refer to the Twenty API contract in docs/twenty-api.md. Every request goes through
+`TwentyTransport`, which paces it inside the workspace's rate limit and retries what is safe to retry;
+the errors it raises are those of `errors`. Batch writes split a rejected batch until the bad records
+stand alone.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import re
-import time
 import uuid
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from typing import Any
 
-import httpx
-import orjson
-from pyrate_limiter import Limiter, Rate
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from sync_pipeline.stores.twenty.errors import (
+    TwentyAuthError,
+    TwentyDuplicateError,
+    TwentyError,
+    TwentyNotFound,
+    TwentyRateLimited,
+    TwentyUnavailable,
+    TwentyValidationError,
+)
+from sync_pipeline.stores.twenty.transport import TwentyTransport
+
+# The errors its methods raise are part of the client's interface, importable from here with it.
+__all__ = [
+    "AcceptedRecord",
+    "BatchResult",
+    "FailedRecord",
+    "Page",
+    "TwentyAuthError",
+    "TwentyClient",
+    "TwentyDuplicateError",
+    "TwentyError",
+    "TwentyNotFound",
+    "TwentyRateLimited",
+    "TwentyUnavailable",
+    "TwentyValidationError",
+]
 
 log = logging.getLogger(__name__)
 
@@ -30,54 +49,6 @@ log = logging.getLogger(__name__)
 DEFAULT_ORDER_BY = "updatedAt[AscNullsFirst],id[AscNullsFirst]"
 # §5.2: the server names the batch cap in force when a batch is larger than it.
 _BATCH_CAP_MESSAGE = re.compile(r"Maximum number of records to upsert is (\d+)")
-
-
-# --- errors -----------------------------------------------------------------------------------------
-
-
-class TwentyError(Exception):
-    """A request to Twenty failed; `status` is the HTTP status (None when no response came back)."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int | None = None,
-        messages: Sequence[str] = (),
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.messages = list(messages)
-        self.retry_after = retry_after  # seconds the server asked us to wait, if it said
-
-
-class TwentyAuthError(TwentyError):
-    """401/403: the API key is missing, invalid, expired, revoked or lacks a permission (§1)."""
-
-
-class TwentyNotFound(TwentyError):
-    """404: no live record with that id (soft-deleted records answer 404 too, §4.4)."""
-
-
-class TwentyValidationError(TwentyError):
-    """400: Twenty rejected the request or a record in it; `messages` holds the server's reasons."""
-
-
-class TwentyDuplicateError(TwentyValidationError):
-    """400 `A duplicate entry was detected`: a unique value (e-mail, domain, id) is taken (§7.5)."""
-
-
-class TwentyRateLimited(TwentyError):
-    """The workspace's request budget stayed exhausted through every retry (§8)."""
-
-
-class TwentyUnavailable(TwentyError):
-    """5xx, timeout or connection failure that outlasted the retries."""
-
-    def __init__(self, message: str, *, request_sent: bool = True, **kwargs: Any) -> None:
-        super().__init__(message, **kwargs)
-        self.request_sent = request_sent  # False when the request surely never reached the server
 
 
 # --- results ----------------------------------------------------------------------------------------
@@ -132,73 +103,20 @@ class BatchResult:
 # --- client -----------------------------------------------------------------------------------------
 
 
-class TwentyClient:
+class TwentyClient(TwentyTransport):
     """REST client for one Twenty workspace.
 
-    Counters for run metadata: `requests` (HTTP requests sent), `rate_limited_responses` (429s and
-    legacy `Limit reached` 400s), `seconds_throttled` (waiting on the local limiter plus waits
-    imposed by the server), `retries`.
+    `batch_size` caps the records per batch write (lowered when the server names a lower cap) and
+    `page_size` the records per page; the other options set the pacing and retries of
+    `TwentyTransport`, whose counters (`requests`, `retries`, ...) `metrics()` reports.
     """
 
     def __init__(
-        self,
-        base_url: str,
-        api_key: str,
-        *,
-        requests_per_minute: float = 100,
-        batch_size: int = 60,
-        page_size: int = 60,
-        timeout: float | httpx.Timeout = httpx.Timeout(30.0, connect=5.0),
-        max_attempts: int = 6,
-        backoff_initial: float = 1.0,
-        backoff_max: float = 30.0,
-        max_retry_after: float = 120.0,
+        self, base_url: str, api_key: str, *, batch_size: int = 60, page_size: int = 60, **pacing: Any
     ) -> None:
-        if not api_key:
-            raise ValueError("a Twenty API key is required")
+        super().__init__(base_url, api_key, **pacing)
         self.batch_size = batch_size
         self.page_size = page_size
-        self.max_attempts = max_attempts
-        self.max_retry_after = max_retry_after
-        self.requests = 0
-        self.rate_limited_responses = 0
-        self.seconds_throttled = 0.0
-        self.retries = 0
-        self._api_key = api_key
-        # Requests are spread evenly over the minute instead of bursting: the budget is a token
-        # bucket shared by every key of the workspace (§8.1), so bursts are what draws 429s.
-        # A 1 ms buffer keeps pyrate-limiter's re-acquire after its computed wait from missing.
-        interval_ms = max(1, math.ceil(60_000 / requests_per_minute))
-        self._limiter = Limiter(Rate(1, interval_ms), max_delay=interval_ms + 1_000, buffer_ms=1)
-        self._backoff = wait_exponential_jitter(
-            multiplier=backoff_initial, max=backoff_max, jitter=backoff_initial
-        )
-        self._http = httpx.Client(
-            base_url=base_url.rstrip("/"),
-            headers={"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"},
-            timeout=timeout,
-        )
-
-    def __repr__(self) -> str:
-        return f"TwentyClient({str(self._http.base_url)!r})"
-
-    def __enter__(self) -> TwentyClient:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._http.close()
-
-    def metrics(self) -> dict[str, float | int]:
-        """The counters, for materialization metadata."""
-        return {
-            "requests": self.requests,
-            "rate_limited_responses": self.rate_limited_responses,
-            "seconds_throttled": round(self.seconds_throttled, 3),
-            "retries": self.retries,
-        }
 
     # --- reads ------------------------------------------------------------------------------------
 
@@ -348,103 +266,6 @@ class TwentyClient:
             )
         return result
 
-    # --- transport --------------------------------------------------------------------------------
-
-    def _request(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: dict[str, Any] | None = None,
-        body: Any = None,
-        replay_safe: bool = True,
-    ) -> httpx.Response:
-        """Send with pacing and retries; `replay_safe` False keeps a possibly applied write from
-        being sent twice (only rate-limited and never-sent requests are then retried)."""
-        retrying = Retrying(
-            stop=stop_after_attempt(self.max_attempts),
-            wait=self._retry_wait,
-            retry=retry_if_exception(lambda exc: self._is_retryable(exc, replay_safe)),
-            before_sleep=self._before_retry_sleep,
-            reraise=True,
-        )
-        content = None if body is None else orjson.dumps(body)
-        query = {key: value for key, value in (params or {}).items() if value is not None}
-        return retrying(self._send_once, method, path, query, content)
-
-    def _send_once(
-        self, method: str, path: str, params: dict[str, Any], content: bytes | None
-    ) -> httpx.Response:
-        started = time.monotonic()
-        self._limiter.try_acquire("twenty")
-        self.seconds_throttled += time.monotonic() - started
-        self.requests += 1
-        try:
-            response = self._http.request(method, path, params=params, content=content)
-        except httpx.TransportError as exc:
-            never_sent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
-            raise TwentyUnavailable(
-                self._redact(f"{method} {path}: {type(exc).__name__}: {exc}"), request_sent=not never_sent
-            ) from exc
-        log.debug("twenty %s %s -> %s", method, path, response.status_code)
-        if response.is_success:
-            return response
-        raise self._error_for(method, path, response)
-
-    def _error_for(self, method: str, path: str, response: httpx.Response) -> TwentyError:
-        status = response.status_code
-        messages = [self._redact(message) for message in _server_messages(response)]
-        detail = "; ".join(messages) or response.reason_phrase
-        where = f"{method} {path} -> {status}"
-        # §8.2: 429, or a 400 `Limit reached (…)` on some 2025 releases, means "out of budget".
-        if status == 429 or (status == 400 and any(m.startswith("Limit reached") for m in messages)):
-            self.rate_limited_responses += 1
-            return TwentyRateLimited(
-                f"{where}: rate limited: {detail}", status=status, messages=messages,
-                retry_after=_server_wait(response.headers),
-            )
-        if status in (401, 403):  # §1: the same "credentials rejected" on every release, never retried
-            return TwentyAuthError(
-                f"{where}: credentials rejected ({detail}); check the API key and its role",
-                status=status, messages=messages,
-            )
-        if status == 404:
-            return TwentyNotFound(f"{where}: {detail}", status=status, messages=messages)
-        if status == 400:
-            error_class = TwentyDuplicateError if "duplicate" in detail.lower() else TwentyValidationError
-            return error_class(f"{where}: {detail}", status=status, messages=messages)
-        if status >= 500:
-            return TwentyUnavailable(
-                f"{where}: {detail}", status=status, messages=messages,
-                retry_after=_server_wait(response.headers),
-            )
-        return TwentyError(f"{where}: {detail}", status=status, messages=messages)
-
-    def _is_retryable(self, exc: BaseException, replay_safe: bool) -> bool:
-        if isinstance(exc, TwentyRateLimited):
-            # Throttling happens before any query runs, so the request was not applied (§8.2).
-            return exc.retry_after is None or exc.retry_after <= self.max_retry_after
-        if isinstance(exc, TwentyUnavailable):
-            return replay_safe or not exc.request_sent
-        return False
-
-    def _retry_wait(self, state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, TwentyError) and exc.retry_after is not None:
-            return exc.retry_after
-        return self._backoff(state)
-
-    def _before_retry_sleep(self, state: RetryCallState) -> None:
-        exc = state.outcome.exception() if state.outcome else None
-        pause = state.next_action.sleep if state.next_action else 0.0
-        self.retries += 1
-        if isinstance(exc, TwentyRateLimited):
-            self.seconds_throttled += pause
-        log.info("twenty: %s; attempt %d, retrying in %.1f s", exc, state.attempt_number, pause)
-
-    def _redact(self, text: str) -> str:
-        return text.replace(self._api_key, "***")
-
 
 # --- helpers ----------------------------------------------------------------------------------------
 
@@ -485,34 +306,4 @@ def _batch_cap(exc: TwentyValidationError) -> int | None:
     for message in exc.messages:
         if match := _BATCH_CAP_MESSAGE.search(message):
             return int(match.group(1))
-    return None
-
-
-def _server_messages(response: httpx.Response) -> list[str]:
-    """`messages` of the REST error envelope (§2.1), or the raw text when the body is not one."""
-    try:
-        body = response.json()
-    except ValueError:
-        return [response.text[:500]] if response.text else []
-    if isinstance(body, dict):
-        messages = body.get("messages") or ([body["message"]] if "message" in body else [])
-        return [str(message) for message in messages]
-    return [str(body)[:500]]
-
-
-def _server_wait(headers: httpx.Headers) -> float | None:
-    """Seconds to wait from `Retry-After` (seconds or HTTP date), else `X-RateLimit-Reset` (§8.2)."""
-    if retry_after := headers.get("Retry-After"):
-        try:
-            return max(0.0, float(retry_after))
-        except ValueError:
-            try:
-                return max(0.0, parsedate_to_datetime(retry_after).timestamp() - time.time())
-            except (TypeError, ValueError):
-                pass
-    if headers.get("X-RateLimit-Remaining") == "0" and (reset := headers.get("X-RateLimit-Reset")):
-        try:
-            return max(0.0, float(reset) - time.time())
-        except ValueError:
-            pass
     return None
