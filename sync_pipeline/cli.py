@@ -86,10 +86,22 @@ def demo() -> None:
 
 
 @main.command()
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--json", "as_json", is_flag=True,
+              help='Print JSON instead, always: {"overall": ..., "checks": [...]}, or '
+                   '{"overall": "ERROR", "error": ...} when the checks could not be evaluated.')
 def safety(as_json: bool) -> None:
     """Run every safety check and print PASS / WARN / FAIL and SAFE / SAFE_WITH_WARNINGS / UNSAFE.
-    Exits 1 when UNSAFE."""
+
+    Settings not in the environment are read from the project's .env (the working directory's, or the
+    project directory's), or else from the sandbox's .sandbox/sandbox.env: after `bash scripts/sandbox.sh`
+    it works from any terminal in the project.
+
+    \b
+    Exit codes:
+      0  SAFE or SAFE_WITH_WARNINGS
+      1  UNSAFE
+      2  could not evaluate (e.g. SYNC_HUB_DATABASE_URL not set); one line on stderr says why
+    """
     from sync_pipeline.safety.command import main as run_safety
 
     raise SystemExit(run_safety(as_json))

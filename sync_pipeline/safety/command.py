@@ -1,16 +1,32 @@
 """The safety command: runs every safety check through Dagster and prints PASS / WARN / FAIL per check and
 the overall SAFE / SAFE_WITH_WARNINGS / UNSAFE. The checks are the asset checks the UI shows, run by the
-same job, and recorded on the same instance when DAGSTER_HOME is set."""
+same job, and recorded on the same instance when DAGSTER_HOME is set.
+
+Settings come from the environment; what it does not set is read from the project's `.env` (the one the
+sandbox writes and `dagster dev` reads), or else from the sandbox's `.sandbox/sandbox.env`, so the command
+works from a new terminal. Exit codes: 0 SAFE or SAFE_WITH_WARNINGS, 1 UNSAFE, 2 could not evaluate (a
+setting missing, the checks could not run); `--json` prints JSON in every case."""
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
-OVERALL_EXIT = {"SAFE": 0, "SAFE_WITH_WARNINGS": 0, "UNSAFE": 1}
+from sync_pipeline.redaction import redact_text
+
+EXIT_SAFE, EXIT_UNSAFE, EXIT_ERROR = 0, 1, 2
+OVERALL_EXIT = {"SAFE": EXIT_SAFE, "SAFE_WITH_WARNINGS": EXIT_SAFE, "UNSAFE": EXIT_UNSAFE}
+HUB_VARIABLE = "SYNC_HUB_DATABASE_URL"
+
+
+class CouldNotEvaluate(Exception):
+    """The checks did not produce a verdict: a setting is missing, or their run failed before any check."""
 
 
 @dataclass(frozen=True)
@@ -28,7 +44,8 @@ def _status(evaluation: dg.AssetCheckEvaluation) -> str:
     return "WARN" if evaluation.severity == dg.AssetCheckSeverity.WARN else "FAIL"
 
 
-def run_checks(defs: dg.Definitions, instance: dg.DagsterInstance) -> list[CheckLine]:
+def _execute(defs: dg.Definitions, instance: dg.DagsterInstance) -> tuple[dg.ExecuteInProcessResult,
+                                                                          list[CheckLine]]:
     job = defs.resolve_job_def("safety_checks_job")
     blocking = {(spec.asset_key, spec.name): spec.blocking
                 for checks in defs.asset_checks or [] for spec in checks.check_specs}
@@ -45,7 +62,11 @@ def run_checks(defs: dg.Definitions, instance: dg.DagsterInstance) -> list[Check
         if (asset_key.to_user_string(), name) not in evaluated:
             lines.append(CheckLine("FAIL", asset_key.to_user_string(), name, is_blocking, "the check did not run"))
     order = {"FAIL": 0, "WARN": 1, "PASS": 2}
-    return sorted(lines, key=lambda line: (order[line.status], line.asset, line.check))
+    return result, sorted(lines, key=lambda line: (order[line.status], line.asset, line.check))
+
+
+def run_checks(defs: dg.Definitions, instance: dg.DagsterInstance) -> list[CheckLine]:
+    return _execute(defs, instance)[1]
 
 
 def overall(lines: list[CheckLine]) -> str:
@@ -65,14 +86,87 @@ def render(lines: list[CheckLine], verdict: str) -> str:
     return "\n".join(out)
 
 
-def main(as_json: bool) -> int:
+# -- settings from the project's env file ------------------------------------------------------------------
+
+
+def env_file_candidates(cwd: Path) -> list[Path]:
+    """Where the settings may be, first found wins: `.env` in the working directory, then the project's
+    `.env` and the sandbox's `.sandbox/sandbox.env` in the project directory (the working directory or the
+    nearest one above it holding `pyproject.toml` or `.sandbox/`)."""
+    candidates = [cwd / ".env"]
+    project = next((d for d in (cwd, *cwd.parents)
+                    if (d / "pyproject.toml").is_file() or (d / ".sandbox").is_dir()), None)
+    if project is not None:
+        candidates += [project / ".env", project / ".sandbox" / "sandbox.env"]
+    return list(dict.fromkeys(candidates))
+
+
+def load_env_file(cwd: Path | None = None) -> Path | None:
+    """Read the first env file found into os.environ, for the variables the environment does not set
+    (read as `dagster dev` reads `.env`); returns the file, or None. One file only: a project's own `.env`
+    is never topped up with the sandbox's stores."""
+    from dotenv import dotenv_values
+
+    for path in env_file_candidates((cwd or Path.cwd()).resolve()):
+        if path.is_file():
+            for name, value in dotenv_values(path).items():
+                if value is not None and name not in os.environ:
+                    os.environ[name] = value
+            return path
+    return None
+
+
+# -- the command ---------------------------------------------------------------------------------------
+
+
+def _error_text(error: Any) -> str:
+    """A Dagster error with its causes, most specific last: `resource hub failed: connection refused`."""
+    parts: list[str] = []
+    while error is not None and len(parts) < 5:
+        message = (error.message or "").strip()
+        if message and message not in parts:
+            parts.append(message)
+        error = error.cause
+    return ": ".join(parts) or "unknown error"
+
+
+def evaluate(cwd: Path | None = None) -> tuple[str, list[CheckLine], Path | None]:
+    """The verdict, every check's line, and the env file read; raises CouldNotEvaluate."""
+    env_file = load_env_file(cwd)
+    if not os.getenv(HUB_VARIABLE):
+        where = (f"neither in the environment nor in {env_file}" if env_file else
+                 f"in the environment, and no .env or .sandbox/sandbox.env was found in {Path.cwd()} or its "
+                 "project directory")
+        raise CouldNotEvaluate(f"{HUB_VARIABLE} is not set {where}; start the sandbox (bash scripts/sandbox.sh) "
+                               "or set it to the hub's Postgres URL")
     from sync_pipeline.definitions import defs
 
     with (dg.DagsterInstance.get() if os.getenv("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()) as instance:
-        lines = run_checks(defs, instance)
-    verdict = overall(lines)
+        result, lines = _execute(defs, instance)
+    if not result.get_asset_check_evaluations() and not result.success:
+        failures = result.get_step_failure_events()
+        error = failures[0].step_failure_data.error if failures else None
+        raise CouldNotEvaluate(f"the safety checks could not run (run {result.run_id}): "
+                               f"{_error_text(error) if error else 'the run failed'}")
+    return overall(lines), lines, env_file
+
+
+def main(as_json: bool) -> int:
+    env_file: Path | None = None
+    try:
+        verdict, lines, env_file = evaluate()
+    except Exception as error:  # noqa: BLE001 - whatever stops the evaluation is reported, not a traceback
+        message = redact_text(str(error) if isinstance(error, CouldNotEvaluate)
+                              else f"{type(error).__name__}: {error}")
+        print(f"sync-pipeline safety: could not evaluate: {' '.join(message.split())}", file=sys.stderr)
+        if as_json:
+            print(json.dumps({"overall": "ERROR", "error": message, "checks": []}, indent=2))
+        return EXIT_ERROR
     if as_json:
-        print(json.dumps({"overall": verdict, "checks": [asdict(line) for line in lines]}, indent=2))
+        print(json.dumps({"overall": verdict, "env_file": str(env_file) if env_file else None,
+                          "checks": [asdict(line) for line in lines]}, indent=2))
     else:
+        if env_file:
+            print(f"sync-pipeline safety: settings not in the environment read from {env_file}", file=sys.stderr)
         print(render(lines, verdict))
     return OVERALL_EXIT[verdict]

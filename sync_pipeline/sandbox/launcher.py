@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import subprocess
@@ -289,14 +290,29 @@ def _register_webhook(twenty: httpx.Client, target_url: str, secret: str) -> Non
 
 
 def _write_env(paths: SandboxPaths, env: dict[str, str]) -> None:
-    """`.sandbox/sandbox.env` for the demo and the shell; the project's `.env`, which `dagster dev` and the
-    `dagster` CLI load from the working directory."""
+    """`.sandbox/sandbox.env` for the demo and the shell; the project's `.env`, which `dagster dev`, the
+    `dagster` CLI and `sync-pipeline safety` load from the working directory. The same lines in both:
+    `export NAME=value`, the value quoted by `shlex.quote`, which a shell sources and python-dotenv (what
+    Dagster reads `.env` with) reads to the same values."""
     header = ("# Written by `sync-pipeline sandbox`: points sync_pipeline at the local sandbox. Rewritten on\n"
-              "# every start; delete it (and set real values) to run against real services.\n")
-    body = "".join(f"{name}={value}\n" for name, value in env.items())
+              "# every start; delete it (and set real values) to run against real services.\n"
+              "# In a shell: source this file (every line is `export NAME=value`).\n")
+    body = "".join(f"export {name}={_env_value(name, value)}\n" for name, value in env.items())
     for path in (paths.env_file, paths.dotenv):
-        path.write_text(header + body)
-        path.chmod(0o600)  # it holds the webhook secret
+        # Readable by its owner only, from the first byte: it holds the webhook secret.
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(descriptor, 0o600)  # a file left by an older start keeps its mode otherwise
+        with os.fdopen(descriptor, "w") as file:
+            file.write(header + body)
+
+
+def _env_value(name: str, value: str) -> str:
+    """`value` quoted for the shell. A single quote, a backslash or `${` would read differently in a shell
+    and in python-dotenv (which unescapes `\\` and expands `${...}`), so they are refused."""
+    if "'" in value or "\\" in value or "${" in value:
+        raise ValueError(f"{name}: a value with ', \\ or ${{ cannot be written to an env file both a shell and "
+                         "python-dotenv read the same way")
+    return shlex.quote(value)
 
 
 def _initial_sync(paths: SandboxPaths) -> tuple[float, bool]:
@@ -448,5 +464,6 @@ def read_sandbox_env(project_dir: Path) -> dict[str, str]:
     env_file = SandboxPaths(project_dir.resolve()).env_file
     if not env_file.exists():
         raise FileNotFoundError(f"{env_file} not found: start the sandbox first (bash scripts/sandbox.sh)")
-    return dict(line.split("=", 1) for line in env_file.read_text().splitlines()
-                if line and not line.startswith("#"))
+    from dotenv import dotenv_values
+
+    return {name: value for name, value in dotenv_values(env_file).items() if value is not None}
