@@ -50,7 +50,7 @@ def main() -> None:
         client = bigquery.Client(project=emulator.project, credentials=AnonymousCredentials(),
                                  client_options={"api_endpoint": emulator.endpoint})
         store = BigQueryStore(client, "crm_sync_bench")
-        store.ensure_schema()
+        store.install()
         for label, version in (("insert", 1), ("update", 2)):
             records = people(ids, version)
             result = store.apply(PEOPLE, records)

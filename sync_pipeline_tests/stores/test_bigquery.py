@@ -16,6 +16,7 @@ from sync_pipeline.engine.records import GoldenRecord
 from sync_pipeline.model.canonical import canonical_record, content_hash
 from sync_pipeline.model.entities import ENTITIES, Entity, Field, FieldType, entity
 from sync_pipeline.sandbox.bigquery_emulator import BigQueryEmulator
+from sync_pipeline.reporting.sync_log import install_sync_log, merge_sync_log
 from sync_pipeline.stores.bigquery import BigQueryStore, SchemaMismatchError, row_digest, sql_row_text
 
 pytestmark = pytest.mark.timeout(120)  # a client retries a broken call for 10 minutes
@@ -175,8 +176,8 @@ def test_warehouse_digest_matches_python_on_tricky_values(bigquery_store: BigQue
 
         # The per-row digests computed by BigQuery equal Python's, row by row.
         store = bigquery_store
-        digests = store._run(  # the same SQL compare_with_hub runs when totals differ
-            f"SELECT id, TO_HEX(SHA256({sql_row_text(ent)})) AS h FROM `{store._table_id(ent.name)}`"
+        digests = store.tables.run(  # the same SQL compare_with_hub runs when totals differ
+            f"SELECT id, TO_HEX(SHA256({sql_row_text(ent)})) AS h FROM `{store.tables.table_id(ent.name)}`"
         )
         expected = {r.record_id: row_digest(ent, r.record_id, r.version, r.data) for r in records}
         assert {row["id"]: row["h"] for row in digests} == expected
@@ -192,7 +193,7 @@ def test_compare_with_hub_finds_rows_changed_behind_the_syncs_back(bigquery_stor
     bigquery_store.apply(PEOPLE, records)
     changed, removed = records[0].record_id, records[1].record_id
     extra, deleted_in_hub = new_id(), records[2].record_id
-    table = f"`{bigquery_store._table_id('people')}`"
+    table = f"`{bigquery_store.tables.table_id('people')}`"
     params = bigquery.QueryJobConfig(query_parameters=[
         bigquery.ScalarQueryParameter("changed", "STRING", changed),
         bigquery.ScalarQueryParameter("removed", "STRING", removed),
@@ -220,10 +221,10 @@ def test_new_registry_column_is_added_and_type_change_is_refused(bigquery_store:
     with_nickname = dataclasses.replace(PEOPLE, fields=PEOPLE.fields + (Field("nickname", FieldType.TEXT),))
     grown = BigQueryStore(bigquery_store.client, bigquery_store.dataset_id,
                           entities=[with_nickname if e.name == "people" else e for e in ENTITIES])
-    grown.ensure_schema()
-    grown.ensure_schema()  # idempotent
+    grown.install()
+    grown.install()  # idempotent
 
-    columns = {f.name: f.field_type for f in grown.client.get_table(grown._table_id("people")).schema}
+    columns = {f.name: f.field_type for f in grown.client.get_table(grown.tables.table_id("people")).schema}
     assert columns["nickname"] == "STRING"
     rid = new_id()
     grown.apply(with_nickname, [golden(with_nickname, rid, 1, person(1, nickname="Ada"))])
@@ -239,13 +240,15 @@ def test_new_registry_column_is_added_and_type_change_is_refused(bigquery_store:
     wrong = BigQueryStore(bigquery_store.client, bigquery_store.dataset_id,
                           entities=[retyped if e.name == "companies" else e for e in ENTITIES])
     with pytest.raises(SchemaMismatchError) as error:
-        wrong.ensure_schema()
+        wrong.install()
     assert (error.value.table, error.value.column, error.value.found, error.value.expected) == (
         "companies", "employees", "INT64", "NUMERIC")
     assert "companies" in str(error.value) and "employees" in str(error.value)
 
 
 def test_sync_log_export_is_idempotent(bigquery_store: BigQueryStore) -> None:
+    tables = bigquery_store.tables
+    install_sync_log(tables)
     run_id = new_id()
     runs = [{"run_id": run_id, "started_at": MODIFIED_AT, "finished_at": None, "status": "STARTED",
              "trigger": "schedule", "counts": {}}]
@@ -253,27 +256,28 @@ def test_sync_log_export_is_idempotent(bigquery_store: BigQueryStore) -> None:
                  "stage": "publish", "outcome": "applied", "version": n, "detail": None, "at": MODIFIED_AT}
                 for n in range(3)]
     conflicts = [{"id": new_id(), "entity": "people", "record_id": new_id(), "detected_at": MODIFIED_AT,
-                  "run_id": run_id, "winner_store": "twenty", "loser_store": "supabase",
+                  "run_id": run_id, "incoming_store": "supabase", "golden_store": "twenty",
+                  "winner_store": "twenty",
                   "resolution": "last_write_wins", "winning_version": 4,
                   "differing_fields": ["city", "phone"],
                   "golden_side": {"city": "Paris"}, "incoming_side": {"city": "Lyon"}}]
 
-    assert bigquery_store.export_sync_logs(runs, outcomes, conflicts) == {
+    assert merge_sync_log(tables, runs, outcomes, conflicts) == {
         "sync_runs": 1, "sync_record_outcomes": 3, "sync_conflicts": 1}
-    assert bigquery_store.export_sync_logs(runs, outcomes, conflicts) == {
+    assert merge_sync_log(tables, runs, outcomes, conflicts) == {
         "sync_runs": 0, "sync_record_outcomes": 0, "sync_conflicts": 0}
 
     finished = [{**runs[0], "finished_at": MODIFIED_AT, "status": "SUCCESS", "counts": {"applied": 3}}]
-    assert bigquery_store.export_sync_logs(finished, outcomes, [])["sync_runs"] == 1
+    assert merge_sync_log(tables, finished, outcomes, [])["sync_runs"] == 1
     run_rows = list(bigquery_store.client.query(
-        f"SELECT status, counts FROM `{bigquery_store._table_id('sync_runs')}`").result())
+        f"SELECT status, counts FROM `{bigquery_store.tables.table_id('sync_runs')}`").result())
     assert [(r["status"], r["counts"]) for r in run_rows] == [("SUCCESS", '{"applied":3}')]
     conflict_rows = list(bigquery_store.client.query(
-        f"SELECT differing_fields, golden_side FROM `{bigquery_store._table_id('sync_conflicts')}`").result())
+        f"SELECT differing_fields, golden_side FROM `{bigquery_store.tables.table_id('sync_conflicts')}`").result())
     assert [(list(r["differing_fields"]), r["golden_side"]) for r in conflict_rows] == [
         (["city", "phone"], '{"city":"Paris"}')]
     outcome_count = list(bigquery_store.client.query(
-        f"SELECT COUNT(*) AS n FROM `{bigquery_store._table_id('sync_record_outcomes')}`").result())[0]["n"]
+        f"SELECT COUNT(*) AS n FROM `{bigquery_store.tables.table_id('sync_record_outcomes')}`").result())[0]["n"]
     assert outcome_count == 3
 
 

@@ -1,0 +1,328 @@
+"""BigQuery as the analytics target: current-state tables and an append-only change history.
+
+Each `apply` is ONE load job into a private staging table and ONE script that appends the history and runs
+ONE `MERGE` into the entity table, inside a transaction, so a run costs one table modification per table
+(BigQuery allows 1,500 a day). Table and column names come from the entity registry.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from google.api_core.exceptions import NotFound
+from google.api_core.retry import Retry
+from google.cloud import bigquery
+
+from sync_pipeline.engine.records import ApplyResult, GoldenRecord
+from sync_pipeline.model.canonical import CanonicalValueError, canonical_record, content_hash, format_timestamp
+from sync_pipeline.model.entities import ENTITIES, Entity, FieldType
+from sync_pipeline.model.entities import entity as entity_by_name
+from sync_pipeline.stores.base import ConsistencyReport, Health
+from sync_pipeline.stores.bigquery.digest import checksum_hex, fold, row_digest, sql_fold, sql_row_digest
+from sync_pipeline.stores.bigquery.schema import (
+    HISTORY_SCHEMA,
+    HISTORY_TABLE,
+    bq_numeric,
+    entity_schema,
+    staging_schema,
+)
+from sync_pipeline.stores.bigquery.tables import BigQueryTables
+
+STORE_NAME = "bigquery"
+
+
+@dataclass
+class ApplyStats:
+    """What one `apply` cost and did; the quota-relevant figures are `load_jobs` and `dml_statements`."""
+
+    load_jobs: int = 0
+    dml_statements: int = 0  # MERGE + history INSERT
+    merge_statements: int = 0
+    rows_loaded: int = 0  # after de-duplication
+    duplicates_dropped: int = 0
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+    stale: int = 0  # the warehouse already had this version or a newer one
+    already_absent: int = 0  # tombstones of rows the warehouse never had
+    history_rows: int = 0
+    seconds: float = 0.0
+
+    def add(self, other: ApplyStats) -> None:
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+@dataclass
+class BigQueryApplyResult(ApplyResult):
+    stats: ApplyStats = field(default_factory=ApplyStats)
+
+
+class BigQueryStore:
+    """BigQuery target store over a `google.cloud.bigquery.Client` (or a factory making one)."""
+
+    name = STORE_NAME
+
+    def __init__(
+        self,
+        client: bigquery.Client | Callable[[], bigquery.Client],
+        dataset: str,
+        *,
+        location: str | None = None,
+        entities: Iterable[Entity] = ENTITIES,
+        check_deadline: float = 20.0,
+    ) -> None:
+        self._tables = BigQueryTables(client, dataset, location)
+        self.entities = {e.name: e for e in entities}
+        self._check_retry = Retry(deadline=check_deadline)  # a health check must not hang for minutes
+        self.last_apply_stats = ApplyStats()
+        self.total_stats = ApplyStats()
+        self._installed = False
+
+    @property
+    def tables(self) -> BigQueryTables:
+        """The dataset's table plumbing, for what else the warehouse receives (the sync log)."""
+        return self._tables
+
+    @property
+    def client(self) -> bigquery.Client:
+        return self._tables.client
+
+    @property
+    def dataset_id(self) -> str:
+        return self._tables.dataset_id
+
+    def _entity(self, entity: Entity | str) -> Entity:
+        return entity if isinstance(entity, Entity) else self.entities.get(entity) or entity_by_name(entity)
+
+    # --- schema ---------------------------------------------------------------------------------------
+
+    def install(self) -> None:
+        """Create the dataset and tables when missing; add registry columns new to an existing table."""
+        self._tables.ensure_dataset()
+        for ent in self.entities.values():
+            self._tables.ensure_table(ent.name, entity_schema(ent), clustering=["id"])
+        self._tables.ensure_table(
+            HISTORY_TABLE, HISTORY_SCHEMA, clustering=["entity", "record_id"], partition_by="synced_at"
+        )
+        self._installed = True
+
+    def _ensure_installed(self) -> None:
+        """Run `install` once per store object, so callers never see a missing table or column."""
+        if not self._installed:
+            self.install()
+
+    # --- writes -----------------------------------------------------------------------------------------
+
+    def apply(self, entity: Entity | str, records: list[GoldenRecord]) -> BigQueryApplyResult:
+        """Publish golden records: one load job, one transaction of history INSERT + MERGE.
+
+        Only newer hub versions overwrite; tombstones delete; a replay changes nothing. A failure raises
+        and leaves the tables untouched (the script is one transaction), so the run can simply be retried.
+        """
+        ent = self._entity(entity)
+        self._ensure_installed()
+        started = time.monotonic()
+        stats = ApplyStats()
+        result = BigQueryApplyResult(stats=stats)
+        if records:
+            latest = _latest_per_id(records)
+            stats.duplicates_dropped = len(records) - len(latest)
+            stats.rows_loaded = len(latest)
+            synced_at = datetime.now(timezone.utc)
+            staged = (_staging_row(ent, record, synced_at) for record in latest)
+            with self._tables.staging_table(ent.name, staging_schema(ent), staged) as staging:
+                stats.load_jobs += 1
+                outcome = self._merge_entity(ent, staging)
+            stats.dml_statements += 2
+            stats.merge_statements += 1
+            counts = {op: n for op, n, _ in outcome}
+            stats.inserted, stats.updated = counts.get("insert", 0), counts.get("update", 0)
+            stats.deleted, stats.stale = counts.get("delete", 0), counts.get("stale", 0)
+            stats.already_absent = counts.get("absent", 0)
+            stats.history_rows = stats.inserted + stats.updated + stats.deleted
+            stale_ids = {rid for op, _, ids in outcome if op == "stale" for rid in ids}
+            for record in latest:
+                (result.stale if record.record_id in stale_ids else result.applied).append(record.record_id)
+        stats.seconds = time.monotonic() - started
+        self.last_apply_stats = stats
+        self.total_stats.add(stats)
+        return result
+
+    def _merge_entity(self, ent: Entity, staging: str) -> list[tuple[str, int, list[str]]]:
+        target = self._tables.table_id(ent.name)
+        history = self._tables.table_id(HISTORY_TABLE)
+        data_columns = [f.name for f in ent.fields] + ["hub_version", "origin_store", "origin_modified_at"]
+        insert_columns = ["id", *data_columns, "synced_at"]
+        update_set = ", ".join(f"`{c}` = S.`{c}`" for c in [*data_columns, "synced_at"])
+        insert_values = ", ".join(f"S.`{c}`" for c in insert_columns)
+        # The plan classifies each incoming row once, before anything changes, so that the history gets
+        # exactly the changes the MERGE makes. A row absent from the table is only inserted when its
+        # version is newer than the last delete recorded for it: a late, older upsert cannot resurrect it.
+        # The run's values (entity, synced_at) are staged columns, not query parameters: bqemulator 1.4
+        # drops query parameters of multi-statement scripts. The temp table's name is unique because
+        # bqemulator keeps temp tables after the script ends (BigQuery scopes them to the script).
+        plan = f"_plan_{uuid.uuid4().hex[:12]}"
+        script = f"""
+BEGIN TRANSACTION;
+CREATE TEMP TABLE {plan} AS
+WITH last_delete AS (
+  SELECT H.record_id, MAX(H.version) AS version
+  FROM `{history}` AS H JOIN `{staging}` AS S ON H.entity = S.entity AND H.record_id = S.id
+  WHERE H.op = 'delete'
+  GROUP BY H.record_id
+)
+SELECT S.*, CASE
+    WHEN T.id IS NOT NULL AND S.hub_version <= T.hub_version THEN 'stale'
+    WHEN T.id IS NULL AND S.hub_version <= IFNULL(D.version, 0) THEN 'stale'
+    WHEN T.id IS NULL AND S.deleted THEN 'absent'
+    WHEN S.deleted THEN 'delete'
+    WHEN T.id IS NULL THEN 'insert'
+    ELSE 'update'
+  END AS op
+FROM `{staging}` AS S
+LEFT JOIN `{target}` AS T ON T.id = S.id
+LEFT JOIN last_delete AS D ON D.record_id = S.id;
+INSERT INTO `{history}` (entity, record_id, version, op, origin_store, origin_modified_at, synced_at)
+SELECT entity, id, hub_version, op, origin_store, origin_modified_at, synced_at
+FROM {plan} WHERE op IN ('insert', 'update', 'delete');
+MERGE `{target}` AS T
+USING (SELECT * FROM {plan} WHERE op IN ('insert', 'update', 'delete')) AS S
+ON T.id = S.id
+WHEN MATCHED AND S.op = 'delete' THEN DELETE
+WHEN MATCHED AND S.op = 'update' THEN UPDATE SET {update_set}
+WHEN NOT MATCHED BY TARGET AND S.op = 'insert' THEN
+  INSERT ({", ".join(f"`{c}`" for c in insert_columns)}) VALUES ({insert_values});
+COMMIT TRANSACTION;
+SELECT op, COUNT(*) AS n, ARRAY_AGG(IF(op = 'stale', id, NULL) IGNORE NULLS) AS stale_ids
+FROM {plan} GROUP BY op;
+"""
+        rows = self._tables.run(script)
+        return [(row["op"], row["n"], list(row["stale_ids"] or [])) for row in rows]
+
+    # --- reads --------------------------------------------------------------------------------------------
+
+    def rows(self, entity: Entity | str) -> list[dict[str, Any]]:
+        """Every row with the canonical columns, as stored, ordered by id."""
+        ent = self._entity(entity)
+        self._ensure_installed()
+        columns = ", ".join(f"`{c}`" for c in ["id", *ent.field_names])
+        rows = self._tables.run(f"SELECT {columns} FROM `{self._tables.table_id(ent.name)}` ORDER BY id")
+        return [dict(row.items()) for row in rows]
+
+    def inventory(self, entity: Entity | str) -> dict[str, str]:
+        """Record id -> canonical content hash of every row, computed from the values read back."""
+        ent = self._entity(entity)
+        out: dict[str, str] = {}
+        for row in self.rows(ent):
+            try:
+                out[row["id"]] = content_hash(canonical_record(ent, row))
+            except CanonicalValueError as exc:  # a value edited by hand into something invalid
+                out[row["id"]] = f"invalid: {exc}"
+        return out
+
+    def compare_with_hub(
+        self, entity: Entity | str, hub_records: dict[str, tuple[int, dict[str, Any] | None]]
+    ) -> ConsistencyReport:
+        """Compare the table with the hub's records (id -> (version, canonical data or None if deleted)).
+
+        Counts and an XOR checksum of per-row SHA-256 digests are computed in the warehouse over
+        explicitly formatted columns and, identically, in Python; the per-id digests are fetched only
+        when the totals differ, to name the missing, extra and mismatched ids.
+        """
+        ent = self._entity(entity)
+        self._ensure_installed()
+        table = f"`{self._tables.table_id(ent.name)}`"
+        row_hash = sql_row_digest(ent)
+        hub = {
+            rid: row_digest(ent, rid, version, data)
+            for rid, (version, data) in hub_records.items()
+            if data is not None
+        }
+        totals = self._tables.run(
+            f"SELECT COUNT(*) AS n, {sql_fold('h')} AS x FROM (SELECT {row_hash} AS h FROM {table})"
+        )[0]
+        report = ConsistencyReport(
+            entity=ent.name,
+            hub_rows=len(hub),
+            store_rows=totals["n"],
+            hub_checksum=fold(hub.values()),
+            store_checksum=checksum_hex(totals["x"]),
+        )
+        if report.hub_rows == report.store_rows and report.hub_checksum == report.store_checksum:
+            return report
+        store: dict[str, str] = {}
+        for row in self._tables.run(f"SELECT id, {row_hash} AS h FROM {table}"):
+            if row["id"] in store:
+                report.duplicated.append(row["id"])
+            store[row["id"]] = row["h"]
+        report.missing = sorted(hub.keys() - store.keys())
+        report.extra = sorted(store.keys() - hub.keys())
+        report.mismatched = sorted(rid for rid in hub.keys() & store.keys() if hub[rid] != store[rid])
+        report.duplicated.sort()
+        return report
+
+    def api_stats(self) -> dict[str, Any]:
+        """Jobs this store ran: the figures BigQuery's table-modification quota counts."""
+        return {"load_jobs": self.total_stats.load_jobs, "merge_statements": self.total_stats.merge_statements,
+                "dml_statements": self.total_stats.dml_statements}
+
+    def check(self) -> Health:
+        """Reachable, dataset present, a query runs."""
+        project = self.client.project
+        try:
+            self.client.get_dataset(f"{project}.{self.dataset_id}", retry=self._check_retry)
+        except NotFound:
+            return Health(False, f"dataset {self.dataset_id!r} does not exist", {"project": project})
+        except Exception as exc:  # any failure to reach BigQuery is what this check reports
+            return Health(False, f"BigQuery unreachable: {exc}", {"project": self.client.project})
+        started = time.monotonic()
+        try:
+            job = self.client.query("SELECT 1 AS ok", location=self._tables.location, retry=self._check_retry)
+            ok = list(job.result(retry=self._check_retry))[0]["ok"] == 1
+        except Exception as exc:
+            return Health(False, f"query failed: {exc}", {"project": self.client.project})
+        return Health(
+            ok,
+            "ok" if ok else "SELECT 1 returned an unexpected value",
+            {
+                "project": self.client.project,
+                "dataset": self.dataset_id,
+                "query_seconds": round(time.monotonic() - started, 3),
+            },
+        )
+
+
+def _latest_per_id(records: list[GoldenRecord]) -> list[GoldenRecord]:
+    """Keep the highest version of each record: BigQuery's MERGE rejects two source rows per target row."""
+    latest: dict[str, GoldenRecord] = {}
+    for record in records:
+        kept = latest.get(record.record_id)
+        if kept is None or record.version > kept.version:
+            latest[record.record_id] = record
+    return list(latest.values())
+
+
+def _staging_row(ent: Entity, record: GoldenRecord, synced_at: datetime) -> dict[str, Any]:
+    deleted = record.deleted or record.data is None
+    data = {} if deleted else record.data
+    row: dict[str, Any] = {"id": record.record_id}
+    for f in ent.fields:
+        value = data.get(f.name)
+        # NUMERIC is loaded pre-rounded so that the checksum's Python side sees the stored value.
+        if f.type is FieldType.NUMERIC and value is not None:
+            value = format(bq_numeric(value), "f")
+        row[f.name] = value
+    row["hub_version"] = record.version
+    row["origin_store"] = record.origin_store
+    modified_at = record.origin_modified_at
+    row["origin_modified_at"] = format_timestamp(modified_at) if modified_at else None
+    row["synced_at"] = format_timestamp(synced_at)
+    row["deleted"] = deleted
+    row["entity"] = ent.name
+    return row

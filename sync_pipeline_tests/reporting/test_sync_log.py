@@ -1,0 +1,86 @@
+"""The sync log export from a real hub into the bqemulator (no mocks)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from google.cloud import bigquery
+from psycopg.types.json import Jsonb
+
+from sync_pipeline.hub.hub import Hub
+from sync_pipeline.reporting.sync_log import LOG_TABLES, export_sync_log
+from sync_pipeline.stores.bigquery import BigQueryStore, BigQueryTables
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def log_outcomes(hub: Hub, run_id: str, n: int) -> None:
+    with hub.connect() as conn:
+        for version in range(n):
+            conn.execute(
+                """insert into sync.record_outcomes (run_id, store, entity, record_id, stage, outcome, version)
+                   values (%s, 'bigquery', 'people', %s, 'publish', 'applied', %s)""",
+                (run_id, str(uuid.uuid4()), version))
+
+
+def log_conflict(hub: Hub, run_id: str) -> int:
+    with hub.connect() as conn:
+        return conn.execute(
+            """insert into sync.conflicts (run_id, entity, record_id, golden_version, base_version,
+                                           incoming_store, golden_store, winner_store, resolution,
+                                           result_version, differing_fields, golden_side, incoming_side)
+               values (%s, 'people', %s, 3, 2, 'supabase', 'twenty', 'twenty', 'last_write_wins', 4,
+                       array['city'], %s, %s) returning id""",
+            (run_id, str(uuid.uuid4()), Jsonb({"city": "Paris"}), Jsonb({"city": "Lyon"}))).fetchone()["id"]
+
+
+def select(tables: BigQueryTables, sql: str) -> list[dict[str, Any]]:
+    return [dict(row.items()) for row in tables.run(sql.format(**{n: f"`{tables.table_id(n)}`" for n in LOG_TABLES}))]
+
+
+def test_export_moves_the_cursor_in_batches_and_a_second_export_changes_nothing(
+        topology, bigquery_store: BigQueryStore) -> None:
+    hub, tables = topology.hub, bigquery_store.tables
+    run_id = str(uuid.uuid4())
+    hub.start_run(run_id, "schedule")
+    log_outcomes(hub, run_id, 5)
+    conflict_id = log_conflict(hub, run_id)
+
+    first = export_sync_log(hub, tables, "bigquery", limit=2)
+
+    assert (first.runs, first.outcomes, first.conflicts) == (1, 5, 1)
+    assert first.rows_changed == {"sync_runs": 1, "sync_record_outcomes": 5, "sync_conflicts": 1}
+    assert first.cursor_before is None
+    assert first.cursor_after["conflict_id"] == conflict_id
+    assert hub.get_cursor("bigquery", "sync_log") == first.cursor_after
+    assert select(tables, "SELECT COUNT(*) AS n FROM {sync_record_outcomes}") == [{"n": 5}]
+
+    again = export_sync_log(hub, tables, "bigquery", limit=2)
+
+    assert (again.runs, again.outcomes, again.conflicts) == (1, 0, 0)
+    assert again.rows_changed == {"sync_runs": 0, "sync_record_outcomes": 0, "sync_conflicts": 0}
+    assert again.cursor_before == again.cursor_after == first.cursor_after
+
+    hub.finish_run(run_id, "SUCCESS")
+    finished = export_sync_log(hub, tables, "bigquery")
+    assert finished.rows_changed["sync_runs"] == 1
+    assert select(tables, "SELECT status FROM {sync_runs}") == [{"status": "SUCCESS"}]
+
+
+def test_conflicts_carry_incoming_golden_and_winner_stores_beside_a_legacy_column(
+        topology, bigquery_store: BigQueryStore) -> None:
+    hub, tables = topology.hub, bigquery_store.tables
+    conflicts = LOG_TABLES["sync_conflicts"]
+    legacy = [c for c in conflicts.schema if c.name not in ("incoming_store", "golden_store")]
+    tables.ensure_table(conflicts.name, [*legacy, bigquery.SchemaField("loser_store", "STRING")], clustering=["id"])
+    log_conflict(hub, str(uuid.uuid4()))
+
+    export = export_sync_log(hub, tables, "bigquery")
+
+    assert export.rows_changed["sync_conflicts"] == 1
+    assert select(tables, "SELECT incoming_store, golden_store, winner_store, loser_store, differing_fields,"
+                          " golden_side FROM {sync_conflicts}") == [
+        {"incoming_store": "supabase", "golden_store": "twenty", "winner_store": "twenty", "loser_store": None,
+         "differing_fields": ["city"], "golden_side": '{"city": "Paris"}'}]
