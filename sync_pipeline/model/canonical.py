@@ -34,7 +34,7 @@ def format_timestamp(value: datetime) -> str:
 
 
 def normalise_link(url: str) -> str:
-    """Twenty's link normal form (twenty-api.md §7.5): lower-cased scheme and host, no trailing `/`.
+    """Twenty's link normal form (docs/twenty-api.md §7.5): lower-cased scheme and host, no trailing `/`.
     Canonical links take it too, so a link coming back from Twenty is not a change."""
     try:
         parts = urlsplit(url)
@@ -121,7 +121,7 @@ def canonical_value(ftype: FieldType, value: Any, choices: tuple[str, ...] = ())
             raise CanonicalValueError(f"not a boolean: {value!r}")
         case FieldType.TIMESTAMP:
             ts = parse_timestamp(value)
-            # Milliseconds, the precision Twenty keeps (twenty-api.md §10.3), so a round trip is no change.
+            # Milliseconds, Twenty's precision (docs/twenty-api.md §10.3), so a round trip is no change.
             return format_timestamp(ts.replace(microsecond=ts.microsecond // 1000 * 1000))
         case FieldType.ENUM:
             text = str(value).strip().upper()

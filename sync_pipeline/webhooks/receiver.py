@@ -1,4 +1,4 @@
-"""ASGI receiver for Twenty webhooks (§9 of `twenty-api.md`).
+"""ASGI receiver for Twenty webhooks (§9 of docs/twenty-api.md).
 
 Twenty POSTs one request per record and webhook, waits 5 s and never retries (§9.4), sends no
 delivery id and may deliver the same event several times (§9.7). So the receiver only verifies,

@@ -1,4 +1,4 @@
-"""Twenty's webhook signature (§9.3 of `twenty-api.md`).
+"""Twenty's webhook signature (§9.3 of docs/twenty-api.md).
 
 `X-Twenty-Webhook-Signature` is the lower-case hex HMAC-SHA256, keyed with the webhook secret, of
 `"{X-Twenty-Webhook-Timestamp}:{raw body}"`; the timestamp is in milliseconds since the epoch. The

@@ -1,4 +1,7 @@
-"""The Twenty stand-in against the contract (/work/shared/twenty-api.md), over real HTTP."""
+"""The Twenty stand-in against the contract, over real HTTP.
+
+Section numbers (§) refer to the Twenty API contract in docs/twenty-api.md.
+"""
 
 from __future__ import annotations
 

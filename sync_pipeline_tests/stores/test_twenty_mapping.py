@@ -74,7 +74,7 @@ def test_canonical_to_twenty_to_canonical_is_lossless(e: Entity, data: st.DataOb
 
 
 def test_to_canonical_reads_composites_and_treats_empty_strings_as_null() -> None:
-    twenty_person = {  # the §4.2 example, plus "" where older releases send it
+    twenty_person = {  # the §4.2 example of docs/twenty-api.md, plus "" where older releases send it
         "id": "5f8a0c9e-1d2b-4c3a-9e8f-0a1b2c3d4e5f",
         "name": {"firstName": "Ada", "lastName": ""},
         "emails": {"primaryEmail": "ada@example.com", "additionalEmails": None},

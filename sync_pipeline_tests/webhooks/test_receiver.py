@@ -79,7 +79,7 @@ def receiver_url(sink: MemorySink) -> Iterator[str]:
 
 
 def event_body(event_name: str = "person.updated", record_id: str | None = None, **record: Any) -> bytes:
-    """A §9.2 payload as Twenty serialises it (compact JSON, key order of the spec)."""
+    """A docs/twenty-api.md §9.2 payload as Twenty serialises it (compact JSON, key order of the spec)."""
     payload = {
         "targetUrl": "http://127.0.0.1/hooks/twenty",
         "eventName": event_name,

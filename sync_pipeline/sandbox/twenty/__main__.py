@@ -66,7 +66,7 @@ def main(
     log_level: str,
     **knobs: object,
 ) -> None:
-    """Serve a local imitation of the Twenty CRM REST API (contract: /work/shared/twenty-api.md)."""
+    """Serve a local imitation of the Twenty CRM REST API (contract: docs/twenty-api.md)."""
     faults = FaultKnobs()
     try:
         faults.update(knobs)

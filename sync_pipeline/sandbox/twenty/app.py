@@ -1,4 +1,7 @@
-"""Starlette ASGI app imitating Twenty's REST API (§1-§5, §8, §9) plus the ``/_standin/`` admin routes."""
+"""Starlette ASGI app imitating Twenty's REST API (§1-§5, §8, §9) plus the ``/_standin/`` admin routes.
+
+Section numbers (§) refer to the Twenty API contract in docs/twenty-api.md.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Start-up configuration and run-time fault knobs of the stand-in."""
+"""Start-up configuration and run-time fault knobs of the stand-in.
+
+Section numbers (§) refer to the Twenty API contract in docs/twenty-api.md.
+"""
 
 from __future__ import annotations
 

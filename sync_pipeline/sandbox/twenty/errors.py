@@ -1,4 +1,4 @@
-"""REST error envelope of contract §2.1: ``{"statusCode", "error", "messages": [one string]}``."""
+"""REST error envelope of docs/twenty-api.md §2.1: ``{"statusCode", "error", "messages": [one string]}``."""
 
 from __future__ import annotations
 

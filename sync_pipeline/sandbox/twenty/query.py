@@ -1,4 +1,7 @@
-"""List-query parameters of §4: the filter grammar (§4.3), order_by, limit, depth and cursors."""
+"""List-query parameters of §4: the filter grammar (§4.3), order_by, limit, depth and cursors.
+
+Section numbers (§) refer to the Twenty API contract in docs/twenty-api.md.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Per-workspace token buckets of §8.1 and the 429 / legacy-400 answers of §8.2."""
+"""Per-workspace token buckets of §8.1 and the 429 / legacy-400 answers of §8.2.
+
+Section numbers (§) refer to the Twenty API contract in docs/twenty-api.md.
+"""
 
 from __future__ import annotations
 

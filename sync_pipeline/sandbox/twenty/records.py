@@ -1,4 +1,7 @@
-"""In-memory record storage with optional SQLite persistence, and the write semantics of §5."""
+"""In-memory record storage with optional SQLite persistence, and the write semantics of §5.
+
+Section numbers (§) refer to the Twenty API contract in docs/twenty-api.md.
+"""
 
 from __future__ import annotations
 

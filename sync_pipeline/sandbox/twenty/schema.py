@@ -1,4 +1,7 @@
-"""Field definitions, input coercion and normalisation of people / companies / opportunities (§7)."""
+"""Field definitions, input coercion and normalisation of people / companies / opportunities (§7).
+
+Section numbers (§) refer to the Twenty API contract in docs/twenty-api.md.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Signed webhook delivery of §9: one POST per record per matching webhook, 5 s timeout, no retries."""
+"""Signed webhook delivery of §9: one POST per record per matching webhook, 5 s timeout, no retries.
+
+Section numbers (§) refer to the Twenty API contract in docs/twenty-api.md.
+"""
 
 from __future__ import annotations
 

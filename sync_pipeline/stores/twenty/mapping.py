@@ -1,4 +1,4 @@
-"""Mapping between Twenty records (§7 of `twenty-api.md`) and the registry's flat canonical fields.
+"""Mapping between Twenty records (§7 of docs/twenty-api.md) and the registry's flat canonical fields.
 
 One declarative table per entity says which Twenty field or composite sub-field holds each canonical
 column. `to_canonical` reads a Twenty record into canonical column names (values not yet validated;
