@@ -12,9 +12,9 @@ Four cases, each timed on fresh tables (a fresh database per repetition), median
 - plain COPY from golden records: the same COPY, but its rows are built from the golden records inside
               the timed section by apply's own row builder, so the two sides pay the same conversion.
 
-Timing covers connecting, the load and the commit, after VACUUM ANALYZE and CHECKPOINT, as in
-reference/postgres-sync-notes.md §6. The goal ratios are against the first baseline. `--profile` adds the
-wall time of each statement inside one insert and one update apply.
+Timing covers connecting, the load and the commit, after VACUUM ANALYZE and CHECKPOINT, so the set-up's
+dirty pages and stale statistics are not charged to the timed case. The goal ratios are against the first
+baseline. `--profile` adds the wall time of each statement inside one insert and one update apply.
 
     .venv/bin/python bench/postgres_apply.py [--rows 100000] [--repeat 3] [--profile]
 """
