@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from enum import Enum
 from typing import Any
@@ -61,3 +61,55 @@ class ApplyResult:
     stale: list[str] = field(default_factory=list)  # the store already had this version or a newer one
     failed: dict[str, BaseException] = field(default_factory=dict)  # record id -> why it was not written
     store_ids: dict[str, str] = field(default_factory=dict)  # record id -> the store's own id
+
+
+@dataclass(frozen=True)
+class StoreState:
+    """What the hub knows one store holds of one record. `NEVER_HELD` for a store it has no state for."""
+
+    seen_version: int  # the latest version the store holds or has sent us
+    seen_hash: str | None
+    written_version: int  # the latest version we wrote into the store
+
+
+NEVER_HELD = StoreState(seen_version=0, seen_hash=None, written_version=0)
+
+
+@dataclass
+class CapturedChange:
+    """A validated change ready for the inbox."""
+
+    record_id: str | None  # None: the hub resolves it from the store's id (id-mapping stores)
+    store_record_id: str
+    op: Op
+    data: dict[str, Any] | None
+    modified_at: datetime
+    event_key: str
+    base_version: int | None = None
+
+
+@dataclass
+class QuarantinedRecord:
+    """A record that failed its contract, kept out of the hub with the reasons."""
+
+    store_record_id: str | None
+    event_key: str
+    reason: str
+    failures: list[dict[str, Any]]
+    payload: dict[str, Any]
+
+
+@dataclass
+class ResolveStats:
+    """Counts of what resolving the inbox did, by outcome."""
+
+    read: int = 0
+    applied: int = 0
+    echoes: int = 0
+    conflicts: int = 0
+    duplicates: int = 0  # already in the processed-event ledger
+    quarantined: int = 0
+    noops: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)

@@ -1,4 +1,5 @@
-"""Conflict resolution: version-based detection, three-way merge, last write wins with a deterministic tiebreak.
+"""Conflict resolution: version-based detection, three-way merge, last write wins with a deterministic
+tiebreak.
 
 Pure functions over canonical records. A captured change carries the hub version its store had last seen
 (its base). Base equal to the golden version is a fast-forward. An older base means the record changed
@@ -8,14 +9,14 @@ delete) go to the later modification time, ties broken by configured store prior
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
-from typing import Any, Sequence
+from typing import Any
 
 from sync_pipeline.engine.records import Change, GoldenRecord, Op
 from sync_pipeline.model.canonical import content_hash, format_timestamp
-
 
 MERGED_ORIGIN = "merged"
 
@@ -54,7 +55,8 @@ class Resolution:
         return result is not None and result.content_hash == change.content_hash
 
 
-def _rank_key(modified_at: datetime, store: str, digest: str, priority: Sequence[str]) -> tuple:
+def _rank_key(modified_at: datetime, store: str, digest: str,
+              priority: Sequence[str]) -> tuple[datetime, int, str]:
     # Earlier in the priority list wins ties on time; the content hash makes the order total.
     rank = -priority.index(store) if store in priority else -len(priority)
     return (modified_at, rank, digest)
@@ -66,12 +68,12 @@ def _changed_fields(base: dict[str, Any] | None, side: dict[str, Any]) -> set[st
     return {name for name, value in side.items() if base.get(name) != value}
 
 
-def _side(store: str, version: int, data: dict | None, modified_at: datetime) -> dict[str, Any]:
+def _side(store: str, version: int, data: dict[str, Any] | None, modified_at: datetime) -> dict[str, Any]:
     return {"store": store, "version": version, "deleted": data is None, "data": data,
             "modified_at": format_timestamp(modified_at)}
 
 
-def _next(current: GoldenRecord | None, change: Change, data: dict | None,
+def _next(current: GoldenRecord | None, change: Change, data: dict[str, Any] | None,
           store: str, modified_at: datetime) -> GoldenRecord:
     return GoldenRecord(
         entity=change.entity,

@@ -1,0 +1,149 @@
+"""Read-only evidence for the safety checks and the dashboard: conflicts, errors, backlogs, quarantine, and
+the cross-checks that a change was applied once and every conflict's result is what the hub holds."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sync_pipeline.engine.policy import REASSERTED_ORIGIN
+from sync_pipeline.engine.resolver import MERGED_ORIGIN
+from sync_pipeline.hub.connection import Conn, HubConnection, one
+
+
+def _recent_runs(conn: Conn, limit: int) -> list[str]:
+    return [r["run_id"] for r in conn.execute(
+        "select run_id from sync.runs order by started_at desc limit %s", (limit,)).fetchall()]
+
+
+class Evidence(HubConnection):
+    """Queries that only read, each answering one safety check."""
+
+    def recent_conflicts(self, entity: str, limit: int = 10) -> list[dict[str, Any]]:
+        with self.connect() as conn:
+            return conn.execute(
+                """select id, detected_at, record_id, incoming_store, golden_store, winner_store, resolution,
+                          differing_fields from sync.conflicts where entity = %s order by id desc limit %s""",
+                (entity, limit)).fetchall()
+
+    def recent_errors(self, store: str, entity: str, limit: int = 10) -> list[dict[str, Any]]:
+        with self.connect() as conn:
+            return conn.execute(
+                """select id, occurred_at, record_id, operation, error_class, message from sync.errors
+                   where store = %s and entity = %s and resolved_at is null order by id desc limit %s""",
+                (store, entity, limit)).fetchall()
+
+    def webhook_backlog(self, store: str, entity: str) -> dict[str, Any]:
+        with self.connect() as conn:
+            return one(conn.execute(
+                """select count(*) as pending_hints,
+                          coalesce(extract(epoch from now() - min(received_at)), 0)::float
+                            as oldest_hint_seconds
+                   from sync.inbox
+                   where store = %s and entity = %s and kind = 'webhook' and applied_at is null""",
+                (store, entity)))
+
+    def open_quarantine(self, store: str, entity: str) -> int:
+        with self.connect() as conn:
+            count: int = one(conn.execute("""select count(*) as n from sync.quarantine
+                                             where store = %s and entity = %s and resolved_at is null""",
+                                          (store, entity)))["n"]
+            return count
+
+    def quarantine_summary(self, entity: str) -> list[dict[str, Any]]:
+        with self.connect() as conn:
+            return conn.execute(
+                """select store, count(*) as records, max(reason) as example_reason from sync.quarantine
+                   where entity = %s and resolved_at is null group by store order by store""",
+                (entity,)).fetchall()
+
+    def events_recorded_twice(self, entity: str) -> list[dict[str, Any]]:
+        """Ledger vs outcomes: an event key the ledger let through once must have one resolve outcome."""
+        with self.connect() as conn:
+            return conn.execute(
+                """select o.store, o.event_key, count(*) as outcomes from sync.record_outcomes o
+                   join sync.processed_events p on p.store = o.store and p.event_key = o.event_key
+                   where o.entity = %s and o.stage = 'resolve' and o.outcome <> 'duplicate'
+                   group by o.store, o.event_key having count(*) > 1
+                   order by o.store, o.event_key limit 100""",
+                (entity,)).fetchall()
+
+    def changes_applied_twice(self, entity: str) -> list[dict[str, Any]]:
+        """One source change (same store, modification time and content) that made more than one golden
+        version: applied twice, whatever event keys it came under. Independent of the ledger."""
+        with self.connect() as conn:
+            return conn.execute(
+                """select record_id::text as record_id, origin_store, origin_modified_at::text as modified_at,
+                          array_agg(version order by version) as versions
+                   from sync.golden_history where entity = %s and origin_store <> all(%s)
+                   group by record_id, origin_store, origin_modified_at, content_hash having count(*) > 1
+                   order by record_id limit 100""", (entity, [MERGED_ORIGIN, REASSERTED_ORIGIN])).fetchall()
+
+    def broken_conflicts(self, entity: str) -> list[dict[str, Any]]:
+        """Conflicts whose recorded result the hub never held, or whose winner's content it did not take."""
+        with self.connect() as conn:
+            return conn.execute(
+                """select c.id, c.record_id::text as record_id, c.resolution, c.result_version,
+                          g.version as golden_version
+                   from sync.conflicts c
+                   left join sync.golden g on g.entity = c.entity and g.record_id = c.record_id
+                   left join sync.golden_history h
+                     on h.entity = c.entity and h.record_id = c.record_id and h.version = c.result_version
+                   where c.entity = %s and (
+                     g.version is null or h.version is null or g.version < c.result_version
+                     -- a tombstone's data is SQL NULL, a conflict side's is JSON null
+                     or (c.resolution = 'incoming_wins'
+                         and coalesce(h.data, 'null'::jsonb) is distinct from c.incoming_side->'data')
+                     or (c.resolution = 'golden_wins'
+                         and coalesce(h.data, 'null'::jsonb) is distinct from c.golden_side->'data')
+                     or (c.resolution = 'merged' and h.origin_store <> 'merged'))
+                   order by c.id limit 100""", (entity,)).fetchall()
+
+    def conflict_rate(self, entity: str, runs: int) -> dict[str, int]:
+        with self.connect() as conn:
+            return one(conn.execute(
+                """select count(*) filter (where outcome = 'conflict') as conflicts,
+                          count(*) filter (where outcome in ('applied', 'conflict')) as resolved
+                   from sync.record_outcomes
+                   where entity = %s and stage = 'resolve' and run_id = any(%s)""",
+                (entity, _recent_runs(conn, runs))))
+
+    def error_summary(self, store: str, entity: str, stale_minutes: float) -> dict[str, Any]:
+        with self.connect() as conn:
+            summary = one(conn.execute(
+                """select count(*) filter (where resolved_at is null) as unresolved,
+                          count(*) filter (where resolved_at is null
+                                             and occurred_at < now() - make_interval(mins => %s))
+                            as stale_unresolved
+                   from sync.errors where store = %s and entity = %s""",
+                (int(stale_minutes), store, entity)))
+            step = f"publish:{store}:{entity}"
+            latest = conn.execute(
+                """select coalesce((counts->%s->>'errors')::int, 0) as errors,
+                          coalesce((counts->%s->>'read')::int, 0) as attempted
+                   from sync.runs where counts ? %s order by started_at desc limit 1""",
+                (step, step, step)).fetchone() or {"errors": 0, "attempted": 0}
+        return {**summary, "latest_run_errors": latest["errors"], "latest_run_attempted": latest["attempted"]}
+
+    def api_usage(self, store: str, runs: int, rate_limited_errors: Sequence[str]) -> dict[str, Any]:
+        """Requests, 429s and seconds throttled over the recent runs, and the errors of the classes that mean
+        the store's rate limit was hit. A run's client is shared by its steps, so its counters are
+        cumulative: each run counts its largest figure."""
+        with self.connect() as conn:
+            recent = _recent_runs(conn, runs)
+            usage = one(conn.execute(
+                """with per_run as (
+                     select r.run_id,
+                            max(coalesce((s.value->>'requests')::int, 0)) as requests,
+                            max(coalesce((s.value->>'rate_limited_responses')::int, 0)) as rate_limited,
+                            max(coalesce((s.value->>'seconds_throttled')::float, 0)) as throttled
+                     from sync.runs r, jsonb_each(r.counts) s
+                     where r.run_id = any(%s) and s.key like %s group by r.run_id)
+                   select coalesce(sum(requests), 0)::int as requests,
+                          coalesce(sum(rate_limited), 0)::int as rate_limited_responses,
+                          coalesce(sum(throttled), 0)::float as seconds_throttled
+                   from per_run""", (recent, f"%:{store}:%")))
+            failures = one(conn.execute(
+                """select count(*) as n from sync.errors where store = %s and run_id = any(%s)
+                     and error_class = any(%s)""", (store, recent, list(rate_limited_errors))))["n"]
+        return {**usage, "rate_limit_failures": failures, "runs": len(recent)}

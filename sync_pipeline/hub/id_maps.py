@@ -1,0 +1,65 @@
+"""Canonical ids <-> the stores' own ids, as the record state knows them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sync_pipeline.hub.connection import Conn, HubConnection
+
+
+def record_ids(conn: Conn, store: str, entity: str, store_record_ids: Sequence[str]) -> dict[str, str]:
+    """Store id -> canonical id, for the records of the store that the hub knows."""
+    rows = conn.execute(
+        """select store_record_id, record_id from sync.record_state
+           where store = %s and entity = %s and store_record_id = any(%s)""",
+        (store, entity, list(store_record_ids))).fetchall()
+    return {r["store_record_id"]: str(r["record_id"]) for r in rows}
+
+
+def store_ids(conn: Conn, store: str, entity: str, canonical_ids: Sequence[str]) -> dict[str, str]:
+    """Canonical id -> the store's id, where the store knows the record under an id of its own."""
+    rows = conn.execute(
+        """select record_id, store_record_id from sync.record_state
+           where store = %s and entity = %s and record_id = any(%s::uuid[])
+             and store_record_id is not null""", (store, entity, list(canonical_ids))).fetchall()
+    return {str(r["record_id"]): r["store_record_id"] for r in rows}
+
+
+class IdMaps(HubConnection):
+    """The id map of each store, one query per batch of records."""
+
+    def record_ids_for(self, store: str, entity: str, store_record_ids: Sequence[str]) -> dict[str, str]:
+        """Store id -> canonical id, for the records of an id-mapping store that the hub knows."""
+        with self.connect() as conn:
+            return record_ids(conn, store, entity, store_record_ids)
+
+    def store_ids_for(self, store: str, entity: str, record_ids: Sequence[str]) -> dict[str, str]:
+        """Canonical id -> the store's id, where the store knows the record under another id."""
+        with self.connect() as conn:
+            return store_ids(conn, store, entity, record_ids)
+
+    def id_map(self, store: str) -> HubIdMap:
+        return HubIdMap(self, store)
+
+
+class HubIdMap:
+    """Canonical ids <-> one store's own ids, as the hub's record state knows them. Usually the same id:
+    records we create in a store carry their canonical id. They differ where a store's record was linked
+    to one the hub already had under another id (same e-mail or domain)."""
+
+    def __init__(self, hub: IdMaps, store: str) -> None:
+        self._hub = hub
+        self._store = store
+
+    def to_store(self, entity: str, record_ids: Sequence[str]) -> dict[str, str]:
+        return self._hub.store_ids_for(self._store, entity, record_ids)
+
+    def to_canonical(self, entity: str, store_ids: Sequence[str]) -> dict[str, str]:
+        return self._hub.record_ids_for(self._store, entity, store_ids)
+
+    def live(self, entity: str, record_ids: Sequence[str]) -> set[str]:
+        """The records among these that the hub holds and has not deleted."""
+        with self._hub.connect() as conn:
+            rows = conn.execute("""select record_id from sync.golden where entity = %s and not deleted
+                                   and record_id = any(%s::uuid[])""", (entity, list(record_ids)))
+            return {str(r["record_id"]) for r in rows}

@@ -1,0 +1,117 @@
+"""The inbox of captured changes and webhook hints, quarantine for records that fail their contract, and
+the capture cursors. A capture's changes, quarantined records and cursor are written in one transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from sync_pipeline.engine.records import CapturedChange, Op, QuarantinedRecord
+from sync_pipeline.hub.connection import Conn, HubConnection, jsonb_or_null, one
+from sync_pipeline.hub.runs import RecordOutcome, record_outcomes
+from sync_pipeline.redaction import redact
+
+
+def quarantine(conn: Conn, store: str, entity: str, quarantined: Sequence[QuarantinedRecord],
+               run_id: str | None, stage: str = "capture") -> None:
+    """Keep invalid records out of the hub, redacted, once per event."""
+    with conn.cursor() as cur:
+        cur.executemany(
+            """insert into sync.quarantine (run_id, store, entity, record_id, event_key, reason, failures,
+                                           payload)
+               values (%s, %s, %s, %s, %s, %s, %s, %s) on conflict (store, entity, event_key) do nothing""",
+            [(run_id, store, entity, q.store_record_id, q.event_key, q.reason, Jsonb(redact(q.failures)),
+              Jsonb(redact(q.payload))) for q in quarantined])
+    record_outcomes(conn, [RecordOutcome(run_id, store, entity, q.store_record_id, stage, "quarantined",
+                                         event_key=q.event_key, detail=q.reason[:500]) for q in quarantined])
+
+
+def _save_cursor(conn: Conn, store: str, entity: str, position: dict[str, Any]) -> None:
+    conn.execute(
+        """insert into sync.cursors (store, entity, position) values (%s, %s, %s)
+           on conflict (store, entity) do update set position = excluded.position, updated_at = now()""",
+        (store, entity, Jsonb(position)))
+
+
+class Inbox(HubConnection):
+    """Where captured changes wait to be resolved, and where each store's capture left off."""
+
+    def get_cursor(self, store: str, entity: str) -> dict[str, Any] | None:
+        with self.connect() as conn:
+            row = conn.execute("select position from sync.cursors where store = %s and entity = %s",
+                               (store, entity)).fetchone()
+            position: dict[str, Any] | None = row["position"] if row else None
+            return position
+
+    def set_cursor(self, store: str, entity: str, position: dict[str, Any]) -> None:
+        with self.connect() as conn:
+            _save_cursor(conn, store, entity, position)
+
+    def enqueue(self, store: str, entity: str, changes: Sequence[CapturedChange],
+                quarantined: Sequence[QuarantinedRecord], cursor: dict[str, Any] | None,
+                run_id: str | None) -> int:
+        """Put captured changes in the inbox, invalid ones in quarantine, and advance the cursor,
+        all in one transaction. Returns how many changes were new (a replayed change is ignored)."""
+        with self.connect() as conn, conn.transaction(), conn.cursor() as cur:
+            new = 0
+            for c in changes:
+                cur.execute(
+                    """insert into sync.inbox (store, entity, event_key, kind, record_id, store_record_id,
+                                              op, data, base_version, modified_at, run_id)
+                       values (%s, %s, %s, 'change', %s, %s, %s, %s, %s, %s, %s)
+                       on conflict (store, event_key) do nothing""",
+                    (store, entity, c.event_key, c.record_id, c.store_record_id, c.op.value,
+                     jsonb_or_null(c.data), c.base_version, c.modified_at, run_id))
+                new += cur.rowcount
+            quarantine(conn, store, entity, quarantined, run_id)
+            # A record that now meets its contract leaves quarantine.
+            cur.execute("""update sync.quarantine set resolved_at = now()
+                           where store = %s and entity = %s and record_id = any(%s)
+                             and resolved_at is null""",
+                        (store, entity, [c.store_record_id for c in changes if c.op is Op.UPSERT]))
+            if cursor is not None:
+                _save_cursor(conn, store, entity, cursor)
+            return new
+
+    def enqueue_webhook(self, store: str, entity: str, event_key: str, store_record_id: str | None,
+                        payload: dict[str, Any]) -> bool:
+        """Store a received webhook as a hint; False if this event was received before."""
+        with self.connect() as conn:
+            cur = conn.execute(
+                """insert into sync.inbox (store, entity, event_key, kind, store_record_id, payload)
+                   values (%s, %s, %s, 'webhook', %s, %s) on conflict (store, event_key) do nothing""",
+                (store, entity, event_key, store_record_id, Jsonb(payload)))
+            return cur.rowcount == 1
+
+    def latest_hint(self) -> int:
+        """The id of the newest webhook hint still waiting (0 if none), for the inbox sensor."""
+        with self.connect() as conn:
+            hint_id: int = one(conn.execute("""select coalesce(max(id), 0) as id from sync.inbox
+                                               where kind = 'webhook' and applied_at is null"""))["id"]
+            return hint_id
+
+    def pending_webhooks(self, store: str, entity: str, limit: int) -> list[dict[str, Any]]:
+        with self.connect() as conn:
+            return conn.execute(
+                """select id, event_key, store_record_id, payload, received_at from sync.inbox
+                   where store = %s and entity = %s and kind = 'webhook' and applied_at is null
+                   order by id limit %s""", (store, entity, limit)).fetchall()
+
+    def fulfil_hints(self, store: str, entity: str, changes: Sequence[CapturedChange],
+                     quarantined: Sequence[QuarantinedRecord], run_id: str | None) -> None:
+        """Turn webhook hints into changes holding the re-read records; a record that fails its contract
+        goes to quarantine and its hint is closed. One transaction."""
+        with self.connect() as conn, conn.transaction(), conn.cursor() as cur:
+            for c in changes:
+                cur.execute(
+                    """update sync.inbox set kind = 'change', record_id = %s, op = %s, data = %s,
+                         base_version = %s, modified_at = %s, run_id = %s
+                       where store = %s and event_key = %s and kind = 'webhook'""",
+                    (c.record_id, c.op.value, jsonb_or_null(c.data), c.base_version, c.modified_at, run_id,
+                     store, c.event_key))
+            cur.executemany("""update sync.inbox set applied_at = now(), run_id = %s
+                               where store = %s and event_key = %s and kind = 'webhook'""",
+                            [(run_id, store, q.event_key) for q in quarantined])
+            quarantine(conn, store, entity, quarantined, run_id)

@@ -1,0 +1,95 @@
+"""The run log, the error reporter and the per-record outcomes of every stage."""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+from psycopg.types.json import Jsonb
+
+from sync_pipeline.hub.connection import Conn, HubConnection, one
+from sync_pipeline.redaction import redact, redact_text
+
+
+class RecordOutcome(NamedTuple):
+    """What one stage did with one record (or one event), for the sync log."""
+
+    run_id: str | None
+    store: str
+    entity: str
+    record_id: str | None
+    stage: str  # capture, resolve, publish or reconcile
+    outcome: str
+    event_key: str | None = None
+    version: int | None = None
+    detail: str | None = None
+
+
+def record_outcomes(conn: Conn, outcomes: Sequence[RecordOutcome]) -> None:
+    """Written in the caller's transaction, so an outcome exists exactly when its change does."""
+    if outcomes:
+        with conn.cursor() as cur:
+            cur.executemany(
+                """insert into sync.record_outcomes
+                   (run_id, store, entity, record_id, stage, outcome, event_key, version, detail)
+                   values (%s, %s, %s, %s, %s, %s, %s, %s, %s)""", outcomes)
+
+
+class RunLog(HubConnection):
+    """Runs with their per-step counts, and errors until the step or record goes through."""
+
+    def start_run(self, run_id: str, trigger: str) -> None:
+        with self.connect() as conn:
+            conn.execute(
+                """insert into sync.runs (run_id, trigger) values (%s, %s)
+                   on conflict (run_id) do nothing""", (run_id, trigger))
+
+    def add_run_counts(self, run_id: str, step: str, counts: dict[str, Any]) -> None:
+        with self.connect() as conn:
+            conn.execute(
+                """insert into sync.runs (run_id, counts) values (%s, %s)
+                   on conflict (run_id) do update set counts = sync.runs.counts || excluded.counts""",
+                (run_id, Jsonb({step: counts})))
+
+    def finish_run(self, run_id: str, status: str) -> None:
+        with self.connect() as conn:
+            conn.execute(
+                """insert into sync.runs (run_id, status, finished_at) values (%s, %s, now())
+                   on conflict (run_id) do update set status = excluded.status, finished_at = now()""",
+                (run_id, status))
+
+    def record_error(self, *, store: str, operation: str, error: BaseException, run_id: str | None = None,
+                     entity: str | None = None, record_id: str | None = None, attempt: int = 1,
+                     payload: Any = None) -> int:
+        """Record a failure with its context; secrets are removed from the message and the payload."""
+        message = redact_text(f"{error}")[:4000] or type(error).__name__
+        excerpt = redact({"payload": payload, "trace": traceback.format_exception_only(error)[-1:]})
+        with self.connect() as conn:
+            row = one(conn.execute(
+                """insert into sync.errors (run_id, store, entity, record_id, operation, attempt,
+                                            error_class, message, payload_excerpt)
+                   values (%s, %s, %s, %s, %s, %s, %s, %s, %s) returning id""",
+                (run_id, store, entity, record_id, operation, attempt, type(error).__name__, message,
+                 Jsonb(excerpt))))
+            record_outcomes(conn, [RecordOutcome(run_id, store, entity or "-", record_id, stage=operation,
+                                                 outcome="error", detail=message[:500])])
+            error_id: int = row["id"]
+            return error_id
+
+    def close_step_errors(self, store: str, entity: str, operation: str) -> None:
+        """A step that went through closes the errors of earlier failures of that whole step."""
+        with self.connect() as conn:
+            conn.execute("""update sync.errors set resolved_at = now()
+                            where resolved_at is null and record_id is null
+                              and store = %s and entity = %s and operation = %s""",
+                         (store, entity, operation))
+
+    def close_record_errors(self, store: str, entity: str, record_ids: Sequence[str]) -> None:
+        """Records that have since gone through close their earlier errors."""
+        if record_ids:
+            with self.connect() as conn:
+                conn.execute(
+                    """update sync.errors set resolved_at = now()
+                       where resolved_at is null and store = %s and entity = %s and record_id = any(%s)""",
+                    (store, entity, list(record_ids)))
