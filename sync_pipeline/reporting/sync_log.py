@@ -90,7 +90,7 @@ _OUTCOME_KEY_COLUMNS = ("run_id", "store", "entity", "record_id", "stage", "outc
 class LogHub(Protocol):
     """What the export needs of the hub: its database, and a cursor per (store, name)."""
 
-    def connect(self) -> AbstractContextManager[psycopg.Connection]: ...
+    def connect(self) -> AbstractContextManager[psycopg.Connection[Any]]: ...
 
     def get_cursor(self, store: str, entity: str) -> dict[str, Any] | None: ...
 
@@ -116,7 +116,9 @@ def install_sync_log(tables: BigQueryTables) -> None:
         tables.ensure_table(table.name, table.schema, clustering=[table.key])
 
 
-def export_sync_log(hub: LogHub, tables: BigQueryTables, store_key: str, limit: int = 10_000) -> SyncLogExport:
+def export_sync_log(
+    hub: LogHub, tables: BigQueryTables, store_key: str, limit: int = 10_000
+) -> SyncLogExport:
     """Copy the hub's log written since the last export into the warehouse, `limit` rows per batch.
 
     The cursor (`store_key`, "sync_log") moves after each batch is merged, so an export that fails resumes
@@ -195,7 +197,7 @@ def _with_outcome_id(outcome: dict[str, Any]) -> dict[str, Any]:
     if outcome.get("outcome_id") or outcome.get("id"):
         return {**outcome, "outcome_id": str(outcome.get("outcome_id") or outcome["id"])}
     at = outcome.get("at")
-    identity = [str(outcome.get(c)) for c in _OUTCOME_KEY_COLUMNS]
+    identity: list[str | None] = [str(outcome.get(c)) for c in _OUTCOME_KEY_COLUMNS]
     identity.append(format_timestamp(parse_timestamp(at)) if at else None)
     key = orjson.dumps(identity)
     return {**outcome, "outcome_id": hashlib.sha256(key).hexdigest()}

@@ -9,23 +9,23 @@ import pytest
 from google.cloud import bigquery
 from psycopg.types.json import Jsonb
 
-from sync_pipeline.hub.hub import Hub
-from sync_pipeline.reporting.sync_log import LOG_TABLES, export_sync_log
+from sync_pipeline.reporting.sync_log import LOG_TABLES, LogHub, export_sync_log
 from sync_pipeline.stores.bigquery import BigQueryStore, BigQueryTables
 
 pytestmark = pytest.mark.timeout(120)
 
 
-def log_outcomes(hub: Hub, run_id: str, n: int) -> None:
+def log_outcomes(hub: LogHub, run_id: str, n: int) -> None:
     with hub.connect() as conn:
         for version in range(n):
             conn.execute(
-                """insert into sync.record_outcomes (run_id, store, entity, record_id, stage, outcome, version)
+                """insert into sync.record_outcomes
+                     (run_id, store, entity, record_id, stage, outcome, version)
                    values (%s, 'bigquery', 'people', %s, 'publish', 'applied', %s)""",
                 (run_id, str(uuid.uuid4()), version))
 
 
-def log_conflict(hub: Hub, run_id: str) -> int:
+def log_conflict(hub: LogHub, run_id: str) -> int:
     with hub.connect() as conn:
         return conn.execute(
             """insert into sync.conflicts (run_id, entity, record_id, golden_version, base_version,
@@ -37,7 +37,9 @@ def log_conflict(hub: Hub, run_id: str) -> int:
 
 
 def select(tables: BigQueryTables, sql: str) -> list[dict[str, Any]]:
-    return [dict(row.items()) for row in tables.run(sql.format(**{n: f"`{tables.table_id(n)}`" for n in LOG_TABLES}))]
+    """Rows of a query naming the log tables as {sync_runs} and so on."""
+    names = {name: f"`{tables.table_id(name)}`" for name in LOG_TABLES}
+    return [dict(row.items()) for row in tables.run(sql.format(**names))]
 
 
 def test_export_moves_the_cursor_in_batches_and_a_second_export_changes_nothing(
@@ -74,7 +76,8 @@ def test_conflicts_carry_incoming_golden_and_winner_stores_beside_a_legacy_colum
     hub, tables = topology.hub, bigquery_store.tables
     conflicts = LOG_TABLES["sync_conflicts"]
     legacy = [c for c in conflicts.schema if c.name not in ("incoming_store", "golden_store")]
-    tables.ensure_table(conflicts.name, [*legacy, bigquery.SchemaField("loser_store", "STRING")], clustering=["id"])
+    legacy.append(bigquery.SchemaField("loser_store", "STRING"))
+    tables.ensure_table(conflicts.name, legacy, clustering=["id"])  # as exports before the fix made it
     log_conflict(hub, str(uuid.uuid4()))
 
     export = export_sync_log(hub, tables, "bigquery")
@@ -82,5 +85,5 @@ def test_conflicts_carry_incoming_golden_and_winner_stores_beside_a_legacy_colum
     assert export.rows_changed["sync_conflicts"] == 1
     assert select(tables, "SELECT incoming_store, golden_store, winner_store, loser_store, differing_fields,"
                           " golden_side FROM {sync_conflicts}") == [
-        {"incoming_store": "supabase", "golden_store": "twenty", "winner_store": "twenty", "loser_store": None,
-         "differing_fields": ["city"], "golden_side": '{"city": "Paris"}'}]
+        {"incoming_store": "supabase", "golden_store": "twenty", "winner_store": "twenty",
+         "loser_store": None, "differing_fields": ["city"], "golden_side": '{"city": "Paris"}'}]

@@ -269,15 +269,14 @@ def test_sync_log_export_is_idempotent(bigquery_store: BigQueryStore) -> None:
 
     finished = [{**runs[0], "finished_at": MODIFIED_AT, "status": "SUCCESS", "counts": {"applied": 3}}]
     assert merge_sync_log(tables, finished, outcomes, [])["sync_runs"] == 1
-    run_rows = list(bigquery_store.client.query(
-        f"SELECT status, counts FROM `{bigquery_store.tables.table_id('sync_runs')}`").result())
+    run_rows = tables.run(f"SELECT status, counts FROM `{tables.table_id('sync_runs')}`")
     assert [(r["status"], r["counts"]) for r in run_rows] == [("SUCCESS", '{"applied":3}')]
-    conflict_rows = list(bigquery_store.client.query(
-        f"SELECT differing_fields, golden_side FROM `{bigquery_store.tables.table_id('sync_conflicts')}`").result())
+    conflict_rows = tables.run(
+        f"SELECT differing_fields, golden_side FROM `{tables.table_id('sync_conflicts')}`")
     assert [(list(r["differing_fields"]), r["golden_side"]) for r in conflict_rows] == [
         (["city", "phone"], '{"city":"Paris"}')]
-    outcome_count = list(bigquery_store.client.query(
-        f"SELECT COUNT(*) AS n FROM `{bigquery_store.tables.table_id('sync_record_outcomes')}`").result())[0]["n"]
+    outcome_count = tables.run(
+        f"SELECT COUNT(*) AS n FROM `{tables.table_id('sync_record_outcomes')}`")[0]["n"]
     assert outcome_count == 3
 
 

@@ -66,7 +66,8 @@ _ENCODINGS: dict[str, _Encoding] = {
 
 
 def _digest_columns(entity: Entity) -> list[tuple[str, _Encoding]]:
-    columns = [("id", "STRING"), ("hub_version", "INT64")] + [(f.name, BQ_TYPES[f.type]) for f in entity.fields]
+    columns = [("id", "STRING"), ("hub_version", "INT64")]
+    columns += [(f.name, BQ_TYPES[f.type]) for f in entity.fields]
     return [(name, _ENCODINGS[bq_type]) for name, bq_type in columns]
 
 
@@ -80,7 +81,8 @@ def row_digest(entity: Entity, record_id: str, version: int, data: dict[str, Any
     """The hex SHA-256 of a row's explicitly formatted columns, equal to the warehouse's computation."""
     values = {"id": record_id, "hub_version": version, **data}
     parts = (
-        _NULL_TOKEN if values.get(name) is None else enc.py(values[name]) for name, enc in _digest_columns(entity)
+        _NULL_TOKEN if values.get(name) is None else enc.py(values[name])
+        for name, enc in _digest_columns(entity)
     )
     return hashlib.sha256(_SEPARATOR.join(parts).encode()).hexdigest()
 

@@ -19,7 +19,12 @@ from google.api_core.retry import Retry
 from google.cloud import bigquery
 
 from sync_pipeline.engine.records import ApplyResult, GoldenRecord
-from sync_pipeline.model.canonical import CanonicalValueError, canonical_record, content_hash, format_timestamp
+from sync_pipeline.model.canonical import (
+    CanonicalValueError,
+    canonical_record,
+    content_hash,
+    format_timestamp,
+)
 from sync_pipeline.model.entities import ENTITIES, Entity, FieldType
 from sync_pipeline.model.entities import entity as entity_by_name
 from sync_pipeline.stores.base import ConsistencyReport, Health
@@ -269,8 +274,9 @@ FROM {plan} GROUP BY op;
 
     def api_stats(self) -> dict[str, Any]:
         """Jobs this store ran: the figures BigQuery's table-modification quota counts."""
-        return {"load_jobs": self.total_stats.load_jobs, "merge_statements": self.total_stats.merge_statements,
-                "dml_statements": self.total_stats.dml_statements}
+        total = self.total_stats
+        return {"load_jobs": total.load_jobs, "merge_statements": total.merge_statements,
+                "dml_statements": total.dml_statements}
 
     def check(self) -> Health:
         """Reachable, dataset present, a query runs."""
@@ -283,7 +289,9 @@ FROM {plan} GROUP BY op;
             return Health(False, f"BigQuery unreachable: {exc}", {"project": self.client.project})
         started = time.monotonic()
         try:
-            job = self.client.query("SELECT 1 AS ok", location=self._tables.location, retry=self._check_retry)
+            job = self.client.query(
+                "SELECT 1 AS ok", location=self._tables.location, retry=self._check_retry
+            )
             ok = list(job.result(retry=self._check_retry))[0]["ok"] == 1
         except Exception as exc:
             return Health(False, f"query failed: {exc}", {"project": self.client.project})
