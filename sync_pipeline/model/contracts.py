@@ -110,6 +110,7 @@ def validate_records(entity: Entity, rows: list[dict[str, Any]]) -> ValidationRe
     except pa.errors.SchemaErrors as exc:
         for case in json.loads(failure_records(exc).to_json(orient="records")):
             index = case.get("index")
+            targets: range | list[int]
             if index is None:  # a schema-level failure concerns every row
                 targets = range(len(rows))
             else:

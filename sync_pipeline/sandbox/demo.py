@@ -187,8 +187,7 @@ def _show_proof(env: dict[str, str], supabase_id: str, local_id: str, event_key:
     print(_indent(conflict) if conflict else "  none found: was the person synced before the edits?")
     with psycopg.connect(env["SUPABASE_DATABASE_URL"]) as supabase, \
             psycopg.connect(env["LOCAL_DATABASE_URL"]) as local:
-        values = [conn.execute("select job_title from public.people where id = %s", (row_id,)).fetchone()[0]
-                  for conn, row_id in ((supabase, supabase_id), (local, local_id))]
+        values = [_job_title(conn, row_id) for conn, row_id in ((supabase, supabase_id), (local, local_id))]
     print(f"  now in Supabase: {values[0]!r}; in the local DB: {values[1]!r}"
           f" ({'converged' if values[0] == values[1] else 'NOT converged'})")
     print(f"Replayed webhook (sync.inbox rows for {event_key}): {len(inbox)}")
@@ -196,6 +195,13 @@ def _show_proof(env: dict[str, str], supabase_id: str, local_id: str, event_key:
         print(_indent(row))
     print("Quarantine (sync.quarantine):")
     print(_indent(quarantined) if quarantined else "  none found")
+
+
+def _job_title(conn: psycopg.Connection[Any], row_id: str) -> Any:
+    row = conn.execute("select job_title from public.people where id = %s", (row_id,)).fetchone()
+    if row is None:
+        raise RuntimeError(f"person {row_id} is missing from {conn.info.dbname}")
+    return row[0]
 
 
 def _indent(row: dict[str, Any]) -> str:

@@ -27,7 +27,7 @@ import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import psycopg
@@ -44,7 +44,7 @@ SUPABASE_DB_NAME = "supabase"
 BIGQUERY_PROJECT = "sandbox-project"
 BIGQUERY_DATASET = "crm_sync"
 TWENTY_API_KEY = "sandbox-twenty-key"
-TWENTY_SEED = {"seed_companies": 300, "seed_people": 2_000, "seed_opportunities": 600}
+TWENTY_SEED: dict[str, Any] = {"seed_companies": 300, "seed_people": 2_000, "seed_opportunities": 600}
 # Twenty Cloud allows 100 requests a minute per workspace. The sandbox's stand-in allows 1,200 so that its
 # first sync (about 50 list pages of 60 records) is not throttled by the server; the real limit still
 # applies to a real workspace.
@@ -428,7 +428,8 @@ def _wait_for_http(url: str, process: subprocess.Popen[bytes], log_path: Path, t
     while time.monotonic() < deadline:
         if process.poll() is not None:
             tail = log_path.read_text(errors="replace")[-3000:]
-            raise RuntimeError(f"{process.args[0]} exited with code {process.returncode}:\n{tail}")
+            name = cast("list[str]", process.args)[0]
+            raise RuntimeError(f"{name} exited with code {process.returncode}:\n{tail}")
         with contextlib.suppress(httpx.HTTPError):
             if httpx.get(url, timeout=2).status_code == 200:
                 return

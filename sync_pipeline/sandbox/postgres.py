@@ -69,7 +69,7 @@ def run_postgres(data_dir: Path | None = None, port: int | None = None, durable:
     `durable=False` turns off fsync for test speed; the sandbox keeps its data across restarts."""
     pg_bin = _pg_bin()
     owned_tmp = data_dir is None
-    root = Path(tempfile.mkdtemp(prefix="sync-pg-")) if owned_tmp else data_dir
+    root = Path(tempfile.mkdtemp(prefix="sync-pg-")) if data_dir is None else data_dir
     root.mkdir(parents=True, exist_ok=True)
     _chown(root)
     pgdata = root / "data"

@@ -75,7 +75,7 @@ def parse_event(payload: Any, received_at: datetime) -> WebhookEvent:
         raise MalformedEvent("missing or malformed eventName")
     record = payload.get("record")
     record_id = record.get("id") if isinstance(record, dict) else None
-    if not isinstance(record_id, str) or not record_id:
+    if not isinstance(record, dict) or not isinstance(record_id, str) or not record_id:
         raise MalformedEvent("missing record.id")
     object_from_name, action = event_name.rsplit(".", 1)
     metadata = payload.get("objectMetadata")

@@ -6,6 +6,7 @@ Section numbers (§) refer to the Twenty API contract in docs/twenty-api.md.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import copy
 import hmac
@@ -88,7 +89,8 @@ class Standin:
             self.store, config.seed_companies, config.seed_people, config.seed_opportunities
         )
         self.api_key_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"twenty-standin:{config.api_key}"))
-        self.actor = {"source": "API", "workspaceMemberId": None, "name": config.api_key_name, "context": {}}
+        self.actor: dict[str, Any] = {"source": "API", "workspaceMemberId": None, "name": config.api_key_name,
+                                      "context": {}}
         self.limiter = self._new_limiter()
         self.dispatcher = WebhookDispatcher(
             self.faults, config.workspace_id, self.api_key_id, config.webhook_allow_any_host
@@ -298,7 +300,7 @@ class Standin:
 
     def filtered_rows(
         self, request: Request, obj: ObjectDef, *, only_deleted: bool = False
-    ) -> list[dict[str, Any]]:
+    ) -> builtins.list[dict[str, Any]]:  # `list` here is the route method below
         """Targets of update/delete/restore by filter, capped at MUTATION_MAXIMUM_AFFECTED_RECORDS (§3)."""
         filter_text = request.query_params.get("filter")
         if not filter_text or not filter_text.strip():
@@ -413,7 +415,7 @@ class Standin:
                 raise ApiError(404, "NotFoundException", f"Cannot {method} this route")
             values = self._webhook_values(await read_json(request), creating=True)
             now = self.store.transaction_time()
-            webhook = {
+            created = {
                 "id": str(uuid.uuid4()),
                 "targetUrl": values["targetUrl"],
                 "operations": values.get("operations") or ["*.*"],
@@ -423,8 +425,8 @@ class Standin:
                 "createdAt": now,
                 "updatedAt": now,
             }
-            self.store.save_webhook(webhook)
-            return json_response(webhook, 201)
+            self.store.save_webhook(created)
+            return json_response(created, 201)
         webhook = self.store.webhooks.get(webhook_id)
         if webhook is None:
             raise not_found("Webhook not found")

@@ -165,10 +165,12 @@ class RecordStore:
     ) -> Page:
         """Keyset page (§4.2): ``totalCount`` ignores cursor and limit."""
         rows = self.select(obj, predicate, with_deleted)
-        keyed = sorted(
-            ((sort_values(row, order), row) for row in rows),
-            key=cmp_to_key(lambda left, right: compare_keys(left[0], right[0], order)),
-        )
+        Keyed = tuple[tuple[Any, ...], dict[str, Any]]
+
+        def by_keys(left: Keyed, right: Keyed) -> int:
+            return compare_keys(left[0], right[0], order)
+
+        keyed = sorted(((sort_values(row, order), row) for row in rows), key=cmp_to_key(by_keys))
         if after is not None:
             candidates = [row for keys, row in keyed if compare_keys(keys, after, order) > 0]
             return Page(candidates[:limit], len(rows), len(candidates) > limit, True)

@@ -11,7 +11,7 @@ from .schema import OBJECTS, OPPORTUNITY_STAGES, format_timestamp, new_record
 
 SEED_NAMESPACE = uuid.UUID("6f1c1e4a-2b43-4a57-9d0e-3a1f5c0b7e21")
 SEED_EPOCH = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)
-SEED_ACTOR = {"source": "IMPORT", "workspaceMemberId": None, "name": "seed", "context": {}}
+SEED_ACTOR: dict[str, Any] = {"source": "IMPORT", "workspaceMemberId": None, "name": "seed", "context": {}}
 
 COMPANY_WORDS = (
     "Acme", "Globex", "Initech", "Umbrella", "Hooli", "Vandelay", "Stark", "Wayne", "Tyrell", "Cyberdyne",
