@@ -38,7 +38,8 @@ from sync_pipeline.engine.records import GoldenRecord
 from sync_pipeline.model.canonical import canonical_record, content_hash, python_value
 from sync_pipeline.model.entities import FieldType, entity
 from sync_pipeline.sandbox.postgres import PostgresServer, run_postgres
-from sync_pipeline.stores.postgres import CDC_SCHEMA, PG_TYPES, PostgresStore, _UuidTextBinaryDumper
+from sync_pipeline.stores.postgres import CDC_SCHEMA, PG_TYPES, PostgresStore
+from sync_pipeline.stores.postgres.store import _UuidTextBinaryDumper
 
 PEOPLE = entity("people")
 COLUMNS = ["id", *PEOPLE.field_names, "sync_version", "updated_at"]

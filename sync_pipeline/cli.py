@@ -3,20 +3,8 @@
 from __future__ import annotations
 
 import logging
-from contextlib import ExitStack, contextmanager
-from typing import Any, Iterator
 
 import click
-
-
-@contextmanager
-def _resources(*keys: str) -> Iterator[list[Any]]:
-    """Resources of the code location, configured from the environment as Dagster configures them, and
-    torn down on exit."""
-    from sync_pipeline.definitions import defs
-
-    with ExitStack() as stack:
-        yield [stack.enter_context(defs.resources[key].process_config_and_initialize_cm()) for key in keys]
 
 
 @click.group()
@@ -28,21 +16,9 @@ def main() -> None:
 def install() -> None:
     """Create the hub schema, install change capture (tables, change log, triggers) on every configured
     Postgres store, and create the BigQuery dataset and tables. Idempotent."""
-    with _resources("hub", "local_db", "supabase", "bigquery") as (hub_resource, *stores, bigquery):
-        hub = hub_resource.hub()
-        hub.migrate()
-        click.echo("hub: the sync schema is up to date")
-        for resource in stores:
-            if not resource.configured:
-                click.echo(f"{resource.store_name}: not configured, skipped")
-                continue
-            resource.store(hub).install()
-            click.echo(f"{resource.store_name}: change capture installed")
-        if bigquery.configured:
-            bigquery.store(hub).ensure_schema()
-            click.echo(f"bigquery: dataset {bigquery.dataset} and its tables in place")
-        else:
-            click.echo("bigquery: not configured, skipped")
+    from sync_pipeline.install import install as install_all
+
+    install_all(click.echo)
 
 
 @main.command()
@@ -50,10 +26,12 @@ def install() -> None:
 @click.option("--port", default=8787, show_default=True, type=int)
 def webhooks(host: str, port: int) -> None:
     """Receive Twenty's webhooks (signed with TWENTY_WEBHOOK_SECRET) into the hub inbox."""
+    from sync_pipeline.definitions import open_resources
+    from sync_pipeline.stores.twenty.spec import TWENTY
     from sync_pipeline.webhooks.inbox import hub_inbox_sink
     from sync_pipeline.webhooks.receiver import serve_receiver
 
-    with _resources("hub", "twenty") as (hub_resource, twenty):
+    with open_resources("hub", TWENTY.key) as (hub_resource, twenty):
         if not twenty.webhook_secret:
             raise click.UsageError("TWENTY_WEBHOOK_SECRET is not set: unsigned webhooks cannot be trusted")
         logging.basicConfig(level=logging.INFO)

@@ -12,19 +12,21 @@ from sync_pipeline.hub.hub import CapturedChange, Hub, QuarantinedRecord, Resolv
 from sync_pipeline.model.canonical import CanonicalValueError, parse_timestamp
 from sync_pipeline.model.contracts import validate_records
 from sync_pipeline.model.entities import Entity
-from sync_pipeline.stores.base import RawChange, Store, live_hashes
-
-DEFAULT_PRIORITY = ("twenty", "supabase", "local_db")
+from sync_pipeline.settings import SyncSettings
+from sync_pipeline.stores.base import (
+    ChangeLogSource,
+    RawChange,
+    ReconcilableStore,
+    Source,
+    SourceStore,
+    TargetStore,
+    live_hashes,
+)
+from sync_pipeline.stores.registry import store_spec
 
 
 class CaptureNotReady(RuntimeError):
     """The store's change capture is not installed (e.g. a dropped trigger): changes could be missed."""
-
-
-@dataclass(frozen=True)
-class SyncSettings:
-    batch_size: int = 100
-    store_priority: Sequence[str] = DEFAULT_PRIORITY  # earlier wins a tie on modification time
 
 
 @dataclass
@@ -84,7 +86,7 @@ def to_captured(entity: Entity, raw: Sequence[RawChange],
     return changes, quarantined
 
 
-def process_hints(hub: Hub, store: Store, entity: Entity, run_id: str | None, settings: SyncSettings) -> int:
+def process_hints(hub: Hub, store: SourceStore, entity: Entity, run_id: str | None, settings: SyncSettings) -> int:
     """Turn webhook hints in the inbox into changes, with each record as re-read from its store now
     (a webhook may be late, duplicated or out of order; the record is the truth)."""
     done = 0
@@ -103,7 +105,7 @@ def process_hints(hub: Hub, store: Store, entity: Entity, run_id: str | None, se
     return done
 
 
-def capture(hub: Hub, store: Store, entity: Entity, run_id: str | None, settings: SyncSettings) -> CaptureStats:
+def capture(hub: Hub, store: SourceStore, entity: Entity, run_id: str | None, settings: SyncSettings) -> CaptureStats:
     """Move a store's changes since its cursor into the hub's inbox, batch by batch."""
     started = time.monotonic()
     stats = CaptureStats(cursor_before=hub.get_cursor(store.name, entity.name))
@@ -125,29 +127,30 @@ def capture(hub: Hub, store: Store, entity: Entity, run_id: str | None, settings
         stats.replayed += len(changes) - new
         stats.quarantined += len(quarantined)
         cursor = batch.cursor
-        prune = getattr(store, "prune", None)
-        if prune is not None and batch.changes:
-            prune(entity, cursor)
+        if isinstance(store, ChangeLogSource) and batch.changes:
+            store.prune(entity, cursor)
         if not batch.more:
             break
     stats.cursor_after = cursor
     stats.status = store.capture_status(entity, cursor)
-    hub.resolve_step_errors(store.name, entity.name, "capture")  # this step went through
+    hub.close_step_errors(store.name, entity.name, "capture")  # this step went through
     stats.seconds = time.monotonic() - started
     return stats
 
 
 def resolve(hub: Hub, entity: Entity, run_id: str | None, settings: SyncSettings) -> ResolveStats:
-    return hub.resolve_pending(entity, run_id, settings.store_priority)
+    return hub.resolve_pending(entity, run_id, settings.store_priority, settings.resolve_batch_size)
 
 
-def publish(hub: Hub, store: Store, entity: Entity, run_id: str | None, settings: SyncSettings) -> PublishStats:
-    """Write the golden records the store has not seen, batch by batch. A failed batch is recorded in the
-    error log and left unseen, so the next run retries it; the other batches go on."""
+def publish(hub: Hub, store: TargetStore, entity: Entity, run_id: str | None, settings: SyncSettings,
+            batch_size: int | None = None) -> PublishStats:
+    """Write the golden records the store has not seen, batch by batch (by default the store's own publish
+    batch size, else the sync's). A failed batch is recorded in the error log and left unseen, so the next
+    run retries it; the other batches go on."""
     started = time.monotonic()
     stats = PublishStats()
     after = None
-    batch_size = store.publish_batch_size or settings.batch_size
+    batch_size = batch_size or store_spec(store.name).publish_batch_size or settings.batch_size
     while records := hub.unseen_by(store.name, entity.name, batch_size, after):
         after = records[-1].record_id
         stats.batches += 1
@@ -167,11 +170,11 @@ def publish(hub: Hub, store: Store, entity: Entity, run_id: str | None, settings
             stats.error_messages.append(f"{type(error).__name__}: {error}"[:300])
         written = [g for g in records if g.record_id not in result.failed]
         hub.mark_seen(store.name, written, result.store_ids, run_id)
-        hub.resolve_errors(store.name, entity.name, [g.record_id for g in written])
+        hub.close_record_errors(store.name, entity.name, [g.record_id for g in written])
         stats.applied += len(result.applied)
         stats.stale += len(result.stale)
     if not stats.errors:
-        hub.resolve_step_errors(store.name, entity.name, "publish")  # this step went through
+        hub.close_step_errors(store.name, entity.name, "publish")  # this step went through
     stats.seconds = time.monotonic() - started
     return stats
 
@@ -187,17 +190,19 @@ class ReconcileStats:
     unknown_in_store: int = 0  # in a target only, rows the hub never had: reported, left alone
 
 
-def reconcile(hub: Hub, store: Store, entity: Entity, run_id: str | None, settings: SyncSettings,
-              delete_threshold: float, captures: bool = True) -> ReconcileStats:
+def reconcile(hub: Hub, store: ReconcilableStore, entity: Entity, run_id: str | None,
+              settings: SyncSettings) -> ReconcileStats:
     """Compare a whole store with the hub and repair what the incremental sync missed.
 
     Missing or different rows are re-sent from the hub. In a store we capture from, rows the hub never saw
     are taken in as changes, and records the store once held and no longer lists become deletes, but only
-    when they are few (below `delete_threshold` of the live records): an empty or failed listing must never
+    when they are few (below `settings.reconcile_delete_threshold` of the live records): an empty or failed
+    listing must never
     wipe the other stores. A target we never capture from (BigQuery) cannot speak for the records: what it
     lacks is re-sent, and what it holds that the hub never had is only counted."""
+    captures = isinstance(store, Source)
     golden = hub.golden_snapshot(entity.name)
-    live = live_hashes(golden)
+    live = live_hashes(entity, golden)
     inventory = store.inventory(entity)
     stats = ReconcileStats(store_rows=len(inventory), hub_rows=len(live))
     missing = live.keys() - inventory.keys()
@@ -208,13 +213,14 @@ def reconcile(hub: Hub, store: Store, entity: Entity, run_id: str | None, settin
     different = [i for i in inventory.keys() & live.keys() if inventory[i] != live[i]]
     resend = sorted((missing - held.keys()) | set(different) | set(tombstoned))
     stats.resent = hub.reassert(entity.name, resend, run_id) if resend else 0
-    if not captures:
+    if not isinstance(store, Source):
         stats.unknown_in_store = len(unknown)
         return stats
 
     known = hub.store_ids_for(store.name, entity.name, unknown + absent)
     store_ids = {i: known.get(i, i) for i in unknown + absent}
     raw = list(store.refresh(entity, [store_ids[i] for i in unknown]).values()) if unknown else []
+    delete_threshold = settings.reconcile_delete_threshold
     if absent and len(absent) > delete_threshold * max(len(live), 1):
         stats.refused_deletes = len(absent)
         hub.record_error(store=store.name, entity=entity.name, operation="reconcile", run_id=run_id,

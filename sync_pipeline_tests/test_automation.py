@@ -13,7 +13,7 @@ from sync_pipeline.defs.automation import (
     cdc_sensor,
     hourly_safety_checks,
     nightly_reconciliation,
-    twenty_poll_schedule,
+    sync_schedule,
     webhook_inbox_sensor,
 )
 from sync_pipeline.model.entities import entity
@@ -60,9 +60,9 @@ def test_webhook_inbox_sensor_requests_a_run_per_new_hint(four_stores, topology)
 
 def test_schedules():
     context = dg.build_schedule_context(scheduled_execution_time=datetime(2026, 11, 25, 10, 5, tzinfo=timezone.utc))
-    assert twenty_poll_schedule.cron_schedule == "*/5 * * * *"
-    assert twenty_poll_schedule.job_name == "sync_with_safety_check"
-    assert twenty_poll_schedule.evaluate_tick(context).run_requests[0].tags["sync/trigger"] == "poll"
+    assert sync_schedule.cron_schedule == "*/5 * * * *"
+    assert sync_schedule.job_name == "sync_with_safety_check"
+    assert sync_schedule.evaluate_tick(context).run_requests[0].tags["sync/trigger"] == "poll"
     assert hourly_safety_checks.job_name == "safety_checks_job"
     assert nightly_reconciliation.cron_schedule == "0 2 * * *"
 
@@ -120,7 +120,7 @@ class FailingAfter:
 
     def __init__(self, store, batches: int) -> None:
         self._store, self._left = store, batches
-        self.name, self.publish_batch_size = store.name, 2
+        self.name = store.name
 
     def __getattr__(self, name):
         return getattr(self._store, name)
@@ -139,14 +139,15 @@ def test_a_run_stopped_mid_way_leaves_everything_consistent_and_the_next_run_fin
     pipeline.capture(topology.hub, topology.supabase, PEOPLE, "r1", SETTINGS)
     pipeline.resolve(topology.hub, PEOPLE, "r1", SETTINGS)
     try:
-        pipeline.publish(topology.hub, FailingAfter(topology.local_db, batches=1), PEOPLE, "r1", SETTINGS)
+        pipeline.publish(topology.hub, FailingAfter(topology.local_db, batches=1), PEOPLE, "r1", SETTINGS,
+                         batch_size=2)
     except KeyboardInterrupt:
         pass
     assert len(people(topology.local_db)) == 2  # the first batch landed, and the hub knows exactly that
     assert len(topology.hub.unseen_by("local_db", "people", 100)) == 4
     sync_once(topology.hub, [topology.supabase, topology.local_db])
     assert people(topology.local_db) == people(topology.supabase)
-    assert topology.local_db.inventory(PEOPLE) == live_hashes(topology.hub.golden_snapshot("people"))
+    assert topology.local_db.inventory(PEOPLE) == live_hashes(PEOPLE, topology.hub.golden_snapshot("people"))
 
 
 def test_the_run_status_sensor_closes_the_hubs_run_record(four_stores, topology):

@@ -73,7 +73,7 @@ def test_any_interleaving_converges(topology, steps):
     supabase_rows = t.supabase.rows(PEOPLE)
     assert supabase_rows == t.local_db.rows(PEOPLE)
     golden = {rid: data for rid, (_, data) in t.hub.golden_snapshot("people").items() if data is not None}
-    assert t.supabase.inventory(PEOPLE) == live_hashes(t.hub.golden_snapshot("people"))
+    assert t.supabase.inventory(PEOPLE) == live_hashes(PEOPLE, t.hub.golden_snapshot("people"))
     assert {str(r["id"]) for r in supabase_rows} == set(golden)
     quiet = sync_once(t.hub, [t.supabase, t.local_db])
     assert all(s.read == 0 for s in quiet.values()), "a further run must find nothing to do"

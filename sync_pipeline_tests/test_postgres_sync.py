@@ -191,7 +191,7 @@ def test_the_same_person_created_in_both_stores_is_linked_not_duplicated(topolog
         conn.execute("update people set job_title = 'Analyst' where id = %s", (in_local,))
     sync_once(t.hub, [t.supabase, t.local_db])
     assert people(t.supabase)[0]["job_title"] == "Analyst"
-    assert t.supabase.inventory(PEOPLE) == t.local_db.inventory(PEOPLE) == live_hashes(t.hub.golden_snapshot("people"))
+    assert t.supabase.inventory(PEOPLE) == t.local_db.inventory(PEOPLE) == live_hashes(PEOPLE, t.hub.golden_snapshot("people"))
 
 
 def test_two_rows_of_one_store_sharing_an_email_quarantine_the_second(topology):

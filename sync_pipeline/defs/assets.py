@@ -4,38 +4,20 @@ target store x entity. One group per store, so the lineage reads store -> hub ->
 No `from __future__ import annotations` here: Dagster inspects the context annotation at definition time.
 """
 
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Callable
 
 import dagster as dg
 
 from sync_pipeline import pipeline
-from sync_pipeline.redaction import redact_text
 from sync_pipeline.model.entities import ENTITIES, Entity
+from sync_pipeline.redaction import redact_text
+from sync_pipeline.reporting.sync_log import export_sync_log
+from sync_pipeline.stores.base import StoreSpec
+from sync_pipeline.stores.registry import STORES, sync_log_host
 
 HUB_GROUP = "hub"
 PREFLIGHT_KEY = dg.AssetKey(["safety", "preflight"])  # the gate: its blocking checks guard every capture
-
-
-@dataclass(frozen=True)
-class StoreSpec:
-    """How a store appears in Dagster. `key` is its resource key, asset key prefix and group name."""
-
-    key: str
-    label: str
-    kinds: frozenset[str]
-    captures: bool
-    publishes: bool
-
-
-STORE_SPECS: tuple[StoreSpec, ...] = (
-    StoreSpec("twenty", "Twenty CRM", frozenset({"twenty", "api"}), captures=True, publishes=True),
-    StoreSpec("supabase", "Supabase", frozenset({"supabase", "postgres"}), captures=True, publishes=True),
-    StoreSpec("local_db", "the local DB", frozenset({"postgres"}), captures=True, publishes=True),
-    StoreSpec("bigquery", "BigQuery", frozenset({"bigquery"}), captures=False, publishes=True),
-)
-SYNC_LOG_KEY = dg.AssetKey(["bigquery", "sync_log"])
 
 
 def capture_key(store: str, entity: Entity) -> dg.AssetKey:
@@ -206,44 +188,49 @@ def build_publish_asset(spec: StoreSpec, entity: Entity, interval_minutes: int) 
     return _publish
 
 
-def build_sync_log_asset(publish_keys: list[dg.AssetKey], interval_minutes: int) -> dg.AssetsDefinition:
+def sync_log_key(host: StoreSpec) -> dg.AssetKey:
+    return dg.AssetKey([host.key, "sync_log"])
+
+
+def build_sync_log_asset(host: StoreSpec, publish_keys: list[dg.AssetKey],
+                         interval_minutes: int) -> dg.AssetsDefinition:
     @dg.asset(
-        key=SYNC_LOG_KEY,
-        group_name="bigquery",
-        kinds={"bigquery"},
+        key=sync_log_key(host),
+        group_name=host.key,
+        kinds=set(host.kinds),
         deps=publish_keys,
         description="The sync's own record in the warehouse: runs, per-record outcomes and conflicts, "
                     "appended idempotently, so analysts can ask what changed, who won and what failed.",
-        required_resource_keys={"hub", "bigquery"},
+        required_resource_keys={"hub", host.key},
         freshness_policy=freshness(interval_minutes),
         tags={"stage": "publish"},
     )
     def _sync_log(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        spec = next(s for s in STORE_SPECS if s.key == "bigquery")
-        if not context.resources.bigquery.configured:
-            return _not_configured(context, spec)
+        resource = getattr(context.resources, host.key)
+        if not resource.configured:
+            return _not_configured(context, host)
         hub = context.resources.hub.hub()
-        cursor = hub.get_cursor("bigquery", "sync_log")
-        runs, outcomes, conflicts, after = hub.sync_log_since(cursor)
-        changed = context.resources.bigquery.store(hub).export_sync_logs(runs, outcomes, conflicts)
-        hub.set_cursor("bigquery", "sync_log", after)
+        export = export_sync_log(hub, resource.store(hub).tables, host.key)
         return dg.MaterializeResult(metadata={
-            "runs": len(runs), "outcomes": len(outcomes), "conflicts": len(conflicts),
-            "rows_changed": dg.MetadataValue.json(changed),
-            "cursor_before": dg.MetadataValue.json(cursor or {}), "cursor_after": dg.MetadataValue.json(after),
+            "runs": export.runs, "outcomes": export.outcomes, "conflicts": export.conflicts,
+            "rows_changed": dg.MetadataValue.json(export.rows_changed),
+            "cursor_before": dg.MetadataValue.json(export.cursor_before or {}),
+            "cursor_after": dg.MetadataValue.json(export.cursor_after),
         })
 
     return _sync_log
 
 
-def build_assets(specs: tuple[StoreSpec, ...] = STORE_SPECS, interval_minutes: int = 5) -> list[dg.AssetsDefinition]:
-    sources = [s for s in specs if s.captures]
+def build_assets(stores: tuple[StoreSpec, ...] = STORES, interval_minutes: int = 5) -> list[dg.AssetsDefinition]:
+    sources = [s for s in stores if s.captures]
+    targets = [s for s in stores if s.publishes]
     assets: list[dg.AssetsDefinition] = []
     for entity in ENTITIES:
         assets += [build_capture_asset(s, entity, interval_minutes) for s in sources]
         assets.append(build_hub_asset(entity, sources, interval_minutes))
-        assets += [build_publish_asset(s, entity, interval_minutes) for s in specs if s.publishes]
-    if any(s.key == "bigquery" for s in specs):
+        assets += [build_publish_asset(s, entity, interval_minutes) for s in targets]
+    host = sync_log_host()
+    if host is not None and host in stores:
         assets.append(build_sync_log_asset(
-            [publish_key(s.key, e) for s in specs if s.publishes for e in ENTITIES], interval_minutes))
+            host, [publish_key(s.key, e) for s in targets for e in ENTITIES], interval_minutes))
     return assets

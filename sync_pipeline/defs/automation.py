@@ -1,4 +1,4 @@
-"""What drives the sync: the CDC and webhook-inbox sensors, the Twenty polling schedule, the nightly
+"""What drives the sync: the CDC and webhook-inbox sensors, the interval sync schedule, the nightly
 reconciliation and the hourly safety checks. Sensors keep an explicit JSON cursor, derive their run keys
 from it, and only read a few indexed rows per tick.
 
@@ -7,17 +7,18 @@ No `from __future__ import annotations` here: Dagster inspects annotations at de
 
 import hashlib
 import json
-import os
 
 import dagster as dg
 
 from sync_pipeline import pipeline
-from sync_pipeline.defs.assets import STORE_SPECS
 from sync_pipeline.defs.jobs import safety_checks_job, sync_job, sync_with_safety_check
-from sync_pipeline.defs.resources import HubResource, LocalDbResource, SupabaseResource
+from sync_pipeline.defs.resources import HubResource
 from sync_pipeline.model.entities import ENTITIES
+from sync_pipeline.settings import sync_interval_minutes
+from sync_pipeline.stores.registry import STORES
 
-SYNC_INTERVAL_MINUTES = int(os.getenv("SYNC_INTERVAL_MINUTES", "5"))
+SYNC_INTERVAL_MINUTES = sync_interval_minutes()
+CHANGE_LOG_STORES = [s for s in STORES if s.has_change_log]
 
 
 def _run_key(prefix: str, state: dict) -> str:
@@ -28,20 +29,22 @@ def _run_key(prefix: str, state: dict) -> str:
     job=sync_with_safety_check,
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Starts a sync when a Postgres store's change log has moved (CDC watermark).",
+    required_resource_keys={"hub", *(s.key for s in CHANGE_LOG_STORES)},
+    description="Starts a sync when a store's change log has moved (CDC watermark).",
 )
-def cdc_sensor(context: dg.SensorEvaluationContext, hub: HubResource, local_db: LocalDbResource,
-               supabase: SupabaseResource):
+def cdc_sensor(context: dg.SensorEvaluationContext):
     seen = json.loads(context.cursor) if context.cursor else {}
     positions = {}
-    for resource in (local_db, supabase):
+    hub = context.resources.hub.hub()
+    for spec in CHANGE_LOG_STORES:
+        resource = getattr(context.resources, spec.key)
         if resource.configured:
-            store = resource.store(hub.hub())
+            store = resource.store(hub)
             for entity in ENTITIES:
-                positions[f"{store.name}:{entity.name}"] = store.latest_change(entity)
+                positions[f"{spec.key}:{entity.name}"] = store.latest_change(entity)
     moved = {k: v for k, v in positions.items() if v is not None and v != seen.get(k)}
     if not moved:
-        return dg.SkipReason("no new changes in the Postgres change logs")
+        return dg.SkipReason("no new changes in the change logs")
     return dg.SensorResult(
         run_requests=[dg.RunRequest(run_key=_run_key("cdc", moved),
                                     tags={"sync/trigger": "cdc", "sync/changed": ",".join(sorted(moved))})],
@@ -64,15 +67,15 @@ def webhook_inbox_sensor(context: dg.SensorEvaluationContext, hub: HubResource):
         cursor=json.dumps({"hint_id": latest}))
 
 
-twenty_poll_schedule = dg.ScheduleDefinition(
-    name="twenty_poll_schedule",
+sync_schedule = dg.ScheduleDefinition(
+    name="sync_schedule",
     job=sync_with_safety_check,
     cron_schedule=f"*/{SYNC_INTERVAL_MINUTES} * * * *",
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.RUNNING,
     tags={"sync/trigger": "poll"},
-    description=f"Polls Twenty by updatedAt (and syncs everything) every {SYNC_INTERVAL_MINUTES} minutes "
-                f"(SYNC_INTERVAL_MINUTES).",
+    description=f"Syncs every store every {SYNC_INTERVAL_MINUTES} minutes (SYNC_INTERVAL_MINUTES): the "
+                f"stores without a change feed (Twenty's polling by updatedAt) are read only by this.",
 )
 
 hourly_safety_checks = dg.ScheduleDefinition(
@@ -85,7 +88,7 @@ hourly_safety_checks = dg.ScheduleDefinition(
 )
 
 
-@dg.op(required_resource_keys={"hub", "sync_settings", *(s.key for s in STORE_SPECS)})
+@dg.op(required_resource_keys={"hub", "sync_settings", *(s.key for s in STORES)})
 def reconcile_stores(context: dg.OpExecutionContext) -> None:
     """Capture and resolve everything pending, compare every store with the hub, repair, publish."""
     resources = context.resources
@@ -93,7 +96,7 @@ def reconcile_stores(context: dg.OpExecutionContext) -> None:
     settings = resources.sync_settings.settings()
     run_id = context.run.run_id
     hub.start_run(run_id, "schedule:nightly_reconciliation")
-    configured = [s for s in STORE_SPECS if getattr(resources, s.key).configured]
+    configured = [s for s in STORES if getattr(resources, s.key).configured]
     stores = {s.key: getattr(resources, s.key).store(hub) for s in configured}
     sources = [stores[s.key] for s in configured if s.captures]
     for entity in ENTITIES:
@@ -102,16 +105,16 @@ def reconcile_stores(context: dg.OpExecutionContext) -> None:
         pipeline.resolve(hub, entity, run_id, settings)
         for spec in configured:
             store = stores[spec.key]
-            stats = pipeline.reconcile(hub, store, entity, run_id, settings,
-                                       resources.sync_settings.reconcile_delete_threshold, captures=spec.captures)
+            stats = pipeline.reconcile(hub, store, entity, run_id, settings)
             context.log.info(f"{store.name}/{entity.name}: {stats}")
             hub.add_run_counts(run_id, f"reconcile:{store.name}:{entity.name}", stats.__dict__)
             if stats.refused_deletes:
                 context.log.warning(f"{stats.refused_deletes} {entity.name} absent from {store.name}: too many "
                                     "to trust, nothing deleted (see the error log)")
         pipeline.resolve(hub, entity, run_id, settings)
-        for store in stores.values():
-            pipeline.publish(hub, store, entity, run_id, settings)
+        for spec in configured:
+            if spec.publishes:
+                pipeline.publish(hub, stores[spec.key], entity, run_id, settings)
 
 
 @dg.job(executor_def=dg.in_process_executor,
@@ -147,5 +150,5 @@ def run_failed(context: dg.RunFailureSensorContext, hub: HubResource):
 
 
 SENSORS = [cdc_sensor, webhook_inbox_sensor, run_succeeded, run_failed]
-SCHEDULES = [twenty_poll_schedule, hourly_safety_checks, nightly_reconciliation]
+SCHEDULES = [sync_schedule, hourly_safety_checks, nightly_reconciliation]
 JOBS = [reconciliation_job]

@@ -11,13 +11,13 @@ from typing import Any, Callable
 
 import dagster as dg
 
-from sync_pipeline.defs.assets import PREFLIGHT_KEY, STORE_SPECS, StoreSpec, capture_key, hub_key, publish_key
-from sync_pipeline.redaction import redact_text
+from sync_pipeline.defs.assets import PREFLIGHT_KEY, capture_key, hub_key, publish_key
 from sync_pipeline.model.entities import ENTITIES, Entity
+from sync_pipeline.redaction import redact_text
 from sync_pipeline.safety import checks as safety
 from sync_pipeline.safety.checks import Status, Verdict
-
-POSTGRES_STORES = ("supabase", "local_db")
+from sync_pipeline.stores.base import StoreSpec
+from sync_pipeline.stores.registry import STORES, sources
 SEVERITY = {Status.WARN: dg.AssetCheckSeverity.WARN, Status.FAIL: dg.AssetCheckSeverity.ERROR}
 
 
@@ -67,20 +67,19 @@ def _store_check(spec: StoreSpec, evaluate: Callable[[Any, Any], Verdict]) -> Ca
     return run
 
 
-def _configured_stores(resources: Any) -> list:
+def _configured_sources(resources: Any) -> list:
     hub = resources.hub.hub()
-    return [getattr(resources, s.key).store(hub) for s in STORE_SPECS
-            if s.key != "bigquery" and getattr(resources, s.key).configured]
+    return [getattr(resources, s.key).store(hub) for s in sources() if getattr(resources, s.key).configured]
 
 
 def preflight_checks() -> list[dg.AssetChecksDefinition]:
     checks = []
-    for spec in STORE_SPECS:
+    for spec in STORES:
         checks.append(_check(
             PREFLIGHT_KEY, f"{spec.key}_connection",
             f"{spec.label} is reachable, accepts our credentials and allows what the sync needs.",
             {spec.key}, _store_check(spec, lambda r, store: safety.connection(store)), blocking=True))
-    for spec in (s for s in STORE_SPECS if s.key in POSTGRES_STORES):
+    for spec in (s for s in STORES if s.has_change_log):
         for entity in ENTITIES:
             checks.append(_check(
                 PREFLIGHT_KEY, f"{spec.key}_{entity.name}_capture_installed",
@@ -105,8 +104,8 @@ def preflight_checks() -> list[dg.AssetChecksDefinition]:
             checks.append(_check(
                 PREFLIGHT_KEY, f"{entity.name}_unique_keys",
                 f"No {entity.natural_key} of {entity.name} is held by two records, in the hub or any store.",
-                {s.key for s in STORE_SPECS if s.key != "bigquery"},
-                lambda r, e=entity: safety.unique_natural_keys(r.hub.hub(), _configured_stores(r), e),
+                {s.key for s in sources()},
+                lambda r, e=entity: safety.unique_natural_keys(r.hub.hub(), _configured_sources(r), e),
                 blocking=True))
     return checks
 
@@ -132,11 +131,12 @@ def store_checks(spec: StoreSpec, entity: Entity) -> list[dg.AssetChecksDefiniti
                {spec.key}, _store_check(spec, lambda r, store, e=entity: safety.errors(
                    r.hub.hub(), spec.key, e, r.sync_settings.thresholds()))),
     ]
-    if spec.key == "twenty" and entity is ENTITIES[0]:
+    if spec.rate_limited_errors and entity is ENTITIES[0]:  # the budget is the store's, not an entity's
         checks.append(_check(
-            target, "rate_limits", "429s and seconds throttled by Twenty over the recent runs; none may fail.",
+            target, "rate_limits",
+            f"429s and seconds throttled by {spec.label} over the recent runs; none may fail.",
             {spec.key}, _store_check(spec, lambda r, store: safety.rate_limits(
-                r.hub.hub(), spec.key, r.sync_settings.thresholds()))))
+                r.hub.hub(), spec, r.sync_settings.thresholds()))))
     return checks
 
 
@@ -154,6 +154,6 @@ def build_checks() -> list[dg.AssetChecksDefinition]:
     checks = preflight_checks()
     for entity in ENTITIES:
         checks += hub_checks(entity)
-        for spec in STORE_SPECS:
+        for spec in STORES:
             checks += store_checks(spec, entity)
     return checks

@@ -4,17 +4,26 @@ in `definitions.py`, so the UI shows the variable's name, never its value."""
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import ClassVar, Optional
+from typing import Any, ClassVar, Optional, Protocol
 
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
 from sync_pipeline.hub.hub import Hub
-from sync_pipeline.pipeline import DEFAULT_PRIORITY, SyncSettings
-from sync_pipeline.safety.checks import Thresholds
-from sync_pipeline.stores.postgres import PostgresStore
+from sync_pipeline.settings import DEFAULTS, SyncSettings, Thresholds
+from sync_pipeline.stores.base import StoreSpec
+from sync_pipeline.stores.postgres import LOCAL_DB, SUPABASE, PostgresStore
 from sync_pipeline.stores.twenty.client import TwentyClient
 from sync_pipeline.stores.twenty.store import TwentyStore
+
+
+class StoreResource(Protocol):
+    """What the asset factory, the checks and the sensors need of a store's resource."""
+
+    @property
+    def configured(self) -> bool: ...
+
+    def store(self, hub: Hub) -> Any: ...
 
 
 class HubResource(dg.ConfigurableResource):
@@ -33,7 +42,7 @@ class PostgresStoreResource(dg.ConfigurableResource):
     """A store reached with a Postgres connection. Without a URL the store is not configured: its assets
     report so and its checks warn, while the rest of the sync runs."""
 
-    store_name: ClassVar[str]
+    spec: ClassVar[StoreSpec]
     dsn: Optional[str] = Field(default=None, description="Postgres URL; unset = store not configured")
     schema_name: str = Field(default="public", description="Schema of the app tables")
     sslmode: Optional[str] = Field(default=None, description="libpq sslmode")
@@ -46,22 +55,22 @@ class PostgresStoreResource(dg.ConfigurableResource):
 
     def store(self, hub: Hub) -> PostgresStore:
         if not self.dsn:
-            raise dg.Failure(f"{self.store_name} is not configured")
-        return PostgresStore(self.store_name, self.dsn, id_map=hub.id_map(self.store_name), schema=self.schema_name,
+            raise dg.Failure(f"{self.spec.label} is not configured")
+        return PostgresStore(self.spec.key, self.dsn, id_map=hub.id_map(self.spec.key), schema=self.schema_name,
                              sslmode=self.sslmode, transaction_pooler=self.transaction_pooler)
 
 
 class LocalDbResource(PostgresStoreResource):
     """The internal back-office Postgres database (LOCAL_DATABASE_URL)."""
 
-    store_name: ClassVar[str] = "local_db"
+    spec: ClassVar[StoreSpec] = LOCAL_DB
 
 
 class SupabaseResource(PostgresStoreResource):
     """The app's Supabase database through its Postgres connection (SUPABASE_DATABASE_URL): the direct
     host or the session pooler; set `transaction_pooler` for port 6543. TLS is required by default."""
 
-    store_name: ClassVar[str] = "supabase"
+    spec: ClassVar[StoreSpec] = SUPABASE
     sslmode: Optional[str] = Field(default="require", description="libpq sslmode (require by default)")
 
 
@@ -71,8 +80,6 @@ class TwentyResource(dg.ConfigurableResource):
     api_url: Optional[str] = Field(default=None, description="Base URL, e.g. https://api.twenty.com")
     api_key: Optional[str] = Field(default=None, description="API key (a secret)")
     requests_per_minute: int = Field(default=100, description="The workspace's request budget")
-    batch_size: int = Field(default=60, description="Records per batch write (Twenty's cap is 60)")
-    page_size: int = Field(default=60, description="Records per list page")
     overlap_minutes: int = Field(default=5, description="How far polling re-reads behind its watermark")
     webhook_secret: Optional[str] = Field(default=None, description="Secret that signs Twenty's webhooks")
 
@@ -84,11 +91,10 @@ class TwentyResource(dg.ConfigurableResource):
     _client: Optional[TwentyClient] = PrivateAttr(default=None)
 
     def client(self) -> TwentyClient:
-        if not self.configured:
+        if not (self.api_url and self.api_key):
             raise dg.Failure("Twenty is not configured")
         if self._client is None:
-            self._client = TwentyClient(self.api_url, self.api_key, requests_per_minute=self.requests_per_minute,
-                                        batch_size=self.batch_size, page_size=self.page_size)
+            self._client = TwentyClient(self.api_url, self.api_key, requests_per_minute=self.requests_per_minute)
         return self._client
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
@@ -101,20 +107,29 @@ class TwentyResource(dg.ConfigurableResource):
 
 
 class SyncSettingsResource(dg.ConfigurableResource):
-    """How the sync behaves: batch size, interval, tiebreak priority, thresholds for the checks."""
+    """How the sync behaves: batch sizes, tiebreak priority, thresholds for the checks. The defaults are
+    `sync_pipeline.settings`'s."""
 
-    batch_size: int = Field(default=100, description="Records per batch where a store has no tighter limit")
-    sync_interval_minutes: int = Field(default=5, description="How often Twenty is polled")
-    store_priority: list[str] = Field(default=list(DEFAULT_PRIORITY),
+    batch_size: int = Field(default=DEFAULTS.batch_size,
+                            description="Records per batch where a store has no batch size of its own")
+    resolve_batch_size: int = Field(default=DEFAULTS.resolve_batch_size,
+                                    description="Inbox rows resolved per hub transaction")
+    store_priority: list[str] = Field(default=list(DEFAULTS.store_priority),
                                       description="Tiebreak when two edits carry the same time: earlier wins")
 
-    lag_seconds_warn: float = Field(default=900, description="Capture lag that warns (seconds)")
-    conflict_rate_warn: float = Field(default=0.10, description="Conflicts per resolved change that warn")
-    error_rate_warn: float = Field(default=0.05, description="Failed writes per record in a run that warn")
-    unresolved_error_minutes: float = Field(default=60, description="An error unresolved this long fails")
-    inbox_age_seconds_warn: float = Field(default=600, description="A webhook hint waiting this long warns")
+    lag_seconds_warn: float = Field(default=DEFAULTS.thresholds.lag_seconds,
+                                    description="Capture lag that warns (seconds)")
+    conflict_rate_warn: float = Field(default=DEFAULTS.thresholds.conflict_rate,
+                                      description="Conflicts per resolved change that warn")
+    error_rate_warn: float = Field(default=DEFAULTS.thresholds.error_rate,
+                                   description="Failed writes per record in a run that warn")
+    unresolved_error_minutes: float = Field(default=DEFAULTS.thresholds.unresolved_error_minutes,
+                                            description="An error unresolved this long fails")
+    inbox_age_seconds_warn: float = Field(default=DEFAULTS.thresholds.inbox_age_seconds,
+                                          description="A webhook hint waiting this long warns")
     reconcile_delete_threshold: float = Field(
-        default=0.05, description="Reconciliation turns absent records into deletes only below this share")
+        default=DEFAULTS.reconcile_delete_threshold,
+        description="Reconciliation turns absent records into deletes only below this share")
 
     def thresholds(self) -> Thresholds:
         return Thresholds(lag_seconds=self.lag_seconds_warn, conflict_rate=self.conflict_rate_warn,
@@ -122,4 +137,7 @@ class SyncSettingsResource(dg.ConfigurableResource):
                           inbox_age_seconds=self.inbox_age_seconds_warn)
 
     def settings(self) -> SyncSettings:
-        return SyncSettings(batch_size=self.batch_size, store_priority=tuple(self.store_priority))
+        return SyncSettings(batch_size=self.batch_size, resolve_batch_size=self.resolve_batch_size,
+                            store_priority=tuple(self.store_priority),
+                            reconcile_delete_threshold=self.reconcile_delete_threshold,
+                            thresholds=self.thresholds())

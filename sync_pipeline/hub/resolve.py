@@ -159,7 +159,7 @@ class Resolver(HubConnection):
     """Resolves the inbox into the golden records."""
 
     def resolve_pending(self, entity: Entity, run_id: str | None, priority: Sequence[str],
-                        batch_size: int = 500) -> ResolveStats:
+                        batch_size: int) -> ResolveStats:
         """Apply the inbox to the golden records, batch by batch, each batch in one transaction."""
         stats = ResolveStats()
         while True:

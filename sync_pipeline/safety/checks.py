@@ -14,11 +14,12 @@ from typing import Any
 import pandera.pandas as pa
 
 from sync_pipeline.hub.hub import Hub
-from sync_pipeline.redaction import redact_text
 from sync_pipeline.model.canonical import CanonicalValueError, canonical_value
 from sync_pipeline.model.contracts import failure_records, frame_for, schema_for
 from sync_pipeline.model.entities import Entity
-from sync_pipeline.stores.base import Store
+from sync_pipeline.redaction import redact_text
+from sync_pipeline.settings import Thresholds
+from sync_pipeline.stores.base import ReconcilableStore, SourceStore, Store, StoreSpec
 
 
 class Status(str, Enum):
@@ -46,17 +47,6 @@ class Verdict:
         return cls(Status.FAIL, reason, metadata)
 
 
-@dataclass(frozen=True)
-class Thresholds:
-    lag_seconds: float = 900  # capture behind by more than three 5-minute intervals
-    lag_rows: int = 10_000
-    inbox_age_seconds: float = 600  # a webhook hint waiting longer than two intervals
-    conflict_rate: float = 0.10  # conflicts per resolved change over the recent runs
-    error_rate: float = 0.05  # failed writes per attempted record in the latest run
-    unresolved_error_minutes: float = 60
-    recent_runs: int = 10
-
-
 def not_configured(store: str) -> Verdict:
     return Verdict.warn(f"{store} is not configured: it is not synced (optional store)", configured=False)
 
@@ -74,7 +64,7 @@ def connection(store: Store) -> Verdict:
                                                             **health.details)
 
 
-def capture_installed(store: Store, entity: Entity, hub: Hub) -> Verdict:
+def capture_installed(store: SourceStore, entity: Entity, hub: Hub) -> Verdict:
     """The change log and both triggers are in place; without them changes are silently missed."""
     status = store.capture_status(entity, hub.get_cursor(store.name, entity.name))
     if status.get("ready"):
@@ -84,7 +74,7 @@ def capture_installed(store: Store, entity: Entity, hub: Hub) -> Verdict:
                         f"{', '.join(missing)}; run `sync-pipeline install`, then reconcile", **status)
 
 
-def capture_lag(store: Store, entity: Entity, hub: Hub, limits: Thresholds) -> Verdict:
+def capture_lag(store: SourceStore, entity: Entity, hub: Hub, limits: Thresholds) -> Verdict:
     """How far capture is behind the store, and how long webhook hints have waited."""
     status = store.capture_status(entity, hub.get_cursor(store.name, entity.name))
     backlog = hub.webhook_backlog(store.name, entity.name)
@@ -127,7 +117,7 @@ def golden_contract(hub: Hub, entity: Entity) -> Verdict:
     return _contract(entity, rows, "the hub")
 
 
-def store_contract(store: Store, entity: Entity, hub: Hub) -> Verdict:
+def store_contract(store: ReconcilableStore, entity: Entity, hub: Hub) -> Verdict:
     """What the store holds meets the contract (invalid records there are quarantined, not synced)."""
     verdict = _contract(entity, store.rows(entity), store.name)
     quarantined = hub.open_quarantine(store.name, entity.name)
@@ -162,7 +152,7 @@ def applied_once(hub: Hub, entity: Entity) -> Verdict:
     return Verdict.passed(f"every {entity.name} change was applied at most once")
 
 
-def unique_natural_keys(hub: Hub, stores: list[Store], entity: Entity) -> Verdict:
+def unique_natural_keys(hub: Hub, stores: list[ReconcilableStore], entity: Entity) -> Verdict:
     """No natural key (e-mail, domain) is held by two records in the hub or in any store."""
     key = entity.natural_key
     key_type = entity.field(key).type
@@ -225,9 +215,10 @@ def errors(hub: Hub, store: str, entity: Entity, limits: Thresholds) -> Verdict:
     return Verdict.passed(f"{entity.name} in {store}: {summary['unresolved']} unresolved errors", **summary)
 
 
-def rate_limits(hub: Hub, store: str, limits: Thresholds) -> Verdict:
+def rate_limits(hub: Hub, spec: StoreSpec, limits: Thresholds) -> Verdict:
     """429s and time throttled over the recent runs; a run that failed on a rate limit is a failure."""
-    usage = hub.api_usage(store, limits.recent_runs)
+    store = spec.key
+    usage = hub.api_usage(store, limits.recent_runs, spec.rate_limited_errors)
     if usage["rate_limit_failures"]:
         return Verdict.fail(f"{usage['rate_limit_failures']} writes to {store} failed on its rate limit", **usage)
     if usage["rate_limited_responses"]:
@@ -240,7 +231,7 @@ def rate_limits(hub: Hub, store: str, limits: Thresholds) -> Verdict:
 # -- consistency ----------------------------------------------------------------------------------------
 
 
-def consistency(store: Store, entity: Entity, hub: Hub) -> Verdict:
+def consistency(store: ReconcilableStore, entity: Entity, hub: Hub) -> Verdict:
     """Row counts and content checksums of the store against the hub."""
     report = store.compare_with_hub(entity, hub.golden_snapshot(entity.name))
     evidence = {"hub_rows": report.hub_rows, "store_rows": report.store_rows,

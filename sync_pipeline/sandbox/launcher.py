@@ -195,9 +195,9 @@ def _webhook_secret(paths: SandboxPaths) -> str:
 
 def _install(local_dsn: str, supabase_dsn: str) -> None:
     """What `sync-pipeline install` does, then the demo rows."""
-    from sync_pipeline.cli import install
+    from sync_pipeline.install import install
 
-    install.callback()
+    install(_say)
     _seed_demo_rows(supabase_dsn, SUPABASE_DEMO_ROWS)
     _seed_demo_rows(local_dsn, LOCAL_DEMO_ROWS)
 

@@ -1,10 +1,11 @@
-"""The interface every store implements, so that one asset factory serves them all."""
+"""What a store is to the sync: the records it exchanges, the interfaces it may implement (capabilities)
+and the spec it declares in its own package."""
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol, Sequence, runtime_checkable
 
 from sync_pipeline.engine.records import ApplyResult, GoldenRecord
 from sync_pipeline.model.canonical import content_hash
@@ -99,15 +100,17 @@ class ConsistencyReport:
         )
 
 
-def live_hashes(hub_records: dict[str, tuple[int, dict[str, Any] | None]]) -> dict[str, str]:
-    """Record id -> content hash of the live records of a hub snapshot (`Hub.golden_snapshot`)."""
-    return {i: content_hash(data) for i, (_, data) in hub_records.items() if data is not None}
+def live_hashes(entity: Entity, hub_records: dict[str, tuple[int, dict[str, Any] | None]]) -> dict[str, str]:
+    """Record id -> content hash of the live records of a hub snapshot (`Hub.golden_snapshot`). A field added
+    to the entity after a record was written is null in it, as every store lists it."""
+    return {i: content_hash({f: data.get(f) for f in entity.field_names})
+            for i, (_, data) in hub_records.items() if data is not None}
 
 
-def compare_inventory(store: Store, entity: Entity, hub_records: dict[str, tuple[int, dict[str, Any] | None]]
+def compare_inventory(store: Reconcilable, entity: Entity, hub_records: dict[str, tuple[int, dict[str, Any] | None]]
                       ) -> ConsistencyReport:
     """`compare_with_hub` for stores whose inventory is read in full: by id, in Python."""
-    return compare_hashes(entity.name, store.inventory(entity), live_hashes(hub_records))
+    return compare_hashes(entity.name, store.inventory(entity), live_hashes(entity, hub_records))
 
 
 def compare_hashes(entity: str, store_hashes: dict[str, str], hub_hashes: dict[str, str]) -> ConsistencyReport:
@@ -129,34 +132,125 @@ def compare_hashes(entity: str, store_hashes: dict[str, str], hub_hashes: dict[s
 
 
 class Store(Protocol):
+    """What every store does, whatever else it can: say who it is, report its health and API use."""
+
     name: str
-    # Records per apply call; None: the sync's batch size. Bulk stores take more: a BigQuery run is
-    # one load job and one MERGE per table, whatever the number of rows.
-    publish_batch_size: int | None
+
+    def check(self) -> Health: ...
+
+    def api_stats(self) -> dict[str, Any]:
+        """Counters of the store's API use for metadata (requests, 429s, seconds throttled); {} if none."""
+        ...
+
+
+# Capabilities: optional behaviour as interfaces, checked with `isinstance` on a store or `issubclass` on
+# its class (so the Dagster side can build assets and checks before any store is connected). They hold
+# methods only: `issubclass` refuses protocols with data members.
+
+
+@runtime_checkable
+class Source(Protocol):
+    """A store the sync captures changes from."""
 
     def capture(self, entity: Entity, cursor: dict[str, Any] | None, limit: int) -> CaptureBatch: ...
-
-    def refresh(self, entity: Entity, store_ids: Sequence[str]) -> dict[str, RawChange]:
-        """Re-read records named by event hints (webhooks), keyed by store id; only stores with events."""
-        ...
 
     def capture_status(self, entity: Entity, cursor: dict[str, Any] | None) -> dict[str, Any]:
         """`ready` (capture is installed and may run) plus how far the cursor lags behind the store."""
         ...
 
-    def apply(self, entity: Entity, records: list[GoldenRecord]) -> ApplyResult: ...
-
-    def inventory(self, entity: Entity) -> dict[str, str]:
-        """Record id -> canonical content hash of every live record, for reconciliation and checks."""
+    def refresh(self, entity: Entity, store_ids: Sequence[str]) -> dict[str, RawChange]:
+        """Re-read records as they are now (webhook hints, reconciliation), keyed by store id; a record that
+        is gone comes back as a delete."""
         ...
 
-    def check(self) -> Health: ...
+
+@runtime_checkable
+class ChangeLogSource(Source, Protocol):
+    """A source with a change log of its own (Postgres CDC): a sensor watches its head, and the rows the hub
+    has committed can be dropped."""
+
+    def latest_change(self, entity: Entity) -> str | None:
+        """The newest change-log position of the entity, cheap enough for a sensor tick."""
+        ...
+
+    def prune(self, entity: Entity, cursor: dict[str, Any]) -> int:
+        """Drop change-log rows at or before a cursor the hub has committed."""
+        ...
+
+
+@runtime_checkable
+class Target(Protocol):
+    """A store the sync publishes golden records to."""
+
+    def apply(self, entity: Entity, records: Sequence[GoldenRecord]) -> ApplyResult: ...
+
+
+@runtime_checkable
+class Reconcilable(Protocol):
+    """A store whose whole content can be read and compared with the hub (reconciliation, safety checks)."""
+
+    def rows(self, entity: Entity) -> list[dict[str, Any]]:
+        """Every row with the canonical columns, as stored."""
+        ...
+
+    def inventory(self, entity: Entity) -> dict[str, str]:
+        """Record id -> canonical content hash of every live record."""
+        ...
 
     def compare_with_hub(self, entity: Entity, hub_records: dict[str, tuple[int, dict[str, Any] | None]]
                          ) -> ConsistencyReport:
         """Row counts and content checksums against the hub's records (id -> (version, data or None))."""
         ...
 
-    def api_stats(self) -> dict[str, Any]:
-        """Counters of the store's API use for metadata (requests, 429s, seconds throttled); {} if none."""
-        ...
+
+@runtime_checkable
+class Installable(Protocol):
+    """A store the sync must prepare before it runs (change capture, warehouse tables). Idempotent."""
+
+    def install(self) -> None: ...
+
+
+# For annotations: a store together with a capability.
+class SourceStore(Store, Source, Protocol): ...
+
+
+class TargetStore(Store, Target, Protocol): ...
+
+
+class ReconcilableStore(Store, Reconcilable, Protocol): ...
+
+
+@dataclass(frozen=True)
+class StoreSpec:
+    """A store as the rest of the sync knows it, declared in the store's own package.
+
+    `key` names its Dagster resource, asset key prefix and group. What it can do comes from the
+    capabilities its class implements, so a spec cannot claim what the code does not do."""
+
+    key: str
+    label: str
+    kinds: frozenset[str]
+    store_class: type
+    # Tiebreak rank when two edits carry the same modification time: lower wins. Sources only.
+    priority: int | None = None
+    # Error class names that mean "the store's rate limit refused us" (checked by the rate-limit check).
+    rate_limited_errors: tuple[str, ...] = ()
+    # Records per apply call; None: the sync's batch size.
+    publish_batch_size: int | None = None
+    # The warehouse that also receives the sync's own run log.
+    hosts_sync_log: bool = False
+
+    def can(self, capability: type) -> bool:
+        return issubclass(self.store_class, capability)
+
+    @property
+    def captures(self) -> bool:
+        return self.can(Source)
+
+    @property
+    def publishes(self) -> bool:
+        return self.can(Target)
+
+    @property
+    def has_change_log(self) -> bool:
+        return self.can(ChangeLogSource)

@@ -1,7 +1,7 @@
 """A Postgres store: the local DB and Supabase (through its Postgres connection) alike.
 
 Capture: a trigger-maintained change log read with an xid8 watermark, so that a transaction that took
-its xid early and commits late is never skipped (reference/postgres-sync-notes.md §1a).
+its xid early and commits late is never skipped (an id-ordered or time-ordered cursor would pass over it).
 Apply: binary COPY. A batch of new rows goes straight into the table (under a savepoint); otherwise into a
 temp staging table, then a version-guarded `UPDATE … FROM stage` for the rows that exist and a version-guarded
 `INSERT … ON CONFLICT DO UPDATE … WHERE excluded.sync_version > t.sync_version` for the rest; never a
@@ -28,35 +28,32 @@ from sync_pipeline.engine.records import ApplyResult, GoldenRecord
 from sync_pipeline.redaction import redact_text
 from sync_pipeline.model.canonical import CanonicalValueError, canonical_record, content_hash, python_value
 from sync_pipeline.model.entities import ENTITIES, Entity, FieldType
-from sync_pipeline.stores.base import CaptureBatch, ConsistencyReport, Health, compare_inventory, IdMap, RawChange, SameIds, translate_references
+from sync_pipeline.stores.base import (
+    CaptureBatch,
+    ConsistencyReport,
+    Health,
+    IdMap,
+    RawChange,
+    SameIds,
+    compare_inventory,
+    translate_references,
+)
+from sync_pipeline.stores.postgres.ddl import (
+    CDC_SCHEMA,
+    CHANGE_LOG,
+    PG_TYPES,
+    WRITER_SETTING,
+    install_capture,
+    trigger_names,
+)
 
-CDC_SCHEMA = "sync_cdc"
-WRITER_SETTING = "sync_pipeline.writer"
 # Ids probed to tell a batch of new rows (COPY straight in) from one with updates (guarded upsert).
 _NEW_ROWS_SAMPLE = 1_000
-_NOT_OUR_WRITE = sql.SQL("current_setting({}, true) is distinct from 'sync'").format(sql.Literal(WRITER_SETTING))
-
-PG_TYPES: dict[FieldType, str] = {
-    FieldType.UUID: "uuid",
-    FieldType.TEXT: "text",
-    FieldType.URL: "text",
-    FieldType.EMAIL: "text",
-    FieldType.INTEGER: "int8",
-    FieldType.NUMERIC: "numeric",
-    FieldType.BOOLEAN: "bool",
-    FieldType.TIMESTAMP: "timestamptz",
-    FieldType.ENUM: "text",
-}
-
-
-def _trigger_names(entity: Entity) -> tuple[str, str]:
-    return f"{entity.name}_sync_touch", f"{entity.name}_sync_cdc"
 
 
 class PostgresStore:
     """One Postgres database holding the app tables of every entity."""
 
-    publish_batch_size = 5_000  # one COPY and one upsert statement per 5,000 rows
 
     def __init__(self, name: str, dsn: str, *, id_map: IdMap | None = None, schema: str = "public",
                  sslmode: str | None = None, transaction_pooler: bool = False, connect_timeout: int = 10) -> None:
@@ -87,59 +84,7 @@ class PostgresStore:
         """Create the app tables if missing, add the sync columns, and install the change capture.
         Idempotent, so it runs before every capture and after a trigger was dropped."""
         with self.connect() as conn, conn.transaction():
-            conn.execute("select pg_advisory_xact_lock(hashtext('sync_pipeline.install'))")
-            conn.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(self.schema)))
-            conn.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(CDC_SCHEMA)))
-            conn.execute(sql.SQL("""
-                create table if not exists {log} (
-                  seq        bigserial   primary key,
-                  txid       xid8        not null default pg_current_xact_id(),
-                  tbl        text        not null,
-                  op         char(1)     not null,
-                  pk         uuid        not null,
-                  row_data   jsonb       not null,
-                  changed_at timestamptz not null default clock_timestamp());
-                create index if not exists change_log_tbl_txid_seq on {log} (tbl, txid, seq);
-                create or replace function {cdc}.log_change() returns trigger language plpgsql as $$
-                begin
-                  insert into {log} (tbl, op, pk, row_data)
-                  values (TG_TABLE_NAME, left(TG_OP, 1), coalesce(NEW.id, OLD.id),
-                          to_jsonb(case when TG_OP = 'DELETE' then OLD else NEW end));
-                  return null;
-                end $$;
-                create or replace function {cdc}.touch_updated_at() returns trigger language plpgsql as $$
-                begin
-                  NEW.updated_at := clock_timestamp();
-                  return NEW;
-                end $$;
-            """).format(log=sql.Identifier(CDC_SCHEMA, "change_log"), cdc=sql.Identifier(CDC_SCHEMA)))
-            for entity in ENTITIES:
-                self._install_entity(conn, entity)
-
-    def _install_entity(self, conn: psycopg.Connection, entity: Entity) -> None:
-        table = self.table(entity)
-        columns = [sql.SQL("id uuid primary key")]
-        columns += [sql.SQL("{} {}").format(sql.Identifier(f.name), sql.SQL(PG_TYPES[f.type]))
-                    for f in entity.fields]
-        # Free room in each page lets an update write the new row version beside the old one (a HOT update,
-        # no index entry to add): the sync rewrites rows far more often than it adds them.
-        conn.execute(sql.SQL("create table if not exists {} ({}) with (fillfactor = 70)").format(
-            table, sql.SQL(", ").join(columns)))
-        for f in entity.fields:
-            conn.execute(sql.SQL("alter table {} add column if not exists {} {}").format(
-                table, sql.Identifier(f.name), sql.SQL(PG_TYPES[f.type])))
-        conn.execute(sql.SQL("""
-            alter table {t} add column if not exists sync_version bigint not null default 0;
-            alter table {t} add column if not exists updated_at timestamptz not null default clock_timestamp();
-        """).format(t=table))
-        touch, cdc = _trigger_names(entity)
-        conn.execute(sql.SQL("""
-            create or replace trigger {touch} before update on {t} for each row
-              when ({ours}) execute function {cdc_schema}.touch_updated_at();
-            create or replace trigger {cdc} after insert or update or delete on {t} for each row
-              when ({ours}) execute function {cdc_schema}.log_change();
-        """).format(touch=sql.Identifier(touch), cdc=sql.Identifier(cdc), t=table, ours=_NOT_OUR_WRITE,
-                    cdc_schema=sql.Identifier(CDC_SCHEMA)))
+            install_capture(conn, self.schema, ENTITIES)
 
     # -- capture -----------------------------------------------------------------------------------
 
@@ -153,7 +98,7 @@ class PostgresStore:
                 where l.tbl = %s and (l.txid, l.seq) > (%s::xid8, %s)
                   and l.txid < pg_snapshot_xmin(pg_current_snapshot())
                 order by l.txid, l.seq
-                limit %s""").format(log=sql.Identifier(CDC_SCHEMA, "change_log")),
+                limit %s""").format(log=CHANGE_LOG),
                 (entity.name, position["txid"], position["seq"], limit)).fetchall()
         translate_references(entity, [r["row_data"] for r in rows], self.id_map, to_store=False)
         changes = []
@@ -179,19 +124,19 @@ class PostgresStore:
         with self.connect() as conn:
             row = conn.execute(sql.SQL("""select txid::text || ':' || seq as position from {} where tbl = %s
                                           order by txid desc, seq desc limit 1""").format(
-                sql.Identifier(CDC_SCHEMA, "change_log")), (entity.name,)).fetchone()
+                CHANGE_LOG), (entity.name,)).fetchone()
         return row["position"] if row else None
 
     def prune(self, entity: Entity, cursor: dict[str, Any]) -> int:
         """Drop change-log rows at or before a cursor the hub has committed."""
         with self.connect() as conn:
             return conn.execute(sql.SQL("delete from {} where tbl = %s and (txid, seq) <= (%s::xid8, %s)").format(
-                sql.Identifier(CDC_SCHEMA, "change_log")), (entity.name, cursor["txid"], cursor["seq"])).rowcount
+                CHANGE_LOG), (entity.name, cursor["txid"], cursor["seq"])).rowcount
 
     def capture_status(self, entity: Entity, cursor: dict[str, Any] | None) -> dict[str, Any]:
         """Whether the change capture is installed for the entity, and how far the cursor lags."""
         position = cursor or {"txid": "0", "seq": 0}
-        touch, cdc = _trigger_names(entity)
+        touch, cdc = trigger_names(entity)
         with self.connect() as conn:
             log_present = conn.execute("select to_regclass(%s) is not null as present",
                                        (f"{CDC_SCHEMA}.change_log",)).fetchone()["present"]
@@ -208,7 +153,7 @@ class PostgresStore:
                            coalesce(extract(epoch from clock_timestamp() - min(changed_at)), 0)::float
                              as seconds_behind
                     from {} where tbl = %s and (txid, seq) > (%s::xid8, %s)""").format(
-                    sql.Identifier(CDC_SCHEMA, "change_log")),
+                    CHANGE_LOG),
                     (entity.name, position["txid"], position["seq"])).fetchone()
         ready = log_present and cdc in names and touch in names
         return {"ready": ready, "change_log_present": log_present, "capture_trigger": cdc in names,

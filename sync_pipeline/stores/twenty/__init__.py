@@ -1,1 +1,2 @@
-"""Twenty CRM: the REST client (`client`) and the mapping to canonical records (`mapping`)."""
+"""Twenty CRM: its errors (`errors`), the paced, retrying HTTP transport (`transport`), the REST client
+(`client`), the mapping to canonical records (`mapping`), the store (`store`) and its spec (`spec`)."""

@@ -1,5 +1,7 @@
 """Twenty CRM as a store: capture by polling `updatedAt` (and by re-reading webhook hints), publish by
-batch upsert. Twenty has ids of its own: an `IdMap` from the hub translates them both ways."""
+batch upsert. Twenty has ids of its own: an `IdMap` from the hub translates them both ways.
+
+Section numbers (§) refer to docs/twenty-api.md."""
 
 from __future__ import annotations
 
@@ -9,16 +11,27 @@ from typing import Any, Sequence
 from sync_pipeline.engine.records import ApplyResult, GoldenRecord
 from sync_pipeline.model.canonical import CanonicalValueError, canonical_record, content_hash, parse_timestamp
 from sync_pipeline.model.entities import ENTITIES, Entity
-from sync_pipeline.stores.base import CaptureBatch, ConsistencyReport, Health, compare_inventory, IdMap, RawChange, translate_references
-from sync_pipeline.stores.twenty.client import TwentyAuthError, TwentyClient, TwentyError, TwentyNotFound
+from sync_pipeline.stores.base import (
+    CaptureBatch,
+    ConsistencyReport,
+    Health,
+    IdMap,
+    RawChange,
+    compare_inventory,
+    translate_references,
+)
+from sync_pipeline.stores.twenty.client import TwentyClient
+from sync_pipeline.stores.twenty.errors import TwentyAuthError, TwentyError, TwentyNotFound
 from sync_pipeline.stores.twenty.mapping import MappingError, to_canonical, to_twenty
 
 STORE_NAME = "twenty"
 # Webhooks name objects in the singular (§9.1).
 ENTITY_BY_OBJECT_SINGULAR = {"company": "companies", "person": "people", "opportunity": "opportunities"}
-# twenty-api.md §4.4: a filter that mentions deletedAt lists soft-deleted rows too.
+# §4.4: a filter that mentions deletedAt lists soft-deleted rows too.
 _WITH_DELETED = "or(deletedAt[is]:NULL,deletedAt[is]:NOT_NULL)"
 _EPOCH = "1970-01-01T00:00:00.000Z"
+# Ids per `id[in]` filter when re-reading records: keeps the request URL short.
+_IDS_PER_FILTER = 50
 
 
 class PendingReference(Exception):
@@ -31,7 +44,6 @@ def _iso_ms(ts: datetime) -> str:
 
 class TwentyStore:
     name = STORE_NAME
-    publish_batch_size = None  # the sync's batch size; the client splits it into Twenty's batches of 60
 
     def __init__(self, client: TwentyClient, id_map: IdMap, overlap: timedelta = timedelta(minutes=5)) -> None:
         self.client = client
@@ -76,7 +88,8 @@ class TwentyStore:
         """Re-read records named by webhook hints: a webhook says something changed, the record says what.
         Records gone from every list (destroyed) come back as deletes."""
         found: dict[str, dict[str, Any]] = {}
-        for chunk in (store_ids[i:i + 50] for i in range(0, len(store_ids), 50)):
+        step = _IDS_PER_FILTER
+        for chunk in (store_ids[i:i + step] for i in range(0, len(store_ids), step)):
             ids = ",".join(f'"{i}"' for i in chunk)
             for record in self.client.list(entity.twenty_object, filter=f"and(id[in]:[{ids}],{_WITH_DELETED})"):
                 found[record["id"]] = record

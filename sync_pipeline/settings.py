@@ -1,0 +1,46 @@
+"""How the sync behaves: every setting and its default, in one place. Free of Dagster: the pipeline and the
+safety checks take these objects, and the Dagster resource (`defs/resources.py`) builds them from its
+configuration, defaulting to the values here."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from sync_pipeline.stores.registry import priority_order
+
+
+def sync_interval_minutes() -> int:
+    """How often the schedule syncs (Twenty has no change feed to wake us): SYNC_INTERVAL_MINUTES, default 5.
+    Read from the environment because schedules are built when the code location loads."""
+    return int(os.getenv("SYNC_INTERVAL_MINUTES", "5"))
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Where the monitoring checks turn from PASS to WARN (or FAIL)."""
+
+    lag_seconds: float = 900  # capture behind by more than three 5-minute intervals
+    lag_rows: int = 10_000
+    inbox_age_seconds: float = 600  # a webhook hint waiting longer than two intervals
+    conflict_rate: float = 0.10  # conflicts per resolved change over the recent runs
+    error_rate: float = 0.05  # failed writes per attempted record in the latest run
+    unresolved_error_minutes: float = 60  # an error unresolved this long fails
+    recent_runs: int = 10
+
+
+@dataclass(frozen=True)
+class SyncSettings:
+    # Records per capture batch, webhook-hint batch and publish batch, where a store declares no publish
+    # batch size of its own (`StoreSpec.publish_batch_size`).
+    batch_size: int = 100
+    # Inbox rows resolved per hub transaction.
+    resolve_batch_size: int = 500
+    # Tiebreak when two edits carry the same modification time: earlier wins.
+    store_priority: tuple[str, ...] = field(default_factory=priority_order)
+    # Reconciliation turns records absent from a store into deletes only below this share of the live ones.
+    reconcile_delete_threshold: float = 0.05
+    thresholds: Thresholds = field(default_factory=Thresholds)
+
+
+DEFAULTS = SyncSettings()
