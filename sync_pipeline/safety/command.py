@@ -44,23 +44,30 @@ def _status(evaluation: dg.AssetCheckEvaluation) -> str:
     return "WARN" if evaluation.severity == dg.AssetCheckSeverity.WARN else "FAIL"
 
 
-def _execute(defs: dg.Definitions, instance: dg.DagsterInstance) -> tuple[dg.ExecuteInProcessResult,
-                                                                          list[CheckLine]]:
+def _execute(defs: dg.Definitions, instance: dg.DagsterInstance, log_level: str = "WARNING"
+             ) -> tuple[dg.ExecuteInProcessResult, list[CheckLine]]:
     job = defs.resolve_job_def("safety_checks_job")
     blocking = {(spec.asset_key, spec.name): spec.blocking
                 for checks in defs.asset_checks or [] for spec in checks.check_specs}
+    step_of = {(spec.asset_key, spec.name): checks.node_def.name
+               for checks in defs.asset_checks or [] for spec in checks.check_specs}
     result = job.execute_in_process(instance=instance, raise_on_error=False, tags={"trigger": "safety-command"},
-                                    run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
+                                    run_config={"loggers": {"console": {"config": {"log_level": log_level}}}})
     lines = []
     for evaluation in result.get_asset_check_evaluations():
         reason = evaluation.metadata.get("reason")
         lines.append(CheckLine(_status(evaluation), evaluation.asset_key.to_user_string(), evaluation.check_name,
                                blocking.get((evaluation.asset_key, evaluation.check_name), False),
                                str(reason.value) if reason else ""))
+    step_errors = {event.step_key: _error_text(event.step_failure_data.error)
+                   for event in result.get_step_failure_events() if event.step_failure_data.error}
     evaluated = {(line.asset, line.check) for line in lines}
     for (asset_key, name), is_blocking in blocking.items():  # a check that produced nothing is a failure
         if (asset_key.to_user_string(), name) not in evaluated:
-            lines.append(CheckLine("FAIL", asset_key.to_user_string(), name, is_blocking, "the check did not run"))
+            error = step_errors.get(step_of[(asset_key, name)])
+            lines.append(CheckLine("FAIL", asset_key.to_user_string(), name, is_blocking,
+                                   f"the check did not run: {redact_text(error)}" if error else
+                                   "the check did not run"))
     order = {"FAIL": 0, "WARN": 1, "PASS": 2}
     return result, sorted(lines, key=lambda line: (order[line.status], line.asset, line.check))
 
@@ -142,10 +149,13 @@ def evaluate(cwd: Path | None = None) -> tuple[str, list[CheckLine], Path | None
     from sync_pipeline.definitions import defs
 
     with (dg.DagsterInstance.get() if os.getenv("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()) as instance:
-        result, lines = _execute(defs, instance)
-    if not result.get_asset_check_evaluations() and not result.success:
-        failures = result.get_step_failure_events()
-        error = failures[0].step_failure_data.error if failures else None
+        # Dagster's console log stays quiet: what went wrong is in the lines printed (and in the run).
+        result, lines = _execute(defs, instance, log_level="CRITICAL")
+    if not result.get_asset_check_evaluations() and not result.success:  # not one check ran
+        run_failure = result.get_run_failure_event()
+        step_failures = result.get_step_failure_events()
+        error = (run_failure.job_failure_data.error if run_failure and run_failure.job_failure_data else None) \
+            or (step_failures[0].step_failure_data.error if step_failures else None)
         raise CouldNotEvaluate(f"the safety checks could not run (run {result.run_id}): "
                                f"{_error_text(error) if error else 'the run failed'}")
     return overall(lines), lines, env_file

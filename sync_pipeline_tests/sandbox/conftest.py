@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from sync_pipeline.sandbox.twenty.server import StandinServer, run_standin
+from sync_pipeline_tests.fixtures import SERVER_READY_SECONDS
 
 SEED_COMPANIES = 20
 SEED_PEOPLE = 1000
@@ -27,6 +28,7 @@ def standin() -> Iterator[StandinServer]:
         seed_opportunities=SEED_OPPORTUNITIES,
         rate_limit_per_minute=100_000,
         rate_limit_per_second=10_000,
+        startup_timeout=SERVER_READY_SECONDS,  # seeding included
     ) as server:
         yield server
 

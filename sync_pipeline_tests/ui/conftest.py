@@ -29,6 +29,20 @@ ARTIFACTS_DIR = PROJECT_DIR / "test-artifacts" / "ui"
 LOCATION_NAME = "sync_pipeline"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
+# `dagster dev` loads the code location in a subprocess: seconds on an idle machine, but it once took more
+# than 90 s on a loaded 2-core CI machine. The wait polls and stops as soon as the process dies.
+DAGSTER_READY_SECONDS = 600
+# A UI test's time limit includes its fixtures' set-up (pytest-timeout covers set-up, call and tear-down):
+# the first one starts `dagster dev`, and the session's servers if they are not running yet.
+UI_TEST_TIMEOUT_SECONDS = DAGSTER_READY_SECONDS + 600
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The UI tests get UI_TEST_TIMEOUT_SECONDS unless they set a limit of their own."""
+    here = Path(__file__).parent
+    for item in items:
+        if item.path.is_relative_to(here) and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(UI_TEST_TIMEOUT_SECONDS))
 
 
 @dataclass
@@ -99,21 +113,38 @@ def dagster_ui(postgres_server: PostgresServer, bigquery_emulator: BigQueryEmula
             postgres_server.drop_database(name)
 
 
-def _wait_until_serving(ui: DagsterUi, process: subprocess.Popen[bytes], timeout: float = 90) -> None:
-    """The webserver answers and the code location has loaded."""
-    deadline = time.monotonic() + timeout
+def _wait_until_serving(ui: DagsterUi, process: subprocess.Popen[bytes],
+                        timeout: float = DAGSTER_READY_SECONDS) -> None:
+    """The webserver answers and the code location has loaded; fails at once if `dagster dev` exits, and
+    either way with the end of its log."""
+    started = time.monotonic()
+    deadline = started + timeout
+    last_seen = "no answer yet"
     while time.monotonic() < deadline:
-        assert process.poll() is None, ui.log_path.read_text()[-3000:]
+        if process.poll() is not None:
+            raise RuntimeError(f"dagster dev exited with code {process.returncode} after "
+                               f"{time.monotonic() - started:.0f} s; the end of {ui.log_path}:\n{_log_tail(ui)}")
         try:
             data = ui.graphql("""{ workspaceOrError { ... on Workspace { locationEntries {
-                                     name loadStatus } } } }""")
+                                     name loadStatus
+                                     locationOrLoadError { __typename ... on PythonError { message } } } } } }""")
             entries = data["workspaceOrError"]["locationEntries"]
-            if any(e["name"] == LOCATION_NAME and e["loadStatus"] == "LOADED" for e in entries):
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"dagster dev not ready after {timeout:.0f} s:\n{ui.log_path.read_text()[-3000:]}")
+            for entry in entries:
+                if entry["name"] == LOCATION_NAME and entry["loadStatus"] == "LOADED":
+                    loaded = entry["locationOrLoadError"] or {}
+                    if loaded.get("__typename") == "PythonError":  # it will not load by waiting longer
+                        raise RuntimeError(f"the code location failed to load: {loaded['message']}")
+                    return
+            last_seen = f"location entries {entries}"
+        except httpx.HTTPError as error:
+            last_seen = f"{type(error).__name__}: {error}"
+        time.sleep(1)
+    raise TimeoutError(f"dagster dev not ready after {timeout:.0f} s ({last_seen}); the end of "
+                       f"{ui.log_path}:\n{_log_tail(ui)}")
+
+
+def _log_tail(ui: DagsterUi, lines: int = 40) -> str:
+    return "\n".join(ui.log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
 @pytest.fixture(scope="module")
