@@ -142,7 +142,7 @@ def evaluate(cwd: Path | None = None) -> tuple[str, list[CheckLine], Path | None
     env_file = load_env_file(cwd)
     if not os.getenv(HUB_VARIABLE):
         where = (f"neither in the environment nor in {env_file}" if env_file else
-                 f"in the environment, and no .env or .sandbox/sandbox.env was found in {Path.cwd()} or its "
+                 f"in the environment, and no .env or .sandbox/sandbox.env was found in {cwd or Path.cwd()} or its "
                  "project directory")
         raise CouldNotEvaluate(f"{HUB_VARIABLE} is not set {where}; start the sandbox (bash scripts/sandbox.sh) "
                                "or set it to the hub's Postgres URL")
@@ -162,7 +162,6 @@ def evaluate(cwd: Path | None = None) -> tuple[str, list[CheckLine], Path | None
 
 
 def main(as_json: bool) -> int:
-    env_file: Path | None = None
     try:
         verdict, lines, env_file = evaluate()
     except Exception as error:  # noqa: BLE001 - whatever stops the evaluation is reported, not a traceback
