@@ -1,1 +1,2 @@
-"""The sync logic with no Dagster and no I/O: records, versions, hashing, conflict resolution."""
+"""The sync logic with no Dagster and no I/O: records, versions, hashing, conflict resolution and the rules
+around it (echoes, own bases, overwritten edits)."""
