@@ -16,7 +16,9 @@ import pytest
 from sync_pipeline.defs.resources import TwentyResource
 from sync_pipeline.model.entities import entity
 from sync_pipeline.safety import checks as safety
-from sync_pipeline.safety.checks import Status, Thresholds
+from sync_pipeline.safety.checks import Status
+from sync_pipeline.settings import Thresholds
+from sync_pipeline.stores.twenty.spec import TWENTY
 from sync_pipeline.safety.command import overall, run_checks
 from sync_pipeline.stores.twenty.client import TwentyClient
 from sync_pipeline.stores.twenty.store import TwentyStore
@@ -65,6 +67,7 @@ def test_twenty_not_configured_is_safe_with_warnings(synced):
     assert all(line.status != "FAIL" for line in lines)
 
 
+@pytest.mark.timeout(1800)  # four subprocesses, each loading the code location and running every check
 def test_the_safety_command_prints_unsafe_and_exits_1_on_a_dropped_trigger(synced, topology, twenty_standin,
                                                                           bigquery_emulator, tmp_path):
     bigquery = synced.resources["bigquery"]
@@ -73,23 +76,28 @@ def test_the_safety_command_prints_unsafe_and_exits_1_on_a_dropped_trigger(synce
            "TWENTY_API_URL": twenty_standin.base_url, "TWENTY_API_KEY": twenty_standin.api_key,
            "BIGQUERY_PROJECT": bigquery.project, "BIGQUERY_DATASET": bigquery.dataset,
            "BIGQUERY_EMULATOR_URL": bigquery.api_endpoint, "DAGSTER_HOME": str(tmp_path)}
+    # Run in an empty directory: a sandbox's .env in the project would fill in what a case removes.
     command = [sys.executable, "-m", "sync_pipeline.cli", "safety"]
-    healthy = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    healthy = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600,
+                             cwd=tmp_path)
     assert healthy.returncode == 0, healthy.stdout + healthy.stderr
     assert healthy.stdout.strip().splitlines()[-1].startswith("SAFE ")
     without_twenty = {k: v for k, v in env.items() if not k.startswith("TWENTY_")}
-    warned = subprocess.run(command, env=without_twenty, capture_output=True, text=True, timeout=300)
+    warned = subprocess.run(command, env=without_twenty, capture_output=True, text=True, timeout=600,
+                             cwd=tmp_path)
     assert warned.returncode == 0, warned.stdout + warned.stderr
     assert warned.stdout.strip().splitlines()[-1].startswith("SAFE_WITH_WARNINGS ")
     assert "WARN  safety/preflight twenty_connection" in warned.stdout
     with psycopg.connect(topology.supabase_dsn) as conn:
         conn.execute("drop trigger people_sync_cdc on public.people")
-    broken = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    broken = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600,
+                             cwd=tmp_path)
     assert broken.returncode == 1, broken.stdout + broken.stderr
     assert broken.stdout.strip().splitlines()[-1].startswith("UNSAFE ")
     assert "FAIL  safety/preflight supabase_people_capture_installed" in broken.stdout
     assert "capture_trigger" in broken.stdout
-    as_json = subprocess.run([*command, "--json"], env=env, capture_output=True, text=True, timeout=300)
+    as_json = subprocess.run([*command, "--json"], env=env, capture_output=True, text=True, timeout=600,
+                             cwd=tmp_path)
     assert as_json.returncode == 1 and '"overall": "UNSAFE"' in as_json.stdout
 
 
@@ -276,20 +284,20 @@ def test_errors_fail_when_an_error_stays_unresolved(synced, topology):
 
 
 def test_rate_limits_warn_on_429s_and_fail_on_a_run_that_failed_on_them(synced, topology, twenty_standin):
-    assert safety.rate_limits(topology.hub, "twenty", LIMITS).status is Status.PASS
+    assert safety.rate_limits(topology.hub, TWENTY, LIMITS).status is Status.PASS
     twenty_standin.set_faults(throttle_next=2)
     with psycopg.connect(topology.local_dsn) as conn:
         insert_person(conn, first_name="Throttled")
     assert _sync(synced.defs).success
-    verdict = safety.rate_limits(topology.hub, "twenty", LIMITS)
+    verdict = safety.rate_limits(topology.hub, TWENTY, LIMITS)
     assert verdict.status is Status.WARN and verdict.metadata["rate_limited_responses"] == 2
-    from sync_pipeline.stores.twenty.client import TwentyRateLimited
+    from sync_pipeline.stores.twenty.errors import TwentyRateLimited
 
     with topology.hub.connect() as conn:
         run_id = conn.execute("select run_id from sync.runs order by started_at desc limit 1").fetchone()["run_id"]
     topology.hub.record_error(store="twenty", entity="people", operation="publish", run_id=run_id,
                               error=TwentyRateLimited("rate limit exceeded", status=429))
-    assert safety.rate_limits(topology.hub, "twenty", LIMITS).status is Status.FAIL
+    assert safety.rate_limits(topology.hub, TWENTY, LIMITS).status is Status.FAIL
 
 
 def test_consistency_fails_on_a_row_changed_behind_the_syncs_back(synced, topology, bigquery_store):

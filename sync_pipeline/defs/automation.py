@@ -19,6 +19,7 @@ from sync_pipeline.stores.registry import STORES
 
 SYNC_INTERVAL_MINUTES = sync_interval_minutes()
 CHANGE_LOG_STORES = [s for s in STORES if s.has_change_log]
+CHANGE_LOG_KEYS = [s.key for s in CHANGE_LOG_STORES]
 
 
 def _run_key(prefix: str, state: dict) -> str:
@@ -29,15 +30,18 @@ def _run_key(prefix: str, state: dict) -> str:
     job=sync_with_safety_check,
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    required_resource_keys={"hub", *(s.key for s in CHANGE_LOG_STORES)},
+    required_resource_keys={"hub", *CHANGE_LOG_KEYS},
     description="Starts a sync when a store's change log has moved (CDC watermark).",
 )
-def cdc_sensor(context: dg.SensorEvaluationContext):
+def cdc_sensor(context: dg.SensorEvaluationContext, **resources):
+    # Dagster passes required resources as keyword arguments when a sensor is invoked directly (tests),
+    # and on `context.resources` when the daemon evaluates it.
+    resources = resources or {key: getattr(context.resources, key) for key in ("hub", *CHANGE_LOG_KEYS)}
     seen = json.loads(context.cursor) if context.cursor else {}
     positions = {}
-    hub = context.resources.hub.hub()
+    hub = resources["hub"].hub()
     for spec in CHANGE_LOG_STORES:
-        resource = getattr(context.resources, spec.key)
+        resource = resources[spec.key]
         if resource.configured:
             store = resource.store(hub)
             for entity in ENTITIES:
