@@ -16,7 +16,7 @@ def main() -> None:
 def install() -> None:
     """Create the hub schema, install change capture (tables, change log, triggers) on every configured
     Postgres store, and create the BigQuery dataset and tables. Idempotent."""
-    from sync_pipeline.install import install as install_all
+    from sync_pipeline.commands.install import install as install_all
 
     install_all(click.echo)
 
@@ -80,7 +80,7 @@ def safety(as_json: bool) -> None:
       1  UNSAFE
       2  could not evaluate (e.g. SYNC_HUB_DATABASE_URL not set); one line on stderr says why
     """
-    from sync_pipeline.safety.command import main as run_safety
+    from sync_pipeline.commands.safety import main as run_safety
 
     raise SystemExit(run_safety(as_json))
 

@@ -19,7 +19,7 @@ from sync_pipeline.safety import checks as safety
 from sync_pipeline.safety.checks import Status
 from sync_pipeline.settings import Thresholds
 from sync_pipeline.stores.twenty.spec import TWENTY
-from sync_pipeline.safety.command import overall, run_checks
+from sync_pipeline.commands.safety import overall, run_checks
 from sync_pipeline.stores.twenty.client import TwentyClient
 from sync_pipeline.stores.twenty.store import TwentyStore
 from sync_pipeline_tests.helpers import insert_person

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sync_pipeline.safety import command
+from sync_pipeline.commands import safety as command
 from sync_pipeline.sandbox.launcher import SandboxPaths, _env_value, _write_env, read_sandbox_env
 
 SCRIPT = str(Path(sys.executable).with_name("sync-pipeline"))

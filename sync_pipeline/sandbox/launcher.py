@@ -195,7 +195,7 @@ def _webhook_secret(paths: SandboxPaths) -> str:
 
 def _install(local_dsn: str, supabase_dsn: str) -> None:
     """What `sync-pipeline install` does, then the demo rows."""
-    from sync_pipeline.install import install
+    from sync_pipeline.commands.install import install
 
     install(_say)
     _seed_demo_rows(supabase_dsn, SUPABASE_DEMO_ROWS)
@@ -321,7 +321,7 @@ def _initial_sync(paths: SandboxPaths) -> tuple[float, bool]:
     import dagster as dg
 
     from sync_pipeline.definitions import defs
-    from sync_pipeline.safety.command import overall, run_checks
+    from sync_pipeline.commands.safety import overall, run_checks
 
     # The project's dagster.yaml is the instance's configuration; DAGSTER_HOME (set above) must hold it.
     shutil.copyfile(paths.project_dir / "dagster.yaml", paths.dagster_home / "dagster.yaml")
