@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import psycopg
+from psycopg.rows import DictRow
 
 # Append only: a released migration is never edited, a change is a new entry.
 MIGRATIONS: list[tuple[int, str, str]] = [
@@ -172,7 +173,7 @@ create index golden_companies_domain on sync.golden ((data->>'domain_name'))
 _LOCK_KEY = 0x73796E63  # "sync": one migrator at a time per database
 
 
-def migrate(conn: psycopg.Connection) -> list[int]:
+def migrate(conn: psycopg.Connection[DictRow]) -> list[int]:
     """Apply the migrations this database has not had yet; returns the versions applied now."""
     applied_now = []
     with conn.transaction():

@@ -63,6 +63,14 @@ def translate_references(entity: Entity, rows: Sequence[dict[str, Any]], id_map:
                 r[column] = known.get(str(r[column]), str(r[column]))
 
 
+def live_data(record: GoldenRecord) -> dict[str, Any]:
+    """The data of a live golden record: only a tombstone has none."""
+    if record.data is None:
+        raise ValueError(f"golden record {record.entity} {record.record_id} v{record.version} is live "
+                         "but has no data")
+    return record.data
+
+
 @dataclass
 class CaptureBatch:
     changes: list[RawChange]

@@ -65,7 +65,9 @@ def entity_schema(entity: Entity) -> list[bigquery.SchemaField]:
     """An entity's current-state table: the canonical id and fields, then what the sync knows of the row."""
     return [
         SF("id", "STRING", mode="REQUIRED"),
-        *(SF(f.name, BQ_TYPES[f.type], description=f.description or None) for f in entity.fields),
+        # None is sent as a null description; the stubs leave None out although the API takes it.
+        *(SF(f.name, BQ_TYPES[f.type], description=f.description or None)  # type: ignore[arg-type]
+          for f in entity.fields),
         *SYNC_COLUMNS,
     ]
 

@@ -318,7 +318,7 @@ def _latest_per_id(records: list[GoldenRecord]) -> list[GoldenRecord]:
 
 def _staging_row(ent: Entity, record: GoldenRecord, synced_at: datetime) -> dict[str, Any]:
     deleted = record.deleted or record.data is None
-    data = {} if deleted else record.data
+    data = {} if deleted or record.data is None else record.data
     row: dict[str, Any] = {"id": record.record_id}
     for f in ent.fields:
         value = data.get(f.name)

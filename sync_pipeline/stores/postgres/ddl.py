@@ -4,7 +4,7 @@ lock so two installs never interleave."""
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Any, Iterable
 
 import psycopg
 from psycopg import sql
@@ -36,7 +36,7 @@ def trigger_names(entity: Entity) -> tuple[str, str]:
     return f"{entity.name}_sync_touch", f"{entity.name}_sync_cdc"
 
 
-def install_capture(conn: psycopg.Connection, schema: str, entities: Iterable[Entity]) -> None:
+def install_capture(conn: psycopg.Connection[Any], schema: str, entities: Iterable[Entity]) -> None:
     """Create the app tables if missing, add the sync columns and install the change capture, in the
     caller's transaction."""
     conn.execute("select pg_advisory_xact_lock(hashtext('sync_pipeline.install'))")
@@ -69,8 +69,8 @@ def install_capture(conn: psycopg.Connection, schema: str, entities: Iterable[En
         _install_entity(conn, sql.Identifier(schema, entity.name), entity)
 
 
-def _install_entity(conn: psycopg.Connection, table: sql.Identifier, entity: Entity) -> None:
-    columns = [sql.SQL("id uuid primary key")]
+def _install_entity(conn: psycopg.Connection[Any], table: sql.Identifier, entity: Entity) -> None:
+    columns: list[sql.Composable] = [sql.SQL("id uuid primary key")]
     columns += [sql.SQL("{} {}").format(sql.Identifier(f.name), sql.SQL(PG_TYPES[f.type])) for f in entity.fields]
     # Free room in each page lets an update write the new row version beside the old one (a HOT update,
     # no index entry to add): the sync rewrites rows far more often than it adds them.

@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator, Sequence
 import psycopg
 from psycopg import postgres, pq, sql
 from psycopg.adapt import Dumper
-from psycopg.rows import dict_row
+from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import set_json_loads
 
 from sync_pipeline.engine.records import ApplyResult, GoldenRecord
@@ -36,6 +36,7 @@ from sync_pipeline.stores.base import (
     RawChange,
     SameIds,
     compare_inventory,
+    live_data,
     translate_references,
 )
 from sync_pipeline.stores.postgres.ddl import (
@@ -69,13 +70,13 @@ class PostgresStore:
             self._kwargs["prepare_threshold"] = None
 
     @contextmanager
-    def connect(self) -> Iterator[psycopg.Connection]:
+    def connect(self) -> Iterator[psycopg.Connection[DictRow]]:
         with psycopg.connect(self._dsn, row_factory=dict_row, **self._kwargs) as conn:
             # jsonb numerics as Decimal: floats would lose money's precision.
             set_json_loads(partial(json.loads, parse_float=Decimal), conn)
             yield conn
 
-    def table(self, entity: Entity) -> sql.Composed:
+    def table(self, entity: Entity) -> sql.Identifier:
         return sql.Identifier(self.schema, entity.name)
 
     # -- installation ------------------------------------------------------------------------------
@@ -138,23 +139,23 @@ class PostgresStore:
         position = cursor or {"txid": "0", "seq": 0}
         touch, cdc = trigger_names(entity)
         with self.connect() as conn:
-            log_present = conn.execute("select to_regclass(%s) is not null as present",
-                                       (f"{CDC_SCHEMA}.change_log",)).fetchone()["present"]
+            log_present = _one(conn.execute("select to_regclass(%s) is not null as present",
+                                            (f"{CDC_SCHEMA}.change_log",)))["present"]
             triggers = conn.execute(
                 """select t.tgname from pg_trigger t join pg_class c on c.oid = t.tgrelid
                    join pg_namespace n on n.oid = c.relnamespace
                    where n.nspname = %s and c.relname = %s and t.tgenabled <> 'D' and not t.tgisinternal""",
                 (self.schema, entity.name)).fetchall()
             names = {t["tgname"] for t in triggers}
-            lag = {"rows_behind": None, "seconds_behind": None}
+            lag: dict[str, Any] = {"rows_behind": None, "seconds_behind": None}
             if log_present:
-                lag = conn.execute(sql.SQL("""
+                lag = _one(conn.execute(sql.SQL("""
                     select count(*) as rows_behind,
                            coalesce(extract(epoch from clock_timestamp() - min(changed_at)), 0)::float
                              as seconds_behind
                     from {} where tbl = %s and (txid, seq) > (%s::xid8, %s)""").format(
                     CHANGE_LOG),
-                    (entity.name, position["txid"], position["seq"])).fetchone()
+                    (entity.name, position["txid"], position["seq"])))
         ready = log_present and cdc in names and touch in names
         return {"ready": ready, "change_log_present": log_present, "capture_trigger": cdc in names,
                 "touch_trigger": touch in names, **lag}
@@ -186,7 +187,7 @@ class PostgresStore:
             conn.execute("select set_config(%s, 'sync', true)", (WRITER_SETTING,))
             cols = sql.SQL(", ").join(map(sql.Identifier, columns))
 
-            def copy_into(cur: psycopg.Cursor, target: sql.Composable) -> None:
+            def copy_into(cur: psycopg.Cursor[DictRow], target: sql.Composable) -> None:
                 with cur.copy(sql.SQL("copy {} ({}) from stdin (format binary)").format(target, cols)) as copy:
                     copy.set_types(types)
                     for row in self._copy_rows(entity, latest):
@@ -243,17 +244,18 @@ class PostgresStore:
                     returning t.id::text as id""").format(t=table),
                     ([row_ids[g.record_id] for g in deletes], [g.version for g in deletes])).fetchall()
                 deleted_rows = [r["id"] for r in rows]
-        written = [row_id for row_id in latest if row_id not in stale_rows] + deleted_rows
-        result.applied = [record_of_row[row_id] for row_id in written]
+        written_rows = [row_id for row_id in latest if row_id not in stale_rows] + deleted_rows
+        result.applied = [record_of_row[row_id] for row_id in written_rows]
         done = set(result.applied)
         result.stale = [g.record_id for g in records if g.record_id not in done]
         result.store_ids = {g.record_id: row_ids[g.record_id] for g in records}
         return result
 
     @staticmethod
-    def _any_exists(conn: psycopg.Connection, table: sql.Composed, row_ids: list[str]) -> bool:
-        return conn.execute(sql.SQL("select exists (select 1 from {} where id = any(%s::text[]::uuid[])) as hit")
-                            .format(table), (row_ids,)).fetchone()["hit"]
+    def _any_exists(conn: psycopg.Connection[DictRow], table: sql.Identifier, row_ids: list[str]) -> bool:
+        return _one(conn.execute(
+            sql.SQL("select exists (select 1 from {} where id = any(%s::text[]::uuid[])) as hit").format(table),
+            (row_ids,)))["hit"]
 
     def _copy_rows(self, entity: Entity, latest: dict[str, GoldenRecord]) -> Iterator[list[Any]]:
         """The stage's rows in column order. Text, integer and boolean values pass through, uuids stay
@@ -267,7 +269,7 @@ class PostgresStore:
             elif f.type in (FieldType.NUMERIC, FieldType.TIMESTAMP):
                 converters.append((i, partial(python_value, f.type)))
         for row_id, g in latest.items():
-            row = [row_id, *map(g.data.get, names), g.version, g.origin_modified_at]
+            row = [row_id, *map(live_data(g).get, names), g.version, g.origin_modified_at]
             for i, convert in converters:
                 if row[i] is not None:
                     row[i] = convert(row[i])
@@ -277,7 +279,7 @@ class PostgresStore:
                           latest: dict[str, GoldenRecord]) -> dict[Any, Any]:
         """Each value of a reference column -> its store id, through `translate_references` on one row per
         distinct value (it leaves empty values as they are)."""
-        values = [v for v in {g.data.get(column) for g in latest.values()} if v is not None]
+        values = [v for v in {live_data(g).get(column) for g in latest.values()} if v is not None]
         translated = [{column: v} for v in values]
         translate_references(entity, translated, self.id_map, to_store=True)
         return {v: row[column] for v, row in zip(values, translated)}
@@ -329,10 +331,10 @@ class PostgresStore:
     def check(self) -> Health:
         try:
             with self.connect() as conn:
-                info = conn.execute(
+                info = _one(conn.execute(
                     """select current_user as role, version() as version,
                               has_schema_privilege(current_user, %s, 'CREATE') as can_create""",
-                    (self.schema,)).fetchone()
+                    (self.schema,)))
         except psycopg.Error as exc:
             return Health(False, f"cannot connect: {type(exc).__name__}: {_first_line(exc)}")
         if not info["can_create"]:
@@ -353,6 +355,14 @@ class _UuidTextBinaryDumper(Dumper):
         if len(raw) != 16:
             raise ValueError(f"not a UUID: {obj!r}")
         return raw
+
+
+def _one(cursor: psycopg.Cursor[DictRow]) -> DictRow:
+    """The row of a statement that always returns one (an aggregate, a bare select of expressions)."""
+    row = cursor.fetchone()
+    if row is None:
+        raise LookupError("the statement returned no row")
+    return row
 
 
 def _first_line(exc: BaseException) -> str:

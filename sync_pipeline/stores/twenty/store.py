@@ -18,6 +18,7 @@ from sync_pipeline.stores.base import (
     IdMap,
     RawChange,
     compare_inventory,
+    live_data,
     translate_references,
 )
 from sync_pipeline.stores.twenty.client import TwentyClient
@@ -40,6 +41,16 @@ class PendingReference(Exception):
 
 def _iso_ms(ts: datetime) -> str:
     return ts.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _by_store_id(changes: list[RawChange]) -> dict[str, RawChange]:
+    """Changes read from Twenty by Twenty's id, which `TwentyStore._raw_changes` sets on each."""
+    out = {}
+    for c in changes:
+        if c.store_record_id is None:
+            raise ValueError(f"change {c.event_key} read from Twenty has no Twenty id")
+        out[c.store_record_id] = c
+    return out
 
 
 class TwentyStore:
@@ -93,7 +104,7 @@ class TwentyStore:
             ids = ",".join(f'"{i}"' for i in chunk)
             for record in self.client.list(entity.twenty_object, filter=f"and(id[in]:[{ids}],{_WITH_DELETED})"):
                 found[record["id"]] = record
-        changes = {c.store_record_id: c for c in self._raw_changes(entity, list(found.values()))}
+        changes = _by_store_id(self._raw_changes(entity, list(found.values())))
         now = datetime.now(timezone.utc)
         for store_id in store_ids:
             if store_id not in changes:
@@ -139,7 +150,7 @@ class TwentyStore:
         in_twenty: dict[str, dict[str, str]] = {}
         alive: dict[str, set[str]] = {}
         for col, target in entity.references.items():
-            values = sorted({g.data[col] for g in upserts if g.data.get(col)})
+            values = sorted({v for g in upserts if (v := live_data(g).get(col))})
             in_twenty.setdefault(target, {}).update(self.id_map.to_store(target, values))
             alive.setdefault(target, set()).update(self.id_map.live(target, values))
 
@@ -150,7 +161,7 @@ class TwentyStore:
 
         payloads, sent = [], []
         for g in upserts:
-            data = {"id": g.record_id, **g.data}
+            data = {"id": g.record_id, **live_data(g)}
             waiting = []
             for col, target in entity.references.items():
                 value = data.get(col)
@@ -196,7 +207,7 @@ class TwentyStore:
 
     def inventory(self, entity: Entity) -> dict[str, str]:
         records = list(self.client.list(entity.twenty_object))
-        by_store_id = {c.store_record_id: c for c in self._raw_changes(entity, records)}
+        by_store_id = _by_store_id(self._raw_changes(entity, records))
         canonical = self.id_map.to_canonical(entity.name, list(by_store_id))
         out = {}
         for store_id, change in by_store_id.items():
