@@ -8,7 +8,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
 from sync_pipeline.engine.records import Op
-from sync_pipeline.hub.hub import CapturedChange, Hub, QuarantinedRecord, ResolveStats
+from sync_pipeline.engine.records import CapturedChange, QuarantinedRecord, ResolveStats
+from sync_pipeline.hub.hub import Hub
 from sync_pipeline.model.canonical import CanonicalValueError, parse_timestamp
 from sync_pipeline.model.contracts import validate_records
 from sync_pipeline.model.entities import Entity
@@ -233,7 +234,7 @@ def reconcile(hub: Hub, store: ReconcilableStore, entity: Entity, run_id: str | 
                           event_key=f"reconcile:{run_id}:{i}", store_record_id=store_ids[i]) for i in absent]
         stats.deleted = len(absent)
     if raw:
-        record_ids = hub.record_ids_for(store.name, entity.name, [c.store_record_id for c in raw])
+        record_ids = hub.record_ids_for(store.name, entity.name, [c.store_record_id or c.record_id for c in raw])
         changes, quarantined = to_captured(entity, [replace(c, event_key=f"reconcile:{run_id}:{c.store_record_id}")
                                                     for c in raw], record_ids)
         hub.enqueue(store.name, entity.name, changes, quarantined, None, run_id)

@@ -7,6 +7,7 @@ No `from __future__ import annotations` here: Dagster inspects annotations at de
 
 import hashlib
 import json
+from typing import Any
 
 import dagster as dg
 
@@ -137,7 +138,7 @@ nightly_reconciliation = dg.ScheduleDefinition(
 )
 
 
-SYNC_JOBS = [sync_job, sync_with_safety_check, reconciliation_job]  # the runs the hub's run log records
+SYNC_JOBS: list[Any] = [sync_job, sync_with_safety_check, reconciliation_job]  # the runs the hub's run log records
 
 
 @dg.run_status_sensor(run_status=dg.DagsterRunStatus.SUCCESS, monitored_jobs=SYNC_JOBS,

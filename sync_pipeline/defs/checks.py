@@ -72,41 +72,48 @@ def _configured_sources(resources: Any) -> list:
     return [getattr(resources, s.key).store(hub) for s in sources() if getattr(resources, s.key).configured]
 
 
-def preflight_checks() -> list[dg.AssetChecksDefinition]:
-    checks = []
-    for spec in STORES:
+def _connection_check(spec: StoreSpec) -> dg.AssetChecksDefinition:
+    return _check(PREFLIGHT_KEY, f"{spec.key}_connection",
+                  f"{spec.label} is reachable, accepts our credentials and allows what the sync needs.",
+                  {spec.key}, _store_check(spec, lambda r, store: safety.connection(store)), blocking=True)
+
+
+def _capture_installed_check(spec: StoreSpec, entity: Entity) -> dg.AssetChecksDefinition:
+    return _check(PREFLIGHT_KEY, f"{spec.key}_{entity.name}_capture_installed",
+                  f"The change log and triggers of {entity.name} in {spec.label} are in place: without them "
+                  f"edits there would be missed.", {spec.key},
+                  _store_check(spec, lambda r, store: safety.capture_installed(store, entity, r.hub.hub())),
+                  blocking=True)
+
+
+def _hub_preflight_checks(entity: Entity) -> list[dg.AssetChecksDefinition]:
+    checks = [
+        _check(PREFLIGHT_KEY, f"{entity.name}_contract",
+               f"Every golden {entity.name} record meets the pandera contract (required fields, types, "
+               f"formats): nothing invalid can spread from the hub.", set(),
+               lambda r: safety.golden_contract(r.hub.hub(), entity), blocking=True),
+        _check(PREFLIGHT_KEY, f"{entity.name}_applied_once",
+               f"No captured {entity.name} change was applied twice (ledger vs per-record outcomes).", set(),
+               lambda r: safety.applied_once(r.hub.hub(), entity), blocking=True),
+        _check(PREFLIGHT_KEY, f"{entity.name}_conflicts_recorded",
+               f"Every {entity.name} conflict has a recorded winner the hub holds or superseded.", set(),
+               lambda r: safety.conflicts_recorded(r.hub.hub(), entity), blocking=True),
+    ]
+    if entity.natural_key:
         checks.append(_check(
-            PREFLIGHT_KEY, f"{spec.key}_connection",
-            f"{spec.label} is reachable, accepts our credentials and allows what the sync needs.",
-            {spec.key}, _store_check(spec, lambda r, store: safety.connection(store)), blocking=True))
-    for spec in (s for s in STORES if s.has_change_log):
-        for entity in ENTITIES:
-            checks.append(_check(
-                PREFLIGHT_KEY, f"{spec.key}_{entity.name}_capture_installed",
-                f"The change log and triggers of {entity.name} in {spec.label} are in place: without them "
-                f"edits there would be missed.", {spec.key},
-                _store_check(spec, lambda r, store, e=entity: safety.capture_installed(store, e, r.hub.hub())),
-                blocking=True))
+            PREFLIGHT_KEY, f"{entity.name}_unique_keys",
+            f"No {entity.natural_key} of {entity.name} is held by two records, in the hub or any store.",
+            {s.key for s in sources()},
+            lambda r: safety.unique_natural_keys(r.hub.hub(), _configured_sources(r), entity), blocking=True))
+    return checks
+
+
+def preflight_checks() -> list[dg.AssetChecksDefinition]:
+    checks = [_connection_check(spec) for spec in STORES]
+    checks += [_capture_installed_check(spec, entity)
+               for spec in STORES if spec.has_change_log for entity in ENTITIES]
     for entity in ENTITIES:
-        checks += [
-            _check(PREFLIGHT_KEY, f"{entity.name}_contract",
-                   f"Every golden {entity.name} record meets the pandera contract (required fields, types, "
-                   f"formats): nothing invalid can spread from the hub.", set(),
-                   lambda r, e=entity: safety.golden_contract(r.hub.hub(), e), blocking=True),
-            _check(PREFLIGHT_KEY, f"{entity.name}_applied_once",
-                   f"No captured {entity.name} change was applied twice (ledger vs per-record outcomes).", set(),
-                   lambda r, e=entity: safety.applied_once(r.hub.hub(), e), blocking=True),
-            _check(PREFLIGHT_KEY, f"{entity.name}_conflicts_recorded",
-                   f"Every {entity.name} conflict has a recorded winner the hub holds or superseded.", set(),
-                   lambda r, e=entity: safety.conflicts_recorded(r.hub.hub(), e), blocking=True),
-        ]
-        if entity.natural_key:
-            checks.append(_check(
-                PREFLIGHT_KEY, f"{entity.name}_unique_keys",
-                f"No {entity.natural_key} of {entity.name} is held by two records, in the hub or any store.",
-                {s.key for s in sources()},
-                lambda r, e=entity: safety.unique_natural_keys(r.hub.hub(), _configured_sources(r), e),
-                blocking=True))
+        checks += _hub_preflight_checks(entity)
     return checks
 
 
@@ -116,20 +123,20 @@ def store_checks(spec: StoreSpec, entity: Entity) -> list[dg.AssetChecksDefiniti
         checks.append(_check(
             capture_key(spec.key, entity), "capture_lag",
             f"How far capture of {entity.name} is behind {spec.label}, and how long webhook hints have waited.",
-            {spec.key}, _store_check(spec, lambda r, store, e=entity: safety.capture_lag(
-                store, e, r.hub.hub(), r.sync_settings.thresholds()))))
+            {spec.key}, _store_check(spec, lambda r, store: safety.capture_lag(
+                store, entity, r.hub.hub(), r.sync_settings.thresholds()))))
     target = publish_key(spec.key, entity)
     checks += [
         _check(target, "store_contract",
                f"What {spec.label} holds of {entity.name} meets the contract; failure cases as metadata.",
-               {spec.key}, _store_check(spec, lambda r, store, e=entity: safety.store_contract(store, e, r.hub.hub()))),
+               {spec.key}, _store_check(spec, lambda r, store: safety.store_contract(store, entity, r.hub.hub()))),
         _check(target, "consistent_with_hub",
                f"Row counts and content checksums of {entity.name} in {spec.label} against the hub.",
-               {spec.key}, _store_check(spec, lambda r, store, e=entity: safety.consistency(store, e, r.hub.hub()))),
+               {spec.key}, _store_check(spec, lambda r, store: safety.consistency(store, entity, r.hub.hub()))),
         _check(target, "write_errors",
                f"Error rate writing {entity.name} to {spec.label} in the latest run, and errors left unresolved.",
-               {spec.key}, _store_check(spec, lambda r, store, e=entity: safety.errors(
-                   r.hub.hub(), spec.key, e, r.sync_settings.thresholds()))),
+               {spec.key}, _store_check(spec, lambda r, store: safety.errors(
+                   r.hub.hub(), spec.key, entity, r.sync_settings.thresholds()))),
     ]
     if spec.rate_limited_errors and entity is ENTITIES[0]:  # the budget is the store's, not an entity's
         checks.append(_check(
@@ -143,10 +150,10 @@ def store_checks(spec: StoreSpec, entity: Entity) -> list[dg.AssetChecksDefiniti
 def hub_checks(entity: Entity) -> list[dg.AssetChecksDefinition]:
     return [
         _check(hub_key(entity), "quarantine", f"{entity.name.capitalize()} records waiting in quarantine.", set(),
-               lambda r, e=entity: safety.quarantine(r.hub.hub(), e)),
+               lambda r: safety.quarantine(r.hub.hub(), entity)),
         _check(hub_key(entity), "conflict_rate",
                f"Share of {entity.name} changes that conflicted over the recent runs.", set(),
-               lambda r, e=entity: safety.conflict_rate(r.hub.hub(), e, r.sync_settings.thresholds())),
+               lambda r: safety.conflict_rate(r.hub.hub(), entity, r.sync_settings.thresholds())),
     ]
 
 

@@ -7,6 +7,7 @@ or FAIL with a reason an operator can act on, and metadata with the evidence.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -155,6 +156,8 @@ def applied_once(hub: Hub, entity: Entity) -> Verdict:
 def unique_natural_keys(hub: Hub, stores: list[ReconcilableStore], entity: Entity) -> Verdict:
     """No natural key (e-mail, domain) is held by two records in the hub or in any store."""
     key = entity.natural_key
+    if key is None:
+        return Verdict.passed(f"{entity.name} have no natural key")
     key_type = entity.field(key).type
 
     def canonical(value: Any) -> Any:  # `Ada@x.com` and `ada@x.com` are one key
@@ -167,9 +170,8 @@ def unique_natural_keys(hub: Hub, stores: list[ReconcilableStore], entity: Entit
     golden = [data for _, data in hub.golden_snapshot(entity.name).values() if data is not None]
     for where, values in [("hub", [d.get(key) for d in golden]),
                           *((s.name, [r.get(key) for r in s.rows(entity)]) for s in stores)]:
-        seen: set[Any] = set()
-        keys = [canonical(v) for v in values]
-        dupes = sorted({str(v) for v in keys if v is not None and (v in seen or seen.add(v))})
+        counts = Counter(canonical(v) for v in values if v is not None)
+        dupes = sorted(str(v) for v, n in counts.items() if n > 1)
         if dupes:
             found[where] = dupes[:10]
     if found:
