@@ -7,8 +7,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
-from sync_pipeline.engine.records import Op
-from sync_pipeline.engine.records import CapturedChange, QuarantinedRecord, ResolveStats
+from sync_pipeline.engine.records import CapturedChange, Op, QuarantinedRecord, ResolveStats
 from sync_pipeline.hub.hub import Hub
 from sync_pipeline.model.canonical import CanonicalValueError, parse_timestamp
 from sync_pipeline.model.contracts import validate_records

@@ -3,15 +3,13 @@ same transaction as the change it describes. `Hub` is assembled from one part pe
 
 from __future__ import annotations
 
-from sync_pipeline.engine.records import CapturedChange, QuarantinedRecord, ResolveStats
 from sync_pipeline.hub.evidence import Evidence
 from sync_pipeline.hub.golden import GoldenRecords
-from sync_pipeline.hub.id_maps import HubIdMap, IdMaps
+from sync_pipeline.hub.id_maps import IdMaps
 from sync_pipeline.hub.inbox import Inbox
 from sync_pipeline.hub.resolve import Resolver
 from sync_pipeline.hub.runs import RunLog
 
-__all__ = ["CapturedChange", "Hub", "HubIdMap", "QuarantinedRecord", "ResolveStats"]
 
 
 class Hub(RunLog, Inbox, GoldenRecords, IdMaps, Resolver, Evidence):
