@@ -318,3 +318,49 @@ def test_consistency_fails_on_a_bigquery_row_changed_by_hand(synced, topology, b
         f"WHERE TRUE").result()
     verdict = safety.consistency(bigquery_store, PEOPLE, topology.hub)
     assert verdict.status is Status.FAIL and verdict.metadata["mismatched"]
+
+
+def _open_quarantine(topology, store: str = "supabase") -> list[dict]:
+    with topology.hub.connect() as conn:
+        return conn.execute("""select record_id, reason from sync.quarantine
+                               where store = %s and entity = 'people' and resolved_at is null""",
+                            (store,)).fetchall()
+
+
+def test_consistency_counts_a_quarantined_record_as_quarantined_until_fixed_at_its_source(synced, topology):
+    with psycopg.connect(topology.supabase_dsn) as conn:
+        pid = insert_person(conn, first_name=None, last_name="Nobody", email="not-an-email")
+    assert _sync(synced.defs).success
+    assert [q["record_id"] for q in _open_quarantine(topology)] == [pid]
+    verdict = safety.consistency(topology.supabase, PEOPLE, topology.hub)
+    assert verdict.status is Status.WARN, verdict.reason
+    assert pid in verdict.reason and "quarantined" in verdict.reason
+    assert verdict.metadata["quarantined"] == 1 and verdict.metadata["quarantined_ids"] == [pid]
+    assert verdict.metadata["extra"] == [] and verdict.metadata["mismatched"] == []
+    assert safety.consistency(topology.local_db, PEOPLE, topology.hub).status is Status.PASS  # never reached it
+
+    with psycopg.connect(topology.supabase_dsn) as conn:  # the fix the demo prints, made at the source
+        conn.execute("update public.people set first_name = 'Fixed', email = 'fixed@example.com' where id = %s",
+                     (pid,))
+    assert _sync(synced.defs).success
+    assert _open_quarantine(topology) == []
+    for store in (topology.supabase, topology.local_db):
+        verdict = safety.consistency(store, PEOPLE, topology.hub)
+        assert verdict.status is Status.PASS, verdict.reason
+        assert verdict.metadata["quarantined"] == 0
+    assert "fixed@example.com" in {p["email"] for p in topology.local_db.rows(PEOPLE)}
+
+
+def test_consistency_counts_a_synced_record_edited_into_quarantine_as_quarantined(synced, topology):
+    [grace] = [p for p in topology.supabase.rows(PEOPLE) if p["first_name"] == "Grace"]
+    with psycopg.connect(topology.supabase_dsn) as conn:
+        conn.execute("update public.people set email = 'grace-at-navy' where id = %s", (grace["id"],))
+    assert _sync(synced.defs).success
+    verdict = safety.consistency(topology.supabase, PEOPLE, topology.hub)
+    assert verdict.status is Status.WARN, verdict.reason
+    assert verdict.metadata["quarantined_ids"] == [str(grace["id"])] and verdict.metadata["mismatched"] == []
+    with psycopg.connect(topology.supabase_dsn) as conn:  # a real drift beside it still fails
+        conn.execute("select set_config('sync_pipeline.writer', 'sync', true)")
+        conn.execute("update people set last_name = 'Drifted' where id <> %s", (grace["id"],))
+    verdict = safety.consistency(topology.supabase, PEOPLE, topology.hub)
+    assert verdict.status is Status.FAIL and "1 quarantined" in verdict.reason

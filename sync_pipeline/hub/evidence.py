@@ -50,6 +50,14 @@ class Evidence(HubConnection):
                                           (store, entity)))["n"]
             return count
 
+    def open_quarantine_ids(self, store: str, entity: str) -> set[str]:
+        """The store's own ids of its records waiting in quarantine (the ids its rows carry there)."""
+        with self.connect() as conn:
+            return {r["record_id"] for r in conn.execute(
+                """select distinct record_id from sync.quarantine
+                   where store = %s and entity = %s and resolved_at is null and record_id is not null""",
+                (store, entity)).fetchall()}
+
     def quarantine_summary(self, entity: str) -> list[dict[str, Any]]:
         with self.connect() as conn:
             return conn.execute(
