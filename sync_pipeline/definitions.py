@@ -13,6 +13,7 @@ from sync_pipeline.defs.automation import JOBS, SCHEDULES, SENSORS
 from sync_pipeline.defs.bigquery_resource import BigQueryStoreResource
 from sync_pipeline.defs.checks import build_checks, preflight
 from sync_pipeline.defs.jobs import safety_checks_job, sync_job, sync_with_safety_check
+from sync_pipeline.defs.verdict import build_verdict_asset, safety_verdict_job
 from sync_pipeline.defs.resources import (
     HubResource,
     LocalDbResource,
@@ -52,10 +53,14 @@ STORE_RESOURCES: dict[str, Any] = {
 if set(STORE_RESOURCES) != {spec.key for spec in STORES}:
     raise RuntimeError("every store of the registry needs its resource, and only those")
 
+SYNC_ASSETS = build_assets(interval_minutes=sync_interval_minutes())
+CHECKS = build_checks()
+
 defs = dg.Definitions(
-    assets=[preflight, *build_assets(interval_minutes=sync_interval_minutes())],
-    asset_checks=build_checks(),
-    jobs=[sync_job, sync_with_safety_check, safety_checks_job, *JOBS],
+    assets=[preflight, *SYNC_ASSETS,
+            build_verdict_asset([key for asset in SYNC_ASSETS for key in asset.keys], CHECKS)],
+    asset_checks=CHECKS,
+    jobs=[sync_job, sync_with_safety_check, safety_checks_job, safety_verdict_job, *JOBS],
     schedules=SCHEDULES,
     sensors=SENSORS,
     resources={

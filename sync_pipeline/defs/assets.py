@@ -80,12 +80,14 @@ def _run_store_step(context: dg.AssetExecutionContext, spec: StoreSpec, entity: 
         return _failed(context, hub, spec, entity, operation, exc)
 
 
-def _md_table(rows: list[dict[str, Any]], columns: list[str]) -> dg.MetadataValue:
+def md_table(rows: list[dict[str, Any]], columns: list[str], width: int | None = 80) -> dg.MetadataValue:
+    """Rows as a Markdown table for the UI; cells cut at `width` characters (None: whole)."""
     if not rows:
         return dg.MetadataValue.md("_none_")
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for r in rows:
-        lines.append("| " + " | ".join(str(r.get(c, "")).replace("|", "\\|")[:80] for c in columns) + " |")
+        cells = (" ".join(str(r.get(c, "")).split()).replace("|", "\\|")[:width] for c in columns)
+        lines.append("| " + " | ".join(cells) + " |")
     return dg.MetadataValue.md("\n".join(lines))
 
 
@@ -143,7 +145,7 @@ def build_hub_asset(entity: Entity, sources: list[StoreSpec], interval_minutes: 
             **stats.as_dict(),
             "golden_records": sum(1 for _, data in snapshot.values() if data is not None),
             "tombstones": sum(1 for _, data in snapshot.values() if data is None),
-            "last_conflicts": _md_table(hub.recent_conflicts(entity.name, 5),
+            "last_conflicts": md_table(hub.recent_conflicts(entity.name, 5),
                                         ["id", "record_id", "incoming_store", "winner_store", "resolution",
                                          "differing_fields"]),
         })
@@ -181,7 +183,7 @@ def build_publish_asset(spec: StoreSpec, entity: Entity, interval_minutes: int) 
             **counts,
             "batches": stats.batches,
             "duration_seconds": round(stats.seconds, 3),
-            "open_errors": _md_table(hub.recent_errors(spec.key, entity.name, 5),
+            "open_errors": md_table(hub.recent_errors(spec.key, entity.name, 5),
                                      ["id", "record_id", "operation", "error_class", "message"]),
         })
 

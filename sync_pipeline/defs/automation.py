@@ -14,6 +14,7 @@ import dagster as dg
 from sync_pipeline import pipeline
 from sync_pipeline.defs.jobs import safety_checks_job, sync_job, sync_with_safety_check
 from sync_pipeline.defs.resources import HubResource
+from sync_pipeline.defs.verdict import safety_verdict_job
 from sync_pipeline.model.entities import ENTITIES
 from sync_pipeline.settings import sync_interval_minutes
 from sync_pipeline.stores.registry import STORES
@@ -154,6 +155,13 @@ def run_failed(context: dg.RunFailureSensorContext, hub: HubResource):
     hub.hub().finish_run(context.dagster_run.run_id, "failure")
 
 
-SENSORS = [cdc_sensor, webhook_inbox_sensor, run_succeeded, run_failed]
+@dg.run_status_sensor(run_status=dg.DagsterRunStatus.SUCCESS, monitored_jobs=[safety_checks_job],
+                      request_job=safety_verdict_job, default_status=dg.DefaultSensorStatus.RUNNING,
+                      description="After a run of the checks alone, the verdict is read again from their results.")
+def verdict_after_safety_checks(context: dg.RunStatusSensorContext):
+    return dg.RunRequest(run_key=f"verdict:{context.dagster_run.run_id}", tags={"sync/trigger": "safety-checks"})
+
+
+SENSORS = [cdc_sensor, webhook_inbox_sensor, run_succeeded, run_failed, verdict_after_safety_checks]
 SCHEDULES = [sync_schedule, hourly_safety_checks, nightly_reconciliation]
 JOBS = [reconciliation_job]

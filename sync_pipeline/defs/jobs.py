@@ -6,15 +6,19 @@ from __future__ import annotations
 import dagster as dg
 
 from sync_pipeline.defs.assets import PREFLIGHT_KEY
+from sync_pipeline.defs.verdict import VERDICT_KEY
 
 # What launched a run: sensors and schedules set their own value, a run launched by a person keeps this.
 MANUAL = {"sync/trigger": "manual"}
-_SYNC_ASSETS = (dg.AssetSelection.all() - dg.AssetSelection.assets(PREFLIGHT_KEY)).without_checks()
+# Every asset of the sync with the monitoring checks beside it, so each check describes the sync it ran
+# with, and the verdict last.
+_SYNC_ASSETS = dg.AssetSelection.all() - dg.AssetSelection.assets(PREFLIGHT_KEY)
 
 sync_job = dg.define_asset_job(
     "sync_job",
     selection=_SYNC_ASSETS,
-    description="Capture every source, resolve in the hub, publish to every target.",
+    description="Capture every source, resolve in the hub, publish to every target; the monitoring checks "
+                "run beside each asset and the safety verdict comes last.",
     executor_def=dg.in_process_executor,
     tags=MANUAL,
 )
@@ -30,8 +34,8 @@ sync_with_safety_check = dg.define_asset_job(
 
 safety_checks_job = dg.define_asset_job(
     "safety_checks_job",
-    selection=dg.AssetSelection.all_asset_checks(),
+    selection=dg.AssetSelection.all_asset_checks() - dg.AssetSelection.checks_for_assets(VERDICT_KEY),
     description="Every safety check, nothing materialized: what the safety command and the hourly "
-                "schedule run.",
+                "schedule run (a sensor then refreshes the verdict).",
     executor_def=dg.in_process_executor,
 )

@@ -26,6 +26,13 @@ class Evidence(HubConnection):
                           differing_fields from sync.conflicts where entity = %s order by id desc limit %s""",
                 (entity, limit)).fetchall()
 
+    def run_errors(self, run_id: str, limit: int = 50) -> list[dict[str, Any]]:
+        """Failures recorded by one run, with their full (redacted) messages, for its verdict."""
+        with self.connect() as conn:
+            return conn.execute(
+                """select id, store, entity, record_id, operation, error_class, message from sync.errors
+                   where run_id = %s order by id limit %s""", (run_id, limit)).fetchall()
+
     def recent_errors(self, store: str, entity: str, limit: int = 10) -> list[dict[str, Any]]:
         with self.connect() as conn:
             return conn.execute(
