@@ -12,6 +12,7 @@ from typing import Any
 import dagster as dg
 
 from sync_pipeline import pipeline
+from sync_pipeline.defs.alerts import alert_on_run_failure
 from sync_pipeline.defs.jobs import safety_checks_job, sync_job, sync_with_safety_check
 from sync_pipeline.defs.resources import HubResource
 from sync_pipeline.defs.verdict import safety_verdict_job
@@ -162,6 +163,7 @@ def verdict_after_safety_checks(context: dg.RunStatusSensorContext):
     return dg.RunRequest(run_key=f"verdict:{context.dagster_run.run_id}", tags={"sync/trigger": "safety-checks"})
 
 
-SENSORS = [cdc_sensor, webhook_inbox_sensor, run_succeeded, run_failed, verdict_after_safety_checks]
+SENSORS = [cdc_sensor, webhook_inbox_sensor, run_succeeded, run_failed, verdict_after_safety_checks,
+           alert_on_run_failure]
 SCHEDULES = [sync_schedule, hourly_safety_checks, nightly_reconciliation]
 JOBS = [reconciliation_job]
