@@ -328,8 +328,10 @@ def _open_quarantine(topology, store: str = "supabase") -> list[dict]:
 
 
 def test_consistency_counts_a_quarantined_record_as_quarantined_until_fixed_at_its_source(synced, topology):
-    with psycopg.connect(topology.supabase_dsn) as conn:
-        pid = insert_person(conn, first_name=None, last_name="Nobody", email="not-an-email")
+    from sync_pipeline.sandbox import demo
+
+    demo._insert_invalid_person(topology.supabase_dsn)  # the demo's invalid person
+    pid = demo.INVALID_PERSON_ID
     assert _sync(synced.defs).success
     assert [q["record_id"] for q in _open_quarantine(topology)] == [pid]
     verdict = safety.consistency(topology.supabase, PEOPLE, topology.hub)
@@ -340,15 +342,14 @@ def test_consistency_counts_a_quarantined_record_as_quarantined_until_fixed_at_i
     assert safety.consistency(topology.local_db, PEOPLE, topology.hub).status is Status.PASS  # never reached it
 
     with psycopg.connect(topology.supabase_dsn) as conn:  # the fix the demo prints, made at the source
-        conn.execute("update public.people set first_name = 'Fixed', email = 'fixed@example.com' where id = %s",
-                     (pid,))
+        conn.execute(demo.FIX_INVALID_PERSON_SQL)
     assert _sync(synced.defs).success
     assert _open_quarantine(topology) == []
     for store in (topology.supabase, topology.local_db):
         verdict = safety.consistency(store, PEOPLE, topology.hub)
         assert verdict.status is Status.PASS, verdict.reason
         assert verdict.metadata["quarantined"] == 0
-    assert "fixed@example.com" in {p["email"] for p in topology.local_db.rows(PEOPLE)}
+    assert pid in {str(p["id"]) for p in topology.local_db.rows(PEOPLE)}
 
 
 def test_consistency_counts_a_synced_record_edited_into_quarantine_as_quarantined(synced, topology):
@@ -364,3 +365,26 @@ def test_consistency_counts_a_synced_record_edited_into_quarantine_as_quarantine
         conn.execute("update people set last_name = 'Drifted' where id <> %s", (grace["id"],))
     verdict = safety.consistency(topology.supabase, PEOPLE, topology.hub)
     assert verdict.status is Status.FAIL and "1 quarantined" in verdict.reason
+
+
+def _hub_run(topology, run_id: str) -> dict:
+    with topology.hub.connect() as conn:
+        return conn.execute("select status, finished_at from sync.runs where run_id = %s", (run_id,)).fetchone()
+
+
+def test_a_sync_run_in_process_closes_its_hub_run(synced, topology):
+    """The sandbox's first sync runs in process, before any run-status sensor exists: it closes its own run."""
+    from sync_pipeline.sandbox.launcher import execute_and_close
+
+    job = synced.defs.resolve_job_def("sync_with_safety_check")
+    with dg.DagsterInstance.ephemeral() as instance:
+        passed = execute_and_close(job, topology.hub, instance=instance, tags={"sync/trigger": "sandbox start"})
+        assert passed.success
+        run = _hub_run(topology, passed.run_id)
+        assert run["status"] == "success" and run["finished_at"] is not None
+        with psycopg.connect(topology.supabase_dsn) as conn:
+            conn.execute("drop trigger people_sync_cdc on public.people")
+        failed = execute_and_close(job, topology.hub, instance=instance)
+    assert not failed.success
+    run = _hub_run(topology, failed.run_id)
+    assert run["status"] == "failure" and run["finished_at"] is not None

@@ -5,9 +5,12 @@
 2. A replayed webhook: a delivery Twenty made is POSTed twice more, correctly signed; the receiver answers
    "duplicate" and the hub inbox keeps one row.
 3. An invalid record: a person without a first name and with a malformed e-mail is quarantined with the
-   reason, and the rest of the sync goes on.
-Then `sync_job` is launched through the running webserver's GraphQL API and the hub rows that prove each
-guarantee are printed, with where to look in the UI.
+   reason, and the rest of the sync goes on. The consistency checks count it as quarantined (a warning), not
+   as a difference: the sandbox stays safe. The demo prints the fix to make at the source (Supabase); the
+   next sync captures the fixed row and takes it out of quarantine.
+Then the gated sync (`sync_with_safety_check`: the blocking checks first, as every manual sync) is launched
+through the running webserver's GraphQL API and the hub rows that prove each guarantee are printed, with where
+to look in the UI.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from psycopg.rows import dict_row
 from sync_pipeline.sandbox.launcher import (
     LOCATION_NAME,
     REPOSITORY_NAME,
+    SandboxPaths,
     demo_id,
     graphql,
     read_sandbox_env,
@@ -35,6 +39,10 @@ from sync_pipeline.webhooks.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER,
 
 CONFLICT_PERSON_EMAIL = "marie.curie@northwind.example.org"  # a demo row of the sandbox's Supabase
 INVALID_PERSON_ID = demo_id("supabase:person:invalid")
+# What makes the invalid person valid again, run at its source; `sync.quarantine` closes on the next sync.
+FIX_INVALID_PERSON_SQL = (f"update public.people set first_name = 'Nobody', email = 'nobody@example.org' "
+                          f"where id = '{INVALID_PERSON_ID}'")
+SYNC_JOB = "sync_with_safety_check"  # every manual sync goes through the gate
 TWENTY_PERSON_ID = seed_id("person", 0)  # the stand-in's first seeded person
 RUN_TIMEOUT_SECONDS = 600
 
@@ -56,7 +64,7 @@ def run_demo(project_dir: Path) -> None:
     _title("3. An invalid record: a person without a first name and with a malformed e-mail")
     _insert_invalid_person(env["SUPABASE_DATABASE_URL"])
 
-    _title("Running sync_job through the webserver's GraphQL API")
+    _title(f"Running {SYNC_JOB} through the webserver's GraphQL API")
     run_id = _launch_sync(ui_url)
     status = _wait_for_run(ui_url, run_id)
     print(f"run {run_id}: {status}  ({ui_url}/runs/{run_id})")
@@ -70,6 +78,20 @@ def run_demo(project_dir: Path) -> None:
   Quarantined on capture          {ui_url}/assets/supabase/people_changes   (quarantined)
   Webhook hints re-read           {ui_url}/assets/twenty/people_changes
   Safety checks                   {ui_url}/assets/hub/people?view=checks""")
+    _title("Fixing the quarantined record at its source")
+    print(f"""\
+  The invalid person stays in Supabase, and in quarantine, until it is fixed there: the sync never edits
+  a source's record to make it valid. Meanwhile the checks count it as quarantined (a warning) on
+  supabase/people consistent_with_hub and hub/people quarantine. Fix it in Supabase:
+
+    source {SandboxPaths(project_dir.resolve()).env_file}
+    psql "$SUPABASE_DATABASE_URL" -c "{FIX_INVALID_PERSON_SQL}"
+
+  The next sync (the change-capture sensor starts one within a minute, or launch {SYNC_JOB}) captures the
+  fixed row, closes its quarantine (sync.quarantine.resolved_at is set) and syncs it to every store. Check:
+
+    psql "$SYNC_HUB_DATABASE_URL" -c "select record_id, reason, resolved_at from sync.quarantine where record_id = '{INVALID_PERSON_ID}'"
+    .venv/bin/sync-pipeline safety""")
 
 
 def _title(text: str) -> None:
@@ -142,13 +164,13 @@ def _insert_invalid_person(supabase_dsn: str) -> None:
 def _launch_sync(ui_url: str) -> str:
     data = graphql(f"{ui_url}/graphql", """
         mutation($selector: JobOrPipelineSelector!) {
-          launchRun(executionParams: {selector: $selector, executionMetadata: {tags: [{key: "trigger", value: "demo"}]}}) {
+          launchRun(executionParams: {selector: $selector, executionMetadata: {tags: [{key: "sync/trigger", value: "demo"}]}}) {
             __typename
             ... on LaunchRunSuccess { run { runId } }
             ... on PythonError { message }
             ... on RunConfigValidationInvalid { errors { message } }
           } }""", {"selector": {"repositoryLocationName": LOCATION_NAME, "repositoryName": REPOSITORY_NAME,
-                                "jobName": "sync_job"}})
+                                "jobName": SYNC_JOB}})
     launched = data["launchRun"]
     if launched["__typename"] != "LaunchRunSuccess":
         raise SystemExit(f"launchRun failed: {launched}")

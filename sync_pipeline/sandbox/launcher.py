@@ -27,7 +27,7 @@ import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import httpx
 import psycopg
@@ -36,6 +36,11 @@ from psycopg import sql
 from sync_pipeline.sandbox.bigquery_emulator import run_bigquery_emulator
 from sync_pipeline.sandbox.postgres import free_port, run_postgres
 from sync_pipeline.sandbox.twenty.server import run_standin
+
+if TYPE_CHECKING:
+    import dagster as dg
+
+    from sync_pipeline.hub.hub import Hub
 
 LOCATION_NAME = "sync_pipeline"
 REPOSITORY_NAME = "__repository__"
@@ -328,9 +333,12 @@ def _initial_sync(paths: SandboxPaths) -> tuple[float, bool]:
     _say("sandbox: first sync (sync_with_safety_check): the safety checks, then every store; the first one "
          "takes a while…")
     t0 = time.monotonic()
+    from sync_pipeline.hub.hub import Hub
+
     with dg.DagsterInstance.get() as instance:
-        result = defs.resolve_job_def("sync_with_safety_check").execute_in_process(
-            instance=instance, raise_on_error=False, tags={"trigger": "sandbox start"},
+        result = execute_and_close(
+            defs.resolve_job_def("sync_with_safety_check"), Hub(os.environ["SYNC_HUB_DATABASE_URL"]),
+            instance=instance, tags={"sync/trigger": "sandbox start"},
             # Step-by-step events belong in the UI; the terminal gets warnings and errors only.
             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
         seconds = time.monotonic() - t0
@@ -344,6 +352,21 @@ def _initial_sync(paths: SandboxPaths) -> tuple[float, bool]:
         if line.status != "PASS":
             _say(f"  {line.status}  {line.asset} {line.check}: {line.reason}")
     return seconds, result.success and verdict != "UNSAFE"
+
+
+def execute_and_close(job: dg.JobDefinition, hub: Hub, **kwargs: Any) -> dg.ExecuteInProcessResult:
+    """Execute a sync job in this process and close the hub's record of the run (`sync.runs`) with its
+    outcome. The run-status sensors close the runs the daemon sees; a run executed in process before
+    `dagster dev` is up (the sandbox's first sync) is one they never see, and would stay "running"."""
+    result = job.execute_in_process(raise_on_error=False, **kwargs)
+    try:
+        hub.finish_run(result.run_id, "success" if result.success else "failure")
+    except Exception as exc:  # noqa: BLE001 - the run's own outcome matters more than its log record
+        from sync_pipeline.redaction import redact_text
+
+        _say(f"sandbox: could not close run {result.run_id} in the hub's run log: {type(exc).__name__}: "
+             f"{redact_text(str(exc))}")
+    return result
 
 
 def _start_dagster(stack: contextlib.ExitStack, paths: SandboxPaths, env: dict[str, str],
@@ -403,7 +426,9 @@ sync_pipeline sandbox is ready ({ready_seconds:.0f} s; first sync {sync_seconds:
 
   Dagster UI         {ui}
   Lineage per store  {ui}/locations/{LOCATION_NAME}/asset-groups/twenty   (also supabase, local_db, hub, bigquery)
-  The sync job       {ui}/locations/{LOCATION_NAME}/jobs/sync_job   ("Materialize all" runs a sync)
+  The sync job       {ui}/locations/{LOCATION_NAME}/jobs/sync_with_safety_check   ("Materialize all" runs a
+                     sync gated by the safety checks: launch this one, not sync_job)
+  Is it safe?        .venv/bin/sync-pipeline safety   (the checks, one line each, and the verdict)
   Runs               {ui}/runs
 
   The guarantees, live (in another terminal):   .venv/bin/sync-pipeline demo
