@@ -91,6 +91,21 @@ def md_table(rows: list[dict[str, Any]], columns: list[str], width: int | None =
     return dg.MetadataValue.md("\n".join(lines))
 
 
+def conflict_rows(conflicts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per differing field of each conflict: what the hub held (and from which store), what came in,
+    and who won."""
+    rows = []
+    for c in conflicts:
+        golden, incoming = c["golden_side"] or {}, c["incoming_side"] or {}
+        for name in c["differing_fields"] or ["(deleted)"]:
+            rows.append({
+                "id": c["id"], "record_id": c["record_id"], "field": name, "winner": c["winner_store"],
+                "resolution": c["resolution"],
+                "golden": f"{(golden.get('data') or {}).get(name)!r} ({c['golden_store']})",
+                "incoming": f"{(incoming.get('data') or {}).get(name)!r} ({c['incoming_store']})"})
+    return rows
+
+
 def build_capture_asset(spec: StoreSpec, entity: Entity, interval_minutes: int) -> dg.AssetsDefinition:
     @dg.asset(
         key=capture_key(spec.key, entity),
@@ -118,6 +133,9 @@ def build_capture_asset(spec: StoreSpec, entity: Entity, interval_minutes: int) 
             "cursor_after": dg.MetadataValue.json(stats.cursor_after or {}),
             **{k: v for k, v in stats.status.items() if isinstance(v, (int, float)) and not isinstance(v, bool)},
             "duration_seconds": round(stats.seconds, 3),
+            # Listed on every capture until fixed at the source, whatever this run saw.
+            "open_quarantine": md_table(hub.open_quarantine_rows(spec.key, entity.name),
+                                        ["record_id", "reason", "quarantined_at"], width=200),
         })
 
     return _capture
@@ -145,9 +163,8 @@ def build_hub_asset(entity: Entity, sources: list[StoreSpec], interval_minutes: 
             **stats.as_dict(),
             "golden_records": sum(1 for _, data in snapshot.values() if data is not None),
             "tombstones": sum(1 for _, data in snapshot.values() if data is None),
-            "last_conflicts": md_table(hub.recent_conflicts(entity.name, 5),
-                                        ["id", "record_id", "incoming_store", "winner_store", "resolution",
-                                         "differing_fields"]),
+            "last_conflicts": md_table(conflict_rows(hub.recent_conflicts(entity.name, 5)),
+                                       ["id", "record_id", "field", "golden", "incoming", "winner", "resolution"]),
         })
 
     return _resolve

@@ -23,8 +23,17 @@ class Evidence(HubConnection):
         with self.connect() as conn:
             return conn.execute(
                 """select id, detected_at, record_id, incoming_store, golden_store, winner_store, resolution,
-                          differing_fields from sync.conflicts where entity = %s order by id desc limit %s""",
+                          differing_fields, golden_side, incoming_side
+                   from sync.conflicts where entity = %s order by id desc limit %s""",
                 (entity, limit)).fetchall()
+
+    def open_quarantine_rows(self, store: str, entity: str, limit: int = 20) -> list[dict[str, Any]]:
+        """Records waiting in quarantine for a fix at their source, newest first, with their reasons."""
+        with self.connect() as conn:
+            return conn.execute(
+                """select record_id, reason, quarantined_at from sync.quarantine
+                   where store = %s and entity = %s and resolved_at is null
+                   order by quarantined_at desc limit %s""", (store, entity, limit)).fetchall()
 
     def run_errors(self, run_id: str, limit: int = 50) -> list[dict[str, Any]]:
         """Failures recorded by one run, with their full (redacted) messages, for its verdict."""
