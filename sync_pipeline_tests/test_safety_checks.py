@@ -340,6 +340,11 @@ def test_consistency_counts_a_quarantined_record_as_quarantined_until_fixed_at_i
     assert verdict.metadata["quarantined"] == 1 and verdict.metadata["quarantined_ids"] == [pid]
     assert verdict.metadata["extra"] == [] and verdict.metadata["mismatched"] == []
     assert safety.consistency(topology.local_db, PEOPLE, topology.hub).status is Status.PASS  # never reached it
+    with dg.DagsterInstance.ephemeral() as instance:  # as the command and the UI see it: warned, not unsafe
+        lines = run_checks(synced.defs, instance)
+    assert overall(lines) == "SAFE_WITH_WARNINGS", [line for line in lines if line.status == "FAIL"]
+    [line] = [line for line in lines if (line.asset, line.check) == ("supabase/people", "consistent_with_hub")]
+    assert line.status == "WARN" and pid in line.reason
 
     with psycopg.connect(topology.supabase_dsn) as conn:  # the fix the demo prints, made at the source
         conn.execute(demo.FIX_INVALID_PERSON_SQL)
