@@ -103,7 +103,8 @@ def test_a_failing_store_is_recorded_and_the_others_go_on(topology):
         conn.execute("drop trigger people_sync_cdc on public.people")
     with psycopg.connect(t.local_dsn) as conn:
         insert_person(conn, first_name="Still synced")
-    result = _defs_with(_resources(t)).resolve_job_def("sync_job").execute_in_process()
+    result = _defs_with(_resources(t)).resolve_job_def("sync_job").execute_in_process(raise_on_error=False)
+    assert not result.success  # a failed store step fails the run (the verdict's blocking check), after the rest
     md = {e.materialization.asset_key.to_user_string(): e.materialization.metadata
           for e in result.get_asset_materialization_events()}
     assert md["supabase/people_changes"]["status"].value == "failed"
