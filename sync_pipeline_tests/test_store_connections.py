@@ -12,7 +12,7 @@ from google.cloud import bigquery
 
 from sync_pipeline.commands.safety import overall, run_checks
 from sync_pipeline.defs.bigquery_resource import BigQueryStoreResource
-from sync_pipeline.defs.resources import SupabaseResource
+from sync_pipeline.defs.resources import SupabaseResource, TwentyResource
 from sync_pipeline.safety import checks as safety
 from sync_pipeline.safety.checks import Status, Verdict
 from sync_pipeline.sandbox.postgres import free_port
@@ -131,3 +131,12 @@ def test_a_store_whose_variables_are_unset_is_not_configured(four_stores):
         lines = run_checks(four_stores.without("bigquery", BigQueryStoreResource()), instance)
     connection = next(line for line in lines if line.check == "bigquery_connection")
     assert connection.status == "WARN" and "not configured" in connection.reason
+
+
+def test_a_store_set_up_by_halves_is_a_failure_not_optional(four_stores):
+    """TWENTY_API_URL without its key is a mistake to name, not an optional store left out."""
+    half = TwentyResource(api_url="http://127.0.0.1:9/rest")
+    with dg.DagsterInstance.ephemeral() as instance:
+        lines = run_checks(four_stores.without("twenty", half), instance)
+    connection = next(line for line in lines if line.check == "twenty_connection")
+    assert connection.status == "FAIL" and "misconfigured" in connection.reason and "API key" in connection.reason

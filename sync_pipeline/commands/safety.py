@@ -37,7 +37,7 @@ def _execute(defs: dg.Definitions, instance: dg.DagsterInstance, log_level: str 
                 for checks in defs.asset_checks or [] for spec in checks.check_specs}
     step_of = {(spec.asset_key, spec.name): checks.node_def.name
                for checks in defs.asset_checks or [] for spec in checks.check_specs}
-    result = job.execute_in_process(instance=instance, raise_on_error=False, tags={"trigger": "safety-command"},
+    result = job.execute_in_process(instance=instance, raise_on_error=False, tags={"sync/trigger": "safety-command"},
                                     run_config={"loggers": {"console": {"config": {"log_level": log_level}}}})
     lines = []
     for evaluation in result.get_asset_check_evaluations():

@@ -69,12 +69,14 @@ def _run_store_step(context: dg.AssetExecutionContext, spec: StoreSpec, entity: 
     """Run a capture or publish step against one store: (hub, store, stats), or the materialization to
     return at once when the store is not configured or the step failed."""
     resource = getattr(context.resources, spec.key)
-    if not resource.configured:
+    if not (resource.configured or resource.misconfiguration):
         return _not_configured(context, spec)
     hub = context.resources.hub.hub()
     hub.start_run(context.run.run_id, run_trigger(context))
-    store = resource.store(hub)
     try:
+        if resource.misconfiguration:
+            raise ValueError(f"{spec.label} is misconfigured: {resource.misconfiguration}")
+        store = resource.store(hub)
         return hub, store, step(hub, store, entity, context.run.run_id, context.resources.sync_settings.settings())
     except Exception as exc:  # noqa: BLE001 - recorded, and the other stores go on syncing
         return _failed(context, hub, spec, entity, operation, exc)

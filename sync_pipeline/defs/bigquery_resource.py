@@ -57,6 +57,12 @@ class BigQueryStoreResource(BigQueryResource):
     def configured(self) -> bool:
         return bool(self.project)
 
+    @property
+    def misconfiguration(self) -> str | None:
+        if self.api_endpoint and not self.project:
+            return "an emulator endpoint is set but no project (BIGQUERY_EMULATOR_URL, BIGQUERY_PROJECT)"
+        return None
+
     def store(self, hub: Hub | None) -> BigQueryStore:
         """A `BigQueryStore` on this resource's client and dataset (BigQuery keeps canonical ids)."""
         client = self._contexts.enter_context(self.get_client())

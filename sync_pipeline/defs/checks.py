@@ -57,9 +57,12 @@ def _check(asset: dg.AssetKey, name: str, description: str, resources: set[str],
 
 
 def _store_check(spec: StoreSpec, evaluate: Callable[[Any, Any], Verdict]) -> Callable[[Any], Verdict]:
-    """Evaluate against the store when it is configured; an optional store that is not is a WARN."""
+    """Evaluate against the store when it is configured; an optional store that is not is a WARN, one that is
+    set up by halves is a FAIL."""
     def run(resources: Any) -> Verdict:
         resource = getattr(resources, spec.key)
+        if resource.misconfiguration:
+            return Verdict.fail(f"{spec.label} is misconfigured: {resource.misconfiguration}")
         if not resource.configured:
             return safety.not_configured(spec.label)
         return evaluate(resources, resource.store(resources.hub.hub()))

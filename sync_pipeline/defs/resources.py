@@ -23,6 +23,11 @@ class StoreResource(Protocol):
     @property
     def configured(self) -> bool: ...
 
+    @property
+    def misconfiguration(self) -> str | None:
+        """Why the settings that are given cannot work (some set, others missing); None when they can."""
+        ...
+
     def store(self, hub: Hub) -> Any: ...
 
 
@@ -52,6 +57,10 @@ class PostgresStoreResource(dg.ConfigurableResource):
     @property
     def configured(self) -> bool:
         return bool(self.dsn)
+
+    @property
+    def misconfiguration(self) -> str | None:
+        return None  # one setting: set or not
 
     def store(self, hub: Hub) -> PostgresStore:
         if not self.dsn:
@@ -86,6 +95,13 @@ class TwentyResource(dg.ConfigurableResource):
     @property
     def configured(self) -> bool:
         return bool(self.api_url and self.api_key)
+
+    @property
+    def misconfiguration(self) -> str | None:
+        if bool(self.api_url) != bool(self.api_key):
+            given, missing = ("the API URL", "its API key") if self.api_url else ("an API key", "the API URL")
+            return f"{given} is set but not {missing} (TWENTY_API_URL, TWENTY_API_KEY)"
+        return None
 
     # One client per run, so that every asset of the run shares one rate-limit budget and connection pool.
     _client: Optional[TwentyClient] = PrivateAttr(default=None)
