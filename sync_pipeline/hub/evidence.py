@@ -35,6 +35,14 @@ class Evidence(HubConnection):
                    where store = %s and entity = %s and resolved_at is null
                    order by quarantined_at desc limit %s""", (store, entity, limit)).fetchall()
 
+    def duplicate_deliveries(self, store: str, entity: str, hours: int = 24) -> int:
+        """Webhook deliveries received again (and ignored) over the last hours."""
+        with self.connect() as conn:
+            return int(one(conn.execute(
+                """select count(*) as n from sync.record_outcomes
+                   where stage = 'capture' and outcome = 'duplicate' and store = %s and entity = %s
+                     and at > now() - make_interval(hours => %s)""", (store, entity, hours)))["n"])
+
     def run_errors(self, run_id: str, limit: int = 50) -> list[dict[str, Any]]:
         """Failures recorded by one run, with their full (redacted) messages, for its verdict."""
         with self.connect() as conn:

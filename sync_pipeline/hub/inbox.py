@@ -77,13 +77,18 @@ class Inbox(HubConnection):
 
     def enqueue_webhook(self, store: str, entity: str, event_key: str, store_record_id: str | None,
                         payload: dict[str, Any]) -> bool:
-        """Store a received webhook as a hint; False if this event was received before."""
-        with self.connect() as conn:
+        """Store a received webhook as a hint; False if this event was received before (the repeat is recorded
+        as a duplicate outcome, and changes nothing else)."""
+        with self.connect() as conn, conn.transaction():
             cur = conn.execute(
                 """insert into sync.inbox (store, entity, event_key, kind, store_record_id, payload)
                    values (%s, %s, %s, 'webhook', %s, %s) on conflict (store, event_key) do nothing""",
                 (store, entity, event_key, store_record_id, Jsonb(payload)))
-            return cur.rowcount == 1
+            if cur.rowcount == 1:
+                return True
+            record_outcomes(conn, [RecordOutcome(None, store, entity, store_record_id, "capture", "duplicate",
+                                                 event_key)])
+            return False
 
     def latest_hint(self) -> int:
         """The id of the newest webhook hint still waiting (0 if none), for the inbox sensor."""

@@ -168,6 +168,11 @@ create index golden_people_email on sync.golden ((data->>'email')) where entity 
 create index golden_companies_domain on sync.golden ((data->>'domain_name'))
   where entity = 'companies' and not deleted;
 """),
+    (3, "repeated webhook deliveries", """
+-- A delivery received again is recorded (outcome 'duplicate' at capture) so that the UI can show it.
+create index record_outcomes_duplicates on sync.record_outcomes (store, entity, at)
+  where stage = 'capture' and outcome = 'duplicate';
+"""),
 ]
 
 _LOCK_KEY = 0x73796E63  # "sync": one migrator at a time per database

@@ -67,6 +67,8 @@ def test_a_delivery_made_four_times_is_stored_once_and_applied_once(topology, re
     rows = _inbox(topology)
     [row] = rows
     assert (row["kind"], row["store_record_id"]) == ("webhook", created["id"])
+    # Every repeat is counted for the UI (the capture asset's `duplicate_deliveries_24h`), and ignored.
+    assert topology.hub.duplicate_deliveries("twenty", "people") == twenty_standin.stats()["webhooks_sent"] - 1
     stats = pipeline.capture(topology.hub, twenty_store, entity("people"), "r1", SETTINGS)
     assert stats.hints == 1
     assert pipeline.resolve(topology.hub, entity("people"), "r1", SETTINGS).applied == 1
