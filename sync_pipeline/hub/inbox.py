@@ -14,16 +14,43 @@ from sync_pipeline.hub.runs import RecordOutcome, record_outcomes
 from sync_pipeline.redaction import redact
 
 
+_NUL = "\x00"
+_NUL_SHOWN = "\\u0000"  # six visible characters: Postgres text and jsonb cannot hold the NUL itself
+_NUL_NOTE = " (NUL characters shown as \\u0000)"
+
+
+def _nul_free(value: Any) -> Any:
+    """A redacted payload with every NUL character written out visibly."""
+    if isinstance(value, dict):
+        return {_nul_free(k): _nul_free(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_nul_free(v) for v in value]
+    if isinstance(value, str):
+        return value.replace(_NUL, _NUL_SHOWN)
+    return value
+
+
+def _storable(q: QuarantinedRecord) -> QuarantinedRecord:
+    """The quarantined record as the hub can store it: redacted, and NULs shown (and said so in the reason)."""
+    failures, payload = redact(q.failures), redact(q.payload)
+    clean_failures, clean_payload = _nul_free(failures), _nul_free(payload)
+    reason = q.reason.replace(_NUL, _NUL_SHOWN)
+    if (clean_failures, clean_payload, reason) != (failures, payload, q.reason):
+        reason += _NUL_NOTE
+    return QuarantinedRecord(q.store_record_id, q.event_key, reason, clean_failures, clean_payload)
+
+
 def quarantine(conn: Conn, store: str, entity: str, quarantined: Sequence[QuarantinedRecord],
                run_id: str | None, stage: str = "capture") -> None:
     """Keep invalid records out of the hub, redacted, once per event."""
+    quarantined = [_storable(q) for q in quarantined]
     with conn.cursor() as cur:
         cur.executemany(
             """insert into sync.quarantine (run_id, store, entity, record_id, event_key, reason, failures,
                                            payload)
                values (%s, %s, %s, %s, %s, %s, %s, %s) on conflict (store, entity, event_key) do nothing""",
-            [(run_id, store, entity, q.store_record_id, q.event_key, q.reason, Jsonb(redact(q.failures)),
-              Jsonb(redact(q.payload))) for q in quarantined])
+            [(run_id, store, entity, q.store_record_id, q.event_key, q.reason, Jsonb(q.failures),
+              Jsonb(q.payload)) for q in quarantined])
     record_outcomes(conn, [RecordOutcome(run_id, store, entity, q.store_record_id, stage, "quarantined",
                                          event_key=q.event_key, detail=q.reason[:500]) for q in quarantined])
 

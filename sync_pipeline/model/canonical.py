@@ -19,6 +19,9 @@ import orjson
 from sync_pipeline.model.entities import Entity, FieldType
 
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+NUL_REASON = "contains a NUL character, which Postgres cannot store"
+# Dates Postgres holds and Python cannot (year 10000 and later, BC), as a store gives them in text.
+_BEYOND_PYTHON_DATES = re.compile(r"^\s*[+-]?\d{5,}-|\bBC\s*$")
 _TRAILING_SLASHES = re.compile(r"[/\s]+$")
 DELETED_HASH = "deleted"
 
@@ -57,6 +60,8 @@ def parse_timestamp(value: Any) -> datetime:
         try:
             ts = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
         except ValueError:
+            if _BEYOND_PYTHON_DATES.search(value):
+                raise CanonicalValueError(f"{value!r} is outside the years 1 to 9999 the sync can hold") from None
             raise CanonicalValueError(f"not an ISO-8601 timestamp: {value!r}") from None
     else:
         raise CanonicalValueError(f"not a timestamp: {value!r}")
@@ -88,6 +93,8 @@ def canonical_value(ftype: FieldType, value: Any, choices: tuple[str, ...] = ())
         return None
     if isinstance(value, float) and value != value:  # NaN from pandas means missing
         return None
+    if isinstance(value, str) and "\x00" in value:
+        raise CanonicalValueError(NUL_REASON)
     match ftype:
         case FieldType.TEXT:
             return str(value)
@@ -121,8 +128,11 @@ def canonical_value(ftype: FieldType, value: Any, choices: tuple[str, ...] = ())
             raise CanonicalValueError(f"not a boolean: {value!r}")
         case FieldType.TIMESTAMP:
             ts = parse_timestamp(value)
-            # Milliseconds, Twenty's precision (docs/twenty-api.md §10.3), so a round trip is no change.
-            return format_timestamp(ts.replace(microsecond=ts.microsecond // 1000 * 1000))
+            try:
+                # Milliseconds, Twenty's precision (docs/twenty-api.md §10.3), so a round trip is no change.
+                return format_timestamp(ts.replace(microsecond=ts.microsecond // 1000 * 1000))
+            except OverflowError:  # e.g. 9999-12-31 23:00-05, year 10000 in UTC
+                raise CanonicalValueError(f"{value!r} is outside the years 1 to 9999 the sync can hold") from None
         case FieldType.ENUM:
             text = str(value).strip().upper()
             if choices and text not in choices:

@@ -14,14 +14,19 @@ from typing import Any
 import pandas as pd
 import pandera.pandas as pa
 
-from sync_pipeline.model.canonical import CanonicalValueError, canonical_record, canonical_value
+from sync_pipeline.model.canonical import NUL_REASON, CanonicalValueError, canonical_record, canonical_value
 from sync_pipeline.model.entities import Entity, Field, FieldType
 
 _NOT_EMPTY = "non-empty"
+_NO_NUL = "free of NUL characters"
+_NO_NUL_CHECK = pa.Check(lambda v: not (isinstance(v, str) and "\x00" in v), element_wise=True, ignore_na=True,
+                         name=_NO_NUL, error=_NO_NUL)
 
 
 def _type_check(f: Field) -> pa.Check:
     def convertible(value: Any) -> bool:
+        if isinstance(value, str):
+            value = value.replace("\x00", "")  # a NUL has its own check and reason
         try:
             canonical_value(f.type, value, f.choices)
         except CanonicalValueError:
@@ -38,9 +43,10 @@ def _type_check(f: Field) -> pa.Check:
 @cache
 def schema_for(entity: Entity) -> pa.DataFrameSchema:
     """The entity's contract: id and every field present, required fields not missing, values typed."""
-    columns = {"id": pa.Column(object, checks=[_type_check(Field("id", FieldType.UUID))], nullable=False)}
+    columns = {"id": pa.Column(object, checks=[_type_check(Field("id", FieldType.UUID)), _NO_NUL_CHECK],
+                               nullable=False)}
     for f in entity.fields:
-        checks = [_type_check(f)]
+        checks = [_type_check(f), _NO_NUL_CHECK]
         if f.required:
             checks.append(
                 pa.Check(lambda v: not (isinstance(v, str) and v.strip() == ""), element_wise=True,
@@ -90,6 +96,8 @@ def describe_failure(column: Any, check: Any, case: Any) -> str:
         return f"missing column {case}"
     if check == _NOT_EMPTY:
         return f"{column}: required field is empty"
+    if check == _NO_NUL:
+        return f"{column}: {NUL_REASON}"
     return f"{column}: {case!r} is not {check}"
 
 

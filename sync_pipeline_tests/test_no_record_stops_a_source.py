@@ -1,0 +1,52 @@
+"""Issue 14: a record no store should hold (a NUL character, a date past year 9999, a reference to a record
+no store has) is quarantined, refused with its reason or kept as it is; it never stops its source, the
+reconciliation or the checks, and is never silently changed."""
+
+from __future__ import annotations
+
+import psycopg
+
+from sync_pipeline import pipeline
+from sync_pipeline.model.canonical import parse_timestamp
+from sync_pipeline.model.entities import entity
+from sync_pipeline_tests.helpers import SETTINGS, people, sync_once
+
+PEOPLE = entity("people")
+NUL_REASON = "first_name: contains a NUL character, which Postgres cannot store"
+
+
+def _twenty_person(client, first: str, email: str) -> dict:
+    return client.create("people", {"name": {"firstName": first, "lastName": "Hopper"},
+                                    "emails": {"primaryEmail": email}})
+
+
+def test_a_twenty_person_with_a_nul_is_quarantined_and_the_next_edit_is_captured_in_the_same_run(
+        topology, twenty_store, twenty_client):
+    t = topology
+    stores = [twenty_store, t.supabase, t.local_db]
+    poisoned = _twenty_person(twenty_client, "A\u0000da", "ada@example.com")
+    grace = _twenty_person(twenty_client, "Grace", "grace@navy.mil")
+    twenty_client.update("people", grace["id"], {"city": "Arlington"})  # edited after the poisoned one
+
+    stats = sync_once(t.hub, stores)
+
+    capture = stats[("capture", "twenty", "people")]
+    assert (capture.read, capture.enqueued, capture.quarantined) == (2, 1, 1)
+    assert [(p["first_name"], p["city"]) for p in people(t.supabase)] == [("Grace", "Arlington")]
+    assert people(t.local_db) == people(t.supabase)
+    with t.hub.connect() as conn:
+        [q] = conn.execute("select record_id, reason, payload, failures from sync.quarantine").fetchall()
+    assert q["record_id"] == poisoned["id"]
+    assert q["reason"] == NUL_REASON + " (NUL characters shown as \\u0000)"
+    assert q["payload"]["first_name"] == "A\\u0000da" and q["failures"][0]["failure_case"] == "A\\u0000da"
+    updated_at = twenty_client.get("people", grace["id"])["updatedAt"]
+    cursor = t.hub.get_cursor("twenty", "people")
+    assert cursor is not None and parse_timestamp(cursor["watermark"]) >= parse_timestamp(updated_at)
+
+    # The poisoned record is still there, and still does not stop the next edit.
+    twenty_client.update("people", grace["id"], {"city": "New York"})
+    sync_once(t.hub, stores)
+    assert [p["city"] for p in people(t.supabase)] == ["New York"]
+    with t.hub.connect() as conn:
+        assert conn.execute("select count(*) as n from sync.quarantine where resolved_at is null"
+                            ).fetchone()["n"] >= 1
