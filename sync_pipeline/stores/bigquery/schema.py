@@ -6,7 +6,7 @@ added, never coerced, so a type mismatch is an error for a person to resolve.
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Context, Decimal
 from typing import Any
 
 from google.cloud import bigquery
@@ -88,5 +88,8 @@ def ddl_type(column: bigquery.SchemaField) -> str:
 
 
 def bq_numeric(value: Any) -> Decimal:
-    """A value as BigQuery NUMERIC stores it (9 fractional digits, half away from zero)."""
-    return Decimal(str(value)).quantize(_NUMERIC_QUANTUM, rounding=ROUND_HALF_UP)
+    """A value as BigQuery NUMERIC stores it (9 fractional digits, half away from zero). Rounded with as
+    many digits as the value needs: the default 28 fail on any value from 1e19 up."""
+    number = Decimal(str(value))
+    digits = max(number.adjusted(), 0) + 2 + 9 if number.is_finite() else 28  # +1: rounding may carry
+    return number.quantize(_NUMERIC_QUANTUM, rounding=ROUND_HALF_UP, context=Context(prec=max(digits, 28)))

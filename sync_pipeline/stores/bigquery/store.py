@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from google.api_core.exceptions import NotFound
+from google.api_core.exceptions import BadRequest, NotFound
 from google.api_core.retry import Retry
 from google.cloud import bigquery
 
@@ -28,6 +28,7 @@ from sync_pipeline.model.canonical import (
 from sync_pipeline.model.entities import ENTITIES, Entity, FieldType
 from sync_pipeline.model.entities import entity as entity_by_name
 from sync_pipeline.stores.base import ConsistencyReport, Health
+from sync_pipeline.stores.bigquery.limits import LIMITS
 from sync_pipeline.stores.bigquery.digest import checksum_hex, fold, row_digest, sql_fold, sql_row_digest
 from sync_pipeline.stores.bigquery.schema import (
     HISTORY_SCHEMA,
@@ -37,8 +38,12 @@ from sync_pipeline.stores.bigquery.schema import (
     staging_schema,
 )
 from sync_pipeline.stores.bigquery.tables import BigQueryTables
+from sync_pipeline.stores.limits import ValueLimit, refusals
 
 STORE_NAME = "bigquery"
+# A batch failing with these is refused for its data (BigQuery's 400, or a value the load's JSON cannot
+# encode): it is split to find the records at fault. Anything else (an outage) fails the batch as before.
+_REFUSED_BATCH = (BadRequest, TypeError, ValueError, ArithmeticError)
 
 
 @dataclass
@@ -56,6 +61,8 @@ class ApplyStats:
     stale: int = 0  # the warehouse already had this version or a newer one
     already_absent: int = 0  # tombstones of rows the warehouse never had
     history_rows: int = 0
+    refused: int = 0  # records not written: beyond a declared limit, or refused by BigQuery
+    split_batches: int = 0  # batches BigQuery refused, split to find the records at fault
     seconds: float = 0.0
 
     def add(self, other: ApplyStats) -> None:
@@ -81,8 +88,10 @@ class BigQueryStore:
         location: str | None = None,
         entities: Iterable[Entity] = ENTITIES,
         check_deadline: float = 20.0,
+        limits: Iterable[ValueLimit] = LIMITS,
     ) -> None:
         self._tables = BigQueryTables(client, dataset, location)
+        self.limits = tuple(limits)
         self.entities = {e.name: e for e in entities}
         self._check_retry = Retry(deadline=check_deadline)  # a health check must not hang for minutes
         self.last_apply_stats = ApplyStats()
@@ -127,8 +136,11 @@ class BigQueryStore:
     def apply(self, entity: Entity | str, records: list[GoldenRecord]) -> BigQueryApplyResult:
         """Publish golden records: one load job, one transaction of history INSERT + MERGE.
 
-        Only newer hub versions overwrite; tombstones delete; a replay changes nothing. A failure raises
-        and leaves the tables untouched (the script is one transaction), so the run can simply be retried.
+        Only newer hub versions overwrite; tombstones delete; a replay changes nothing. A record with a
+        value beyond BigQuery's types is not sent, and a batch BigQuery refuses for its data is split until
+        the refused records stand alone: both come back in `failed`, and every other record is written.
+        Any other failure raises and leaves the tables untouched (the script is one transaction), so the
+        run can simply be retried.
         """
         ent = self._entity(entity)
         self._ensure_installed()
@@ -138,26 +150,48 @@ class BigQueryStore:
         if records:
             latest = _latest_per_id(records)
             stats.duplicates_dropped = len(records) - len(latest)
-            stats.rows_loaded = len(latest)
-            synced_at = datetime.now(timezone.utc)
-            staged = (_staging_row(ent, record, synced_at) for record in latest)
-            with self._tables.staging_table(ent.name, staging_schema(ent), staged) as staging:
-                stats.load_jobs += 1
-                outcome = self._merge_entity(ent, staging)
-            stats.dml_statements += 2
-            stats.merge_statements += 1
-            counts = {op: n for op, n, _ in outcome}
-            stats.inserted, stats.updated = counts.get("insert", 0), counts.get("update", 0)
-            stats.deleted, stats.stale = counts.get("delete", 0), counts.get("stale", 0)
-            stats.already_absent = counts.get("absent", 0)
+            result.failed.update(refusals(self.limits, ent, latest))
+            pending = [[g for g in latest if g.record_id not in result.failed]]
+            while pending:
+                part = pending.pop()
+                try:
+                    self._write(ent, part, result)
+                except _REFUSED_BATCH as exc:
+                    if len(part) == 1:
+                        result.failed[part[0].record_id] = exc
+                    else:
+                        stats.split_batches += 1
+                        middle = len(part) // 2
+                        pending += [part[middle:], part[:middle]]  # the first half is written first
+            stats.refused = len(result.failed)
             stats.history_rows = stats.inserted + stats.updated + stats.deleted
-            stale_ids = {rid for op, _, ids in outcome if op == "stale" for rid in ids}
-            for record in latest:
-                (result.stale if record.record_id in stale_ids else result.applied).append(record.record_id)
         stats.seconds = time.monotonic() - started
         self.last_apply_stats = stats
         self.total_stats.add(stats)
         return result
+
+    def _write(self, ent: Entity, records: list[GoldenRecord], result: BigQueryApplyResult) -> None:
+        """One load job and one MERGE script for records with one row each; adds what they did to `result`."""
+        if not records:
+            return
+        stats = result.stats
+        synced_at = datetime.now(timezone.utc)
+        staged = [_staging_row(ent, record, synced_at) for record in records]
+        with self._tables.staging_table(ent.name, staging_schema(ent), staged) as staging:
+            stats.load_jobs += 1
+            outcome = self._merge_entity(ent, staging)
+        stats.dml_statements += 2
+        stats.merge_statements += 1
+        stats.rows_loaded += len(records)
+        counts = {op: n for op, n, _ in outcome}
+        stats.inserted += counts.get("insert", 0)
+        stats.updated += counts.get("update", 0)
+        stats.deleted += counts.get("delete", 0)
+        stats.stale += counts.get("stale", 0)
+        stats.already_absent += counts.get("absent", 0)
+        stale_ids = {rid for op, _, ids in outcome if op == "stale" for rid in ids}
+        for record in records:
+            (result.stale if record.record_id in stale_ids else result.applied).append(record.record_id)
 
     def _merge_entity(self, ent: Entity, staging: str) -> list[tuple[str, int, list[str]]]:
         target = self._tables.table_id(ent.name)
