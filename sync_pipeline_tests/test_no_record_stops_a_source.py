@@ -4,14 +4,19 @@ reconciliation or the checks, and is never silently changed."""
 
 from __future__ import annotations
 
+import uuid
+
 import psycopg
+from psycopg import sql
 
 from sync_pipeline import pipeline
+from sync_pipeline.safety import checks as safety
+from sync_pipeline.safety.checks import Status
 from sync_pipeline.model.canonical import parse_timestamp
 from sync_pipeline.model.entities import entity
 from sync_pipeline_tests.helpers import SETTINGS, people, sync_once
 
-PEOPLE = entity("people")
+PEOPLE, OPPORTUNITIES = entity("people"), entity("opportunities")
 NUL_REASON = "first_name: contains a NUL character, which Postgres cannot store"
 
 
@@ -50,3 +55,35 @@ def test_a_twenty_person_with_a_nul_is_quarantined_and_the_next_edit_is_captured
     with t.hub.connect() as conn:
         assert conn.execute("select count(*) as n from sync.quarantine where resolved_at is null"
                             ).fetchone()["n"] >= 1
+
+
+def _insert_opportunity(conn, **values) -> str:
+    row = {"id": str(uuid.uuid4()), "name": "Deal", "stage": "NEW", **values}
+    cols = sql.SQL(", ").join(map(sql.Identifier, row))
+    marks = sql.SQL(", ").join(sql.Placeholder() * len(row))
+    conn.execute(sql.SQL("insert into public.opportunities ({}) values ({})").format(cols, marks), list(row.values()))
+    return row["id"]
+
+
+def test_a_row_past_year_9999_is_quarantined_and_reconciliation_and_the_checks_still_run(four_stores, topology):
+    t = topology
+    with psycopg.connect(t.local_dsn) as conn:
+        conn.execute("set time zone 'UTC'")
+        far = _insert_opportunity(conn, name="Far", close_date="10000-01-01 00:00:00+00")
+        near = _insert_opportunity(conn, name="Near", close_date="2030-01-01 00:00:00+00")
+    stats = pipeline.capture(t.hub, t.local_db, OPPORTUNITIES, "run", SETTINGS)
+    assert (stats.enqueued, stats.quarantined) == (1, 1)
+    with t.hub.connect() as conn:
+        [q] = conn.execute("select record_id, reason from sync.quarantine").fetchall()
+    assert q["record_id"] == far and "close_date:" in q["reason"]
+
+    result = four_stores.defs.resolve_job_def("reconciliation_job").execute_in_process(raise_on_error=False)
+    assert result.success
+
+    inventory = t.local_db.inventory(OPPORTUNITIES)
+    assert inventory[far].startswith("invalid: close_date: ") and "years 1 to 9999" in inventory[far]
+    assert not inventory[near].startswith("invalid")
+    contract = safety.store_contract(t.local_db, OPPORTUNITIES, t.hub)
+    assert contract.status is Status.WARN and "close_date" in contract.reason
+    consistency = safety.consistency(t.local_db, OPPORTUNITIES, t.hub)
+    assert consistency.status is not Status.FAIL and far in consistency.metadata["quarantined_ids"]

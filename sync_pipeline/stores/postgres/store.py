@@ -47,6 +47,7 @@ from sync_pipeline.stores.postgres.ddl import (
     install_capture,
     trigger_names,
 )
+from sync_pipeline.stores.postgres.loaders import read_any_timestamp
 
 # Ids probed to tell a batch of new rows (COPY straight in) from one with updates (guarded upsert).
 _NEW_ROWS_SAMPLE = 1_000
@@ -290,12 +291,14 @@ class PostgresStore:
         """Every row with the canonical columns, as stored."""
         cols = sql.SQL(", ").join(map(sql.Identifier, ["id", *entity.field_names]))
         with self.connect() as conn:
+            read_any_timestamp(conn)  # one row out of Python's range must not stop the read
             return conn.execute(sql.SQL("select {} from {} order by id").format(cols, self.table(entity))).fetchall()
 
     def refresh(self, entity: Entity, store_ids: Sequence[str]) -> dict[str, RawChange]:
         """Rows read as they are now, as changes (for reconciliation); a missing row is a delete."""
         cols = sql.SQL(", ").join(map(sql.Identifier, ["id", *entity.field_names, "sync_version", "updated_at"]))
         with self.connect() as conn:
+            read_any_timestamp(conn)
             rows = conn.execute(sql.SQL("select {} from {} where id = any(%s::uuid[])").format(
                 cols, self.table(entity)), (list(store_ids),)).fetchall()
         for row in rows:
