@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from sync_pipeline.stores.postgres.store import LOCK_TIMEOUT_MS, STATEMENT_TIMEOUT_MS
 from sync_pipeline.stores.registry import priority_order
 
 
@@ -40,6 +41,10 @@ class SyncSettings:
     store_priority: tuple[str, ...] = field(default_factory=priority_order)
     # Reconciliation turns records absent from a store into deletes only below this share of the live ones.
     reconcile_delete_threshold: float = 0.05
+    # Bounded waits in a Postgres store: a statement waiting on an application's row lock longer than this
+    # fails, and its rows wait for the next run; none runs longer than the statement timeout.
+    lock_timeout_ms: int = LOCK_TIMEOUT_MS
+    statement_timeout_ms: int = STATEMENT_TIMEOUT_MS
     thresholds: Thresholds = field(default_factory=Thresholds)
 
 

@@ -53,6 +53,10 @@ class PostgresStoreResource(dg.ConfigurableResource):
     sslmode: Optional[str] = Field(default=None, description="libpq sslmode")
     transaction_pooler: bool = Field(
         default=False, description="Connected through a transaction pooler (no prepared statements)")
+    lock_timeout_ms: int = Field(default=DEFAULTS.lock_timeout_ms,
+                                 description="A statement waiting on a row lock this long gives up its rows")
+    statement_timeout_ms: int = Field(default=DEFAULTS.statement_timeout_ms,
+                                      description="No statement against the store runs longer")
 
     @property
     def configured(self) -> bool:
@@ -66,7 +70,8 @@ class PostgresStoreResource(dg.ConfigurableResource):
         if not self.dsn:
             raise dg.Failure(f"{self.spec.label} is not configured")
         return PostgresStore(self.spec.key, self.dsn, id_map=hub.id_map(self.spec.key), schema=self.schema_name,
-                             sslmode=self.sslmode, transaction_pooler=self.transaction_pooler)
+                             sslmode=self.sslmode, transaction_pooler=self.transaction_pooler,
+                             lock_timeout_ms=self.lock_timeout_ms, statement_timeout_ms=self.statement_timeout_ms)
 
 
 class LocalDbResource(PostgresStoreResource):

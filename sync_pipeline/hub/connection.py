@@ -11,6 +11,7 @@ from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import Jsonb
 
 from sync_pipeline.hub.migrations import migrate
+from sync_pipeline.redaction import dsn_secrets, secrets_redacted
 
 Conn: TypeAlias = psycopg.Connection[DictRow]
 
@@ -33,11 +34,15 @@ class HubConnection:
 
     def __init__(self, dsn: str, **connect_kwargs: Any) -> None:
         self._dsn = dsn
+        self._secrets = dsn_secrets(dsn)
         self._connect_kwargs = {"connect_timeout": 10, **connect_kwargs}
 
     @contextmanager
     def connect(self) -> Iterator[Conn]:
-        with psycopg.connect(self._dsn, row_factory=dict_row, **self._connect_kwargs) as conn:
+        # A malformed URL's password, which libpq quotes in its error, is masked there.
+        with secrets_redacted(*self._secrets):
+            conn = psycopg.connect(self._dsn, row_factory=dict_row, **self._connect_kwargs)
+        with conn:
             yield conn
 
     def migrate(self) -> list[int]:

@@ -25,7 +25,7 @@ from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import set_json_loads
 
 from sync_pipeline.engine.records import ApplyResult, GoldenRecord
-from sync_pipeline.redaction import redact_text
+from sync_pipeline.redaction import dsn_secrets, redact_text, secrets_redacted
 from sync_pipeline.model.canonical import CanonicalValueError, canonical_record, content_hash, python_value
 from sync_pipeline.model.entities import ENTITIES, Entity, FieldType
 from sync_pipeline.stores.base import (
@@ -51,6 +51,15 @@ from sync_pipeline.stores.postgres.loaders import read_any_timestamp
 
 # Ids probed to tell a batch of new rows (COPY straight in) from one with updates (guarded upsert).
 _NEW_ROWS_SAMPLE = 1_000
+# Bounded waits: an application's row lock delays its rows, never the run (`SyncSettings` holds the same).
+LOCK_TIMEOUT_MS = 5_000
+STATEMENT_TIMEOUT_MS = 300_000
+# Writes of a batch tried after a lock timeout, each without the rows found locked.
+_LOCK_ATTEMPTS = 3
+
+
+class RowLocked(Exception):
+    """An application held the row locked longer than the lock timeout; the next run writes it."""
 
 
 class PostgresStore:
@@ -58,11 +67,14 @@ class PostgresStore:
 
 
     def __init__(self, name: str, dsn: str, *, id_map: IdMap | None = None, schema: str = "public",
-                 sslmode: str | None = None, transaction_pooler: bool = False, connect_timeout: int = 10) -> None:
+                 sslmode: str | None = None, transaction_pooler: bool = False, connect_timeout: int = 10,
+                 lock_timeout_ms: int = LOCK_TIMEOUT_MS, statement_timeout_ms: int = STATEMENT_TIMEOUT_MS) -> None:
         self.name = name
         self.id_map = id_map or SameIds()
         self.schema = schema
         self._dsn = dsn
+        self._secrets = dsn_secrets(dsn)
+        self._timeouts = (str(lock_timeout_ms), str(statement_timeout_ms))
         self._kwargs: dict[str, Any] = {"connect_timeout": connect_timeout}
         if sslmode:
             self._kwargs["sslmode"] = sslmode
@@ -72,7 +84,15 @@ class PostgresStore:
 
     @contextmanager
     def connect(self) -> Iterator[psycopg.Connection[DictRow]]:
-        with psycopg.connect(self._dsn, row_factory=dict_row, **self._kwargs) as conn:
+        """One connection, one transaction (committed when the block ends), under the lock and statement
+        timeouts. A malformed URL's password, which libpq quotes in its error, is masked there."""
+        with secrets_redacted(*self._secrets):
+            conn = psycopg.connect(self._dsn, row_factory=dict_row, **self._kwargs)
+        with conn:
+            # Local to the transaction, which is the connection's whole work: a transaction pooler refuses
+            # startup options and would hand a session setting to other clients.
+            conn.execute("select set_config('lock_timeout', %s, true), set_config('statement_timeout', %s, true)",
+                         self._timeouts)
             # jsonb numerics as Decimal: floats would lose money's precision.
             set_json_loads(partial(json.loads, parse_float=Decimal), conn)
             yield conn
@@ -184,6 +204,7 @@ class PostgresStore:
         types = ["uuid", *(PG_TYPES[f.type] for f in entity.fields), "int8", "timestamptz"]
         stale_rows: set[str] = set()
         deleted_rows: list[str] = []
+        locked: set[str] = set()  # rows an application holds locked: left for the next run
         with self.connect() as conn, conn.transaction():
             conn.execute("select set_config(%s, 'sync', true)", (WRITER_SETTING,))
             cols = sql.SQL(", ").join(map(sql.Identifier, columns))
@@ -191,7 +212,7 @@ class PostgresStore:
             def copy_into(cur: psycopg.Cursor[DictRow], target: sql.Composable) -> None:
                 with cur.copy(sql.SQL("copy {} ({}) from stdin (format binary)").format(target, cols)) as copy:
                     copy.set_types(types)
-                    for row in self._copy_rows(entity, latest):
+                    for row in self._copy_rows(entity, {i: g for i, g in latest.items() if i not in locked}):
                         copy.write_row(row)
 
             copied_directly = False
@@ -204,53 +225,98 @@ class PostgresStore:
                         cur.adapters.register_dumper(None, _UuidTextBinaryDumper)
                         copy_into(cur, table)
                     copied_directly = True
-                except psycopg.errors.UniqueViolation:
+                except (psycopg.errors.UniqueViolation, psycopg.errors.LockNotAvailable):
                     pass
-            if latest and not copied_directly:
-                stage = sql.Identifier(f"stage_{entity.name}")
-                conn.execute(sql.SQL("create temp table {} (like {} including defaults) on commit drop").format(
-                    stage, table))
-                with conn.cursor() as cur:
-                    cur.adapters.register_dumper(None, _UuidTextBinaryDumper)
-                    copy_into(cur, stage)
-                    # Rows that exist are updated through a join, cheaper than an upsert's speculative insert
-                    # of each; what is left goes through the version-guarded upsert, which also settles a row
-                    # another writer inserts meanwhile. Both statements carry the same version guard.
-                    cur.execute(sql.SQL("""
-                        update {t} set {assign} from {stage} s
-                        where {t}.id = s.id and s.sync_version > {t}.sync_version""").format(
-                        t=table, stage=stage, assign=sql.SQL(", ").join(
-                            sql.SQL("{0} = s.{0}").format(sql.Identifier(c)) for c in columns[1:])))
-                    written = cur.rowcount
-                    if written < len(latest):
-                        cur.execute(sql.SQL("""
-                            insert into {t} ({cols}) select {cols} from {stage} s
-                            where not exists (select 1 from {t} where {t}.id = s.id)
-                            on conflict (id) do update set {updates}
-                            where excluded.sync_version > {t}.sync_version""").format(
-                            t=table, cols=cols, stage=stage, updates=sql.SQL(", ").join(
-                                sql.SQL("{0} = excluded.{0}").format(sql.Identifier(c)) for c in columns[1:])))
-                        written += cur.rowcount
-                    # The row counts say whether the guard skipped any row; only then name them: the rows
-                    # this transaction did not write (xmin). Cheaper than RETURNING every written id.
-                    if written < len(latest):
-                        cur.execute(sql.SQL("""
-                            select s.id::text as id from {stage} s join {t} t on t.id = s.id
-                            where t.xmin <> pg_current_xact_id()::xid""").format(t=table, stage=stage))
-                        stale_rows = {r["id"] for r in cur.fetchall()}
-            if deletes:
-                rows = conn.execute(sql.SQL("""
-                    delete from {t} t using unnest(%s::uuid[], %s::int8[]) as d(id, version)
-                    where t.id = d.id and t.sync_version < d.version
-                    returning t.id::text as id""").format(t=table),
-                    ([row_ids[g.record_id] for g in deletes], [g.version for g in deletes])).fetchall()
-                deleted_rows = [r["id"] for r in rows]
-        written_rows = [row_id for row_id in latest if row_id not in stale_rows] + deleted_rows
+            # A statement that waits past the lock timeout fails its savepoint; the rows an application
+            # holds are then found (the others locked by us meanwhile) and the batch written without them.
+            for attempt in range(1, _LOCK_ATTEMPTS + 1):
+                try:
+                    with conn.transaction():
+                        if latest and not copied_directly:
+                            stale_rows = self._upsert(conn, entity, table, columns, copy_into,
+                                                      len(latest) - len(locked & latest.keys()))
+                        if deletes:
+                            deleted_rows = self._delete(conn, table, [
+                                (row_ids[g.record_id], g.version) for g in deletes
+                                if row_ids[g.record_id] not in locked])
+                    break
+                except psycopg.errors.LockNotAvailable:
+                    if attempt == _LOCK_ATTEMPTS:
+                        raise
+                    locked |= self._locked_rows(conn, table, [*latest, *(row_ids[g.record_id] for g in deletes)])
+        written_rows = [row_id for row_id in latest if row_id not in stale_rows | locked] + deleted_rows
         result.applied = [record_of_row[row_id] for row_id in written_rows]
-        done = set(result.applied)
+        result.failed = {record_of_row[row_id]: RowLocked(
+            f"row locked by another transaction for over {self._timeouts[0]} ms; retried next run")
+            for row_id in locked}
+        done = set(result.applied) | result.failed.keys()
         result.stale = [g.record_id for g in records if g.record_id not in done]
         result.store_ids = {g.record_id: row_ids[g.record_id] for g in records}
         return result
+
+    @staticmethod
+    def _upsert(conn: psycopg.Connection[DictRow], entity: Entity, table: sql.Identifier, columns: list[str],
+                copy_into: Callable[[psycopg.Cursor[DictRow], sql.Composable], None], rows: int) -> set[str]:
+        """Stage the batch's `rows` rows, update those that exist and insert the rest, each under the version
+        guard; returns the rows the guard skipped."""
+        stage = sql.Identifier(f"stage_{entity.name}")
+        cols = sql.SQL(", ").join(map(sql.Identifier, columns))
+        conn.execute(sql.SQL("create temp table {} (like {} including defaults) on commit drop").format(
+            stage, table))
+        with conn.cursor() as cur:
+            cur.adapters.register_dumper(None, _UuidTextBinaryDumper)
+            copy_into(cur, stage)
+            # Rows that exist are updated through a join, cheaper than an upsert's speculative insert
+            # of each; what is left goes through the version-guarded upsert, which also settles a row
+            # another writer inserts meanwhile. Both statements carry the same version guard.
+            cur.execute(sql.SQL("""
+                update {t} set {assign} from {stage} s
+                where {t}.id = s.id and s.sync_version > {t}.sync_version""").format(
+                t=table, stage=stage, assign=sql.SQL(", ").join(
+                    sql.SQL("{0} = s.{0}").format(sql.Identifier(c)) for c in columns[1:])))
+            written = cur.rowcount
+            if written < rows:
+                cur.execute(sql.SQL("""
+                    insert into {t} ({cols}) select {cols} from {stage} s
+                    where not exists (select 1 from {t} where {t}.id = s.id)
+                    on conflict (id) do update set {updates}
+                    where excluded.sync_version > {t}.sync_version""").format(
+                    t=table, cols=cols, stage=stage, updates=sql.SQL(", ").join(
+                        sql.SQL("{0} = excluded.{0}").format(sql.Identifier(c)) for c in columns[1:])))
+                written += cur.rowcount
+            # The row counts say whether the guard skipped any row; only then name them: the rows
+            # this (sub)transaction did not write, whose xmin is not the stage's. Cheaper than RETURNING
+            # every written id.
+            if written < rows:
+                cur.execute(sql.SQL("""
+                    select s.id::text as id from {stage} s join {t} t on t.id = s.id
+                    where t.xmin <> s.xmin""").format(t=table, stage=stage))
+                return {r["id"] for r in cur.fetchall()}
+        return set()
+
+    @staticmethod
+    def _delete(conn: psycopg.Connection[DictRow], table: sql.Identifier,
+                versions: list[tuple[str, int]]) -> list[str]:
+        """Delete rows older than their tombstone; returns the rows deleted."""
+        if not versions:
+            return []
+        rows = conn.execute(sql.SQL("""
+            delete from {t} t using unnest(%s::uuid[], %s::int8[]) as d(id, version)
+            where t.id = d.id and t.sync_version < d.version
+            returning t.id::text as id""").format(t=table),
+            ([i for i, _ in versions], [v for _, v in versions])).fetchall()
+        return [r["id"] for r in rows]
+
+    @staticmethod
+    def _locked_rows(conn: psycopg.Connection[DictRow], table: sql.Identifier, row_ids: list[str]) -> set[str]:
+        """Those of the rows another transaction holds locked. The others are locked by this transaction
+        on the way, so that writing them cannot wait any more."""
+        rows = conn.execute(sql.SQL("""
+            with ours as (select id from {t} where id = any(%s::text[]::uuid[]) for update skip locked)
+            select t.id::text as id from {t} t
+            where t.id = any(%s::text[]::uuid[]) and not exists (select 1 from ours where ours.id = t.id)""").format(
+            t=table), (row_ids, row_ids)).fetchall()
+        return {r["id"] for r in rows}
 
     @staticmethod
     def _any_exists(conn: psycopg.Connection[DictRow], table: sql.Identifier, row_ids: list[str]) -> bool:
