@@ -41,7 +41,11 @@ def webhooks(host: str, port: int) -> None:
 @main.command()
 @click.option("--port", default=3000, show_default=True, type=int, help="Port of the Dagster UI")
 @click.option("--no-ui", is_flag=True, help="Start the stores, sync once and stop (no Dagster UI)")
-def sandbox(port: int, no_ui: bool) -> None:
+@click.option("--dagster-storage", type=click.Choice(["sqlite", "postgres"]), default="sqlite", show_default=True,
+              help="Where Dagster keeps runs, event logs and schedules: SQLite under .sandbox/dagster_home, or "
+                   "the production instance of dagster.yaml (a `dagster` database on the sandbox's Postgres, "
+                   "the queued run coordinator). Each keeps its own history.")
+def sandbox(port: int, no_ui: bool, dagster_storage: str) -> None:
     """Run the whole topology locally (Postgres as local DB + Supabase, BigQuery emulator, Twenty stand-in,
     webhook receiver) and serve it in the Dagster UI. Run from the project directory; Ctrl-C stops it."""
     from pathlib import Path
@@ -50,7 +54,7 @@ def sandbox(port: int, no_ui: bool) -> None:
 
     if not Path("workspace.yaml").exists():
         raise click.UsageError("run it from the project directory (where workspace.yaml is)")
-    run_sandbox(Path.cwd(), port=port, ui=not no_ui)
+    run_sandbox(Path.cwd(), port=port, ui=not no_ui, dagster_storage=dagster_storage)
 
 
 @main.command()

@@ -18,6 +18,12 @@ from sync_pipeline.stores.registry import STORES, sync_log_host
 
 HUB_GROUP = "hub"
 PREFLIGHT_KEY = dg.AssetKey(["safety", "preflight"])  # the gate: its blocking checks guard every capture
+# A store's failure is recorded and returned, not raised: a step raises when the hub itself failed (a dropped
+# connection, a failover, a deadlock) or the warehouse refused the sync log. Every step is idempotent (the
+# inbox dedupes, publishing skips what a store already holds), so it is tried twice more, about 5 s then 10 s
+# later, before the run fails.
+TRANSIENT_RETRY = dg.RetryPolicy(max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL,
+                                 jitter=dg.Jitter.PLUS_MINUS)
 
 
 def capture_key(store: str, entity: Entity) -> dg.AssetKey:
@@ -119,6 +125,7 @@ def build_capture_asset(spec: StoreSpec, entity: Entity, interval_minutes: int) 
         required_resource_keys={"hub", "sync_settings", spec.key},
         freshness_policy=freshness(interval_minutes),
         tags={"stage": "capture"},
+        retry_policy=TRANSIENT_RETRY,
     )
     def _capture(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         step = _run_store_step(context, spec, entity, "capture", pipeline.capture)
@@ -155,6 +162,7 @@ def build_hub_asset(entity: Entity, sources: list[StoreSpec], interval_minutes: 
         required_resource_keys={"hub", "sync_settings"},
         freshness_policy=freshness(interval_minutes),
         tags={"stage": "resolve"},
+        retry_policy=TRANSIENT_RETRY,
     )
     def _resolve(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         hub = context.resources.hub.hub()
@@ -187,6 +195,7 @@ def build_publish_asset(spec: StoreSpec, entity: Entity, interval_minutes: int) 
         required_resource_keys={"hub", "sync_settings", spec.key},
         freshness_policy=freshness(interval_minutes),
         tags={"stage": "publish"},
+        retry_policy=TRANSIENT_RETRY,
     )
     def _publish(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         step = _run_store_step(context, spec, entity, "publish", pipeline.publish)
@@ -226,6 +235,7 @@ def build_sync_log_asset(host: StoreSpec, publish_keys: list[dg.AssetKey],
         required_resource_keys={"hub", host.key},
         freshness_policy=freshness(interval_minutes),
         tags={"stage": "publish"},
+        retry_policy=TRANSIENT_RETRY,
     )
     def _sync_log(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         resource = getattr(context.resources, host.key)

@@ -34,6 +34,7 @@ import psycopg
 from psycopg import sql
 
 from sync_pipeline.sandbox.bigquery_emulator import run_bigquery_emulator
+from sync_pipeline.sandbox.dagster_instance import DAGSTER_DB_NAME, postgres_instance_env, write_instance_yaml
 from sync_pipeline.sandbox.postgres import free_port, run_postgres
 from sync_pipeline.sandbox.twenty.server import run_standin
 
@@ -106,8 +107,9 @@ class SandboxPaths:
         return self.project_dir / ".env"
 
 
-def run_sandbox(project_dir: Path, port: int = 3000, ui: bool = True) -> None:
-    """Start the sandbox; with `ui`, serve Dagster until Ctrl-C, else sync once and stop."""
+def run_sandbox(project_dir: Path, port: int = 3000, ui: bool = True, dagster_storage: str = "sqlite") -> None:
+    """Start the sandbox; with `ui`, serve Dagster until Ctrl-C, else sync once and stop. `dagster_storage`
+    "postgres" runs the production instance (see `sandbox/dagster_instance.py`)."""
     paths = SandboxPaths(project_dir.resolve())
     for directory in (paths.root, paths.logs, paths.dagster_home):
         directory.mkdir(parents=True, exist_ok=True)
@@ -119,7 +121,7 @@ def run_sandbox(project_dir: Path, port: int = 3000, ui: bool = True) -> None:
     started = time.monotonic()
     with contextlib.ExitStack() as stack:
         try:
-            env = _start_stores(stack, paths)
+            env = _start_stores(stack, paths, dagster_storage)
             if ui:
                 env["SYNC_SANDBOX_UI_URL"] = f"http://127.0.0.1:{port}"
             _write_env(paths, env)
@@ -146,8 +148,9 @@ def _say(message: str) -> None:
     print(message, flush=True)
 
 
-def _start_stores(stack: contextlib.ExitStack, paths: SandboxPaths) -> dict[str, str]:
-    """Every store and the receiver; returns the environment that points the code location at them."""
+def _start_stores(stack: contextlib.ExitStack, paths: SandboxPaths, dagster_storage: str) -> dict[str, str]:
+    """Every store, the receiver and the Dagster instance's configuration; returns the environment that
+    points the code location and Dagster at them."""
     t0 = time.monotonic()
     postgres = stack.enter_context(run_postgres(paths.postgres, durable=True))
     local_dsn = postgres.create_database(LOCAL_DB_NAME)
@@ -180,6 +183,14 @@ def _start_stores(stack: contextlib.ExitStack, paths: SandboxPaths) -> dict[str,
         "BIGQUERY_EMULATOR_URL": emulator.endpoint,
         "DAGSTER_HOME": str(paths.dagster_home),
     }
+    if dagster_storage == "postgres":
+        postgres.create_database(DAGSTER_DB_NAME)
+        env.update(postgres_instance_env(postgres))
+    # The instance's configuration, from the project's dagster.yaml: DAGSTER_HOME must hold it.
+    write_instance_yaml(paths.project_dir / "dagster.yaml", paths.dagster_home, dagster_storage)
+    where = (f"Postgres database {DAGSTER_DB_NAME!r} (the production instance)" if dagster_storage == "postgres"
+             else f"SQLite under {paths.dagster_home}")
+    _say(f"sandbox: Dagster instance: runs, event logs and schedules in {where}")
     # The code location reads its settings when `sync_pipeline.definitions` is imported: set them first.
     os.environ.update(env)
     _install(local_dsn, supabase_dsn)
@@ -328,8 +339,6 @@ def _initial_sync(paths: SandboxPaths) -> tuple[float, bool]:
     from sync_pipeline.definitions import defs
     from sync_pipeline.commands.safety import overall, run_checks
 
-    # The project's dagster.yaml is the instance's configuration; DAGSTER_HOME (set above) must hold it.
-    shutil.copyfile(paths.project_dir / "dagster.yaml", paths.dagster_home / "dagster.yaml")
     _say("sandbox: first sync (sync_with_safety_check): the safety checks, then every store; the first one "
          "takes a while…")
     t0 = time.monotonic()
