@@ -21,8 +21,8 @@ from sync_pipeline.stores.base import (
     live_data,
     translate_references,
 )
-from sync_pipeline.stores.twenty.client import TwentyClient
 from sync_pipeline.stores.limits import refusals
+from sync_pipeline.stores.twenty.client import TwentyClient
 from sync_pipeline.stores.twenty.errors import TwentyAuthError, TwentyError, TwentyNotFound
 from sync_pipeline.stores.twenty.limits import LIMITS
 from sync_pipeline.stores.twenty.mapping import MappingError, to_canonical, to_twenty
@@ -145,7 +145,7 @@ class TwentyStore:
         result = ApplyResult()
         known = self.id_map.to_store(entity.name, [g.record_id for g in records])
         # A value Twenty cannot hold fails alone, unsent: in a batch it would fail every record (an
-        # amountMicros beyond 64 bits cannot even be encoded as the request's JSON).
+        # amountMicros from 2^64 up cannot even be encoded as the request's JSON).
         result.failed.update(refusals(LIMITS, entity, records))
         upserts = [g for g in records if not g.deleted and g.record_id not in result.failed]
         # References go out as Twenty's ids. A record whose referenced record is alive in the hub but not
