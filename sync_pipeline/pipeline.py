@@ -150,6 +150,7 @@ def publish(hub: Hub, store: TargetStore, entity: Entity, run_id: str | None, se
     started = time.monotonic()
     stats = PublishStats()
     after = None
+    held: dict[str, int] = {}  # record id -> the version the store now holds (written, or already there)
     batch_size = batch_size or store_spec(store.name).publish_batch_size or settings.batch_size
     while records := hub.unseen_by(store.name, entity.name, batch_size, after):
         after = records[-1].record_id
@@ -160,7 +161,8 @@ def publish(hub: Hub, store: TargetStore, entity: Entity, run_id: str | None, se
         except Exception as exc:  # noqa: BLE001 - every failure is recorded, none stops the other batches
             stats.errors += len(records)
             hub.record_error(store=store.name, entity=entity.name, operation="publish", error=exc, run_id=run_id,
-                             payload={"record_ids": [g.record_id for g in records[:20]]})
+                             payload={"record_ids": [g.record_id for g in records[:20]]},
+                             record_ids=[g.record_id for g in records])
             stats.error_messages.append(f"{type(exc).__name__}: {exc}"[:300])
             continue
         for record_id, error in result.failed.items():
@@ -171,12 +173,23 @@ def publish(hub: Hub, store: TargetStore, entity: Entity, run_id: str | None, se
         written = [g for g in records if g.record_id not in result.failed]
         hub.mark_seen(store.name, written, result.store_ids, run_id)
         hub.close_record_errors(store.name, entity.name, [g.record_id for g in written])
+        held.update((g.record_id, g.version) for g in written)
         stats.applied += len(result.applied)
         stats.stale += len(result.stale)
     if not stats.errors:
         hub.close_step_errors(store.name, entity.name, "publish")  # this step went through
+    hub.close_errors_of_held(store.name, entity.name, held)  # a failed batch whose records all went through
     stats.seconds = time.monotonic() - started
     return stats
+
+
+def close_errors_found_held(hub: Hub, store: str, entity: Entity, golden: dict[str, tuple[int, Any]],
+                            live: dict[str, str], inventory: dict[str, str]) -> int:
+    """Close the publish errors of records a store's listing shows at their golden version (the same content,
+    or absent for a deleted record): a write that landed although its request failed, never retried."""
+    held = {i: golden[i][0] for i in live.keys() & inventory.keys() if live[i] == inventory[i]}
+    held.update((i, version) for i, (version, data) in golden.items() if data is None and i not in inventory)
+    return hub.close_errors_of_held(store, entity.name, held)
 
 
 @dataclass
@@ -213,6 +226,7 @@ def reconcile(hub: Hub, store: ReconcilableStore, entity: Entity, run_id: str | 
     different = [i for i in inventory.keys() & live.keys() if inventory[i] != live[i]]
     resend = sorted((missing - held.keys()) | set(different) | set(tombstoned))
     stats.resent = hub.reassert(entity.name, resend, run_id) if resend else 0
+    close_errors_found_held(hub, store.name, entity, golden, live, inventory)
     if not isinstance(store, Source):
         stats.unknown_in_store = len(unknown)
         return stats

@@ -159,8 +159,9 @@ class Evidence(HubConnection):
 
     def api_usage(self, store: str, runs: int, rate_limited_errors: Sequence[str]) -> dict[str, Any]:
         """Requests, 429s and seconds throttled over the recent runs, and the errors of the classes that mean
-        the store's rate limit was hit. A run's client is shared by its steps, so its counters are
-        cumulative: each run counts its largest figure."""
+        the store's rate limit was hit that are still open (one closed because its record later landed is
+        no failure). A run's client is shared by its steps, so its counters are cumulative: each run counts
+        its largest figure."""
         with self.connect() as conn:
             recent = _recent_runs(conn, runs)
             usage = one(conn.execute(
@@ -177,5 +178,6 @@ class Evidence(HubConnection):
                    from per_run""", (recent, f"%:{store}:%")))
             failures = one(conn.execute(
                 """select count(*) as n from sync.errors where store = %s and run_id = any(%s)
-                     and error_class = any(%s)""", (store, recent, list(rate_limited_errors))))["n"]
+                     and error_class = any(%s) and resolved_at is null""",
+                (store, recent, list(rate_limited_errors))))["n"]
         return {**usage, "rate_limit_failures": failures, "runs": len(recent)}

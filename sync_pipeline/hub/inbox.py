@@ -46,9 +46,18 @@ def quarantine(conn: Conn, store: str, entity: str, quarantined: Sequence[Quaran
     quarantined = [_storable(q) for q in quarantined]
     with conn.cursor() as cur:
         cur.executemany(
-            """insert into sync.quarantine (run_id, store, entity, record_id, event_key, reason, failures,
-                                           payload)
-               values (%s, %s, %s, %s, %s, %s, %s, %s) on conflict (store, entity, event_key) do nothing""",
+            # One open row per record: a new sighting updates it (a replayed event is not counted again).
+            """with v (run_id, store, entity, record_id, event_key, reason, failures, payload) as (
+                 values (%s::text, %s::text, %s::text, %s::text, %s::text, %s::text, %s::jsonb, %s::jsonb)),
+               seen as (
+                 update sync.quarantine q set reason = v.reason, failures = v.failures, payload = v.payload,
+                   last_seen_at = now(), times_seen = q.times_seen + (q.event_key <> v.event_key)::int
+                 from v where q.store = v.store and q.entity = v.entity and q.record_id = v.record_id
+                   and q.resolved_at is null
+                 returning q.id)
+               insert into sync.quarantine (run_id, store, entity, record_id, event_key, reason, failures,
+                                            payload)
+               select * from v where not exists (select from seen) on conflict do nothing""",
             [(run_id, store, entity, q.store_record_id, q.event_key, q.reason, Jsonb(q.failures),
               Jsonb(q.payload)) for q in quarantined])
     record_outcomes(conn, [RecordOutcome(run_id, store, entity, q.store_record_id, stage, "quarantined",

@@ -173,6 +173,35 @@ create index golden_companies_domain on sync.golden ((data->>'domain_name'))
 create index record_outcomes_duplicates on sync.record_outcomes (store, entity, at)
   where stage = 'capture' and outcome = 'duplicate';
 """),
+    (4, "bookkeeping that tells the truth", """
+-- A quarantined record is one open row however often it is seen: later sightings update it.
+alter table sync.quarantine add column last_seen_at timestamptz not null default now(),
+                            add column times_seen   int         not null default 1;
+update sync.quarantine set last_seen_at = quarantined_at;
+-- Collapse the open rows of a record into its latest (reason and payload as last seen), first seen kept.
+with open_rows as (
+  select id, first_value(id) over w as keep, count(*) over w as n,
+         min(quarantined_at) over w as first_seen, max(quarantined_at) over w as last_seen
+  from sync.quarantine where resolved_at is null and record_id is not null
+  window w as (partition by store, entity, record_id order by quarantined_at desc, id desc
+               rows between unbounded preceding and unbounded following)),
+kept as (
+  update sync.quarantine q set times_seen = o.n, quarantined_at = o.first_seen, last_seen_at = o.last_seen
+  from open_rows o where q.id = o.id and o.id = o.keep and o.n > 1)
+delete from sync.quarantine q using open_rows o where q.id = o.id and o.id <> o.keep;
+create unique index quarantine_open_record on sync.quarantine (store, entity, record_id)
+  where resolved_at is null and record_id is not null;
+
+-- A failed batch names all its records (the payload is a redacted excerpt cut at 20 items), so it closes once
+-- they all landed. Older errors are taken over only where their excerpt cannot have been cut.
+alter table sync.errors add column record_ids text[];
+update sync.errors
+  set record_ids = array(select jsonb_array_elements_text(payload_excerpt->'payload'->'record_ids'))
+  where record_id is null and jsonb_typeof(payload_excerpt->'payload'->'record_ids') = 'array'
+    and jsonb_array_length(payload_excerpt->'payload'->'record_ids') < 20;
+-- The open errors of a store are what the checks and the closing statements read.
+create index errors_open on sync.errors (store, entity) where resolved_at is null;
+"""),
 ]
 
 _LOCK_KEY = 0x73796E63  # "sync": one migrator at a time per database

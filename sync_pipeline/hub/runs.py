@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import traceback
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 from psycopg.types.json import Jsonb
@@ -61,17 +61,19 @@ class RunLog(HubConnection):
 
     def record_error(self, *, store: str, operation: str, error: BaseException, run_id: str | None = None,
                      entity: str | None = None, record_id: str | None = None, attempt: int = 1,
-                     payload: Any = None) -> int:
-        """Record a failure with its context; secrets are removed from the message and the payload."""
+                     payload: Any = None, record_ids: Sequence[str] | None = None) -> int:
+        """Record a failure with its context; secrets are removed from the message and the payload. A failure
+        of a whole batch names its records in `record_ids` (in full: the payload is an excerpt), so that it
+        closes once they have all gone through."""
         message = redact_text(f"{error}")[:4000] or type(error).__name__
         excerpt = redact({"payload": payload, "trace": traceback.format_exception_only(error)[-1:]})
         with self.connect() as conn:
             row = one(conn.execute(
                 """insert into sync.errors (run_id, store, entity, record_id, operation, attempt,
-                                            error_class, message, payload_excerpt)
-                   values (%s, %s, %s, %s, %s, %s, %s, %s, %s) returning id""",
+                                            error_class, message, payload_excerpt, record_ids)
+                   values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) returning id""",
                 (run_id, store, entity, record_id, operation, attempt, type(error).__name__, message,
-                 Jsonb(excerpt))))
+                 Jsonb(excerpt), list(record_ids) if record_ids else None)))
             record_outcomes(conn, [RecordOutcome(run_id, store, entity or "-", record_id, stage=operation,
                                                  outcome="error", detail=message[:500])])
             error_id: int = row["id"]
@@ -93,3 +95,24 @@ class RunLog(HubConnection):
                     """update sync.errors set resolved_at = now()
                        where resolved_at is null and store = %s and entity = %s and record_id = any(%s)""",
                     (store, entity, list(record_ids)))
+
+    def close_errors_of_held(self, store: str, entity: str, held: Mapping[str, int]) -> int:
+        """Close the store's publish errors of records it was found to hold (record id -> the golden version
+        whose content it holds), while the hub still holds that version: a write that landed although its
+        request failed is not failing. A batch's error (no record id, its records in `record_ids`) closes
+        once the store holds every record it names. Returns how many errors closed."""
+        if not held:
+            return 0
+        with self.connect() as conn:
+            closed = conn.execute(
+                """with held as (
+                     select h.record_id from unnest(%s::text[], %s::bigint[]) as h(record_id, version)
+                     join sync.golden g on g.entity = %s and g.record_id = h.record_id::uuid
+                                       and g.version = h.version)
+                   update sync.errors e set resolved_at = now()
+                   where e.resolved_at is null and e.store = %s and e.entity = %s and e.operation = 'publish'
+                     and (e.record_id in (select record_id from held)
+                          or (e.record_id is null and cardinality(e.record_ids) > 0
+                              and e.record_ids <@ array(select record_id from held)))""",
+                (list(held), list(held.values()), entity, store, entity))
+            return closed.rowcount

@@ -218,11 +218,13 @@ def errors(hub: Hub, store: str, entity: Entity, limits: Thresholds) -> Verdict:
 
 
 def rate_limits(hub: Hub, spec: StoreSpec, limits: Thresholds) -> Verdict:
-    """429s and time throttled over the recent runs; a run that failed on a rate limit is a failure."""
+    """429s and time throttled over the recent runs; a write that failed on a rate limit and has not gone
+    through since (its error still open) is a failure."""
     store = spec.key
     usage = hub.api_usage(store, limits.recent_runs, spec.rate_limited_errors)
     if usage["rate_limit_failures"]:
-        return Verdict.fail(f"{usage['rate_limit_failures']} writes to {store} failed on its rate limit", **usage)
+        return Verdict.fail(f"{usage['rate_limit_failures']} writes to {store} failed on its rate limit "
+                            "and have not gone through since", **usage)
     if usage["rate_limited_responses"]:
         return Verdict.warn(f"{usage['rate_limited_responses']} rate-limited responses from {store}, "
                             f"{usage['seconds_throttled']:.1f} s throttled, all retried", **usage)
