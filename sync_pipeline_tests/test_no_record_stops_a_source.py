@@ -14,7 +14,7 @@ from sync_pipeline.safety import checks as safety
 from sync_pipeline.safety.checks import Status
 from sync_pipeline.model.canonical import parse_timestamp
 from sync_pipeline.model.entities import entity
-from sync_pipeline_tests.helpers import SETTINGS, people, sync_once
+from sync_pipeline_tests.helpers import SETTINGS, insert_person, people, sync_once
 
 PEOPLE, OPPORTUNITIES = entity("people"), entity("opportunities")
 NUL_REASON = "first_name: contains a NUL character, which Postgres cannot store"
@@ -87,3 +87,25 @@ def test_a_row_past_year_9999_is_quarantined_and_reconciliation_and_the_checks_s
     assert contract.status is Status.WARN and "close_date" in contract.reason
     consistency = safety.consistency(t.local_db, OPPORTUNITIES, t.hub)
     assert consistency.status is not Status.FAIL and far in consistency.metadata["quarantined_ids"]
+
+
+def test_a_reference_to_a_record_no_store_has_is_kept_where_it_can_be_and_waits_in_twenty(
+        topology, twenty_store, twenty_client):
+    t = topology
+    stores = [twenty_store, t.supabase, t.local_db]
+    nowhere = str(uuid.uuid4())
+    with psycopg.connect(t.supabase_dsn) as conn:
+        pid = insert_person(conn, first_name="Orphan", email="orphan@example.com", company_id=nowhere)
+
+    for _ in range(2):  # a second run must not take anything back from Twenty as an edit
+        stats = sync_once(t.hub, stores)
+        assert [(str(p["id"]), str(p["company_id"])) for p in people(t.supabase)] == [(pid, nowhere)]
+        assert [(str(p["id"]), str(p["company_id"])) for p in people(t.local_db)] == [(pid, nowhere)]
+        assert stats[("publish", "twenty", "people")].errors == 1
+        assert list(twenty_client.list("people")) == []
+    with t.hub.connect() as conn:
+        [golden] = conn.execute("select data from sync.golden where record_id = %s", (pid,)).fetchall()
+        errors = conn.execute("""select message from sync.errors where store = 'twenty' and record_id = %s
+                                 and resolved_at is null""", (pid,)).fetchall()
+    assert golden["data"]["company_id"] == nowhere
+    assert errors and all(f"company_id {nowhere}" in e["message"] for e in errors)

@@ -58,8 +58,9 @@ class HubIdMap:
         return self._hub.record_ids_for(self._store, entity, store_ids)
 
     def live(self, entity: str, record_ids: Sequence[str]) -> set[str]:
-        """The records among these that the hub holds and has not deleted."""
+        """The records among these that the hub has not deleted: held alive, or never seen (a reference to
+        a record no store has yet is kept, not erased: it may still arrive)."""
         with self._hub.connect() as conn:
-            rows = conn.execute("""select record_id from sync.golden where entity = %s and not deleted
+            rows = conn.execute("""select record_id from sync.golden where entity = %s and deleted
                                    and record_id = any(%s::uuid[])""", (entity, list(record_ids)))
-            return {str(r["record_id"]) for r in rows}
+            return set(record_ids) - {str(r["record_id"]) for r in rows}

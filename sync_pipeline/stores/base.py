@@ -34,7 +34,8 @@ class IdMap(Protocol):
     def to_canonical(self, entity: str, store_ids: Sequence[str]) -> dict[str, str]: ...
 
     def live(self, entity: str, record_ids: Sequence[str]) -> set[str]:
-        """Those of the records the hub holds alive (a reference to any other can never be linked)."""
+        """Those of the records the hub has not deleted, seen or not (a reference to a deleted one can never
+        be linked)."""
         ...
 
 
