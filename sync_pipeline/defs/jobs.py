@@ -10,6 +10,9 @@ from sync_pipeline.defs.verdict import VERDICT_KEY
 
 # What launched a run: sensors and schedules set their own value, a run launched by a person keeps this.
 MANUAL = {"sync/trigger": "manual"}
+# A sync whose worker died is failed (and retried) by run monitoring after this long, instead of holding the
+# queue's one slot for the instance-wide hour that the nightly reconciliation may need.
+SYNC_TAGS = {**MANUAL, "dagster/max_runtime": "900"}
 # Every asset of the sync with the monitoring checks beside it, so each check describes the sync it ran
 # with, and the verdict last.
 _SYNC_ASSETS = dg.AssetSelection.all() - dg.AssetSelection.assets(PREFLIGHT_KEY)
@@ -20,7 +23,7 @@ sync_job = dg.define_asset_job(
     description="Capture every source, resolve in the hub, publish to every target; the monitoring checks "
                 "run beside each asset and the safety verdict comes last.",
     executor_def=dg.in_process_executor,
-    tags=MANUAL,
+    tags=SYNC_TAGS,
 )
 
 sync_with_safety_check = dg.define_asset_job(
@@ -29,7 +32,7 @@ sync_with_safety_check = dg.define_asset_job(
     description="The sync behind its gate: the blocking safety checks run first, and a failure stops the "
                 "sync before anything is written.",
     executor_def=dg.in_process_executor,
-    tags=MANUAL,
+    tags=SYNC_TAGS,
 )
 
 safety_checks_job = dg.define_asset_job(
