@@ -5,11 +5,13 @@ reconciliation or the checks, and is never silently changed."""
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timezone
 
 import psycopg
 from psycopg import sql
 
 from sync_pipeline import pipeline
+from sync_pipeline.engine.records import CapturedChange, Op
 from sync_pipeline.safety import checks as safety
 from sync_pipeline.safety.checks import Status
 from sync_pipeline.model.canonical import parse_timestamp
@@ -109,3 +111,19 @@ def test_a_reference_to_a_record_no_store_has_is_kept_where_it_can_be_and_waits_
                                  and resolved_at is null""", (pid,)).fetchall()
     assert golden["data"]["company_id"] == nowhere
     assert errors and all(f"company_id {nowhere}" in e["message"] for e in errors)
+
+
+def test_a_change_the_hub_cannot_store_is_quarantined_alone_and_the_cursor_moves(topology):
+    """The hub's own guard, for a value a contract might let through: the inbox refuses it alone."""
+    now = datetime.now(timezone.utc)
+    good, bad = str(uuid.uuid4()), str(uuid.uuid4())
+    changes = [CapturedChange(None, i, Op.UPSERT, {"first_name": name, "email": f"{name[0]}@example.com"}, now,
+                              f"poll:{i}", None) for i, name in ((bad, "B\u0000ad"), (good, "Good"))]
+    assert topology.hub.enqueue("twenty", "people", changes, [], {"watermark": "w1"}, "run") == 1
+    with topology.hub.connect() as conn:
+        inbox = conn.execute("select store_record_id from sync.inbox").fetchall()
+        [q] = conn.execute("select record_id, reason, payload from sync.quarantine").fetchall()
+    assert [r["store_record_id"] for r in inbox] == [good]
+    assert q["record_id"] == bad and q["reason"].startswith("the hub cannot store it: ")
+    assert q["payload"] == {"data": {"first_name": "B\\u0000ad", "email": "B@example.com"}}
+    assert topology.hub.get_cursor("twenty", "people") == {"watermark": "w1"}

@@ -6,12 +6,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import psycopg
 from psycopg.types.json import Jsonb
 
 from sync_pipeline.engine.records import CapturedChange, Op, QuarantinedRecord
 from sync_pipeline.hub.connection import Conn, HubConnection, jsonb_or_null, one
 from sync_pipeline.hub.runs import RecordOutcome, record_outcomes
-from sync_pipeline.redaction import redact
+from sync_pipeline.redaction import redact, redact_text
 
 
 _NUL = "\x00"
@@ -64,6 +65,21 @@ def quarantine(conn: Conn, store: str, entity: str, quarantined: Sequence[Quaran
                                          event_key=q.event_key, detail=q.reason[:500]) for q in quarantined])
 
 
+def _insert_changes(cur: psycopg.Cursor[Any], store: str, entity: str, changes: Sequence[CapturedChange],
+                    run_id: str | None) -> int:
+    new = 0
+    for c in changes:
+        cur.execute(
+            """insert into sync.inbox (store, entity, event_key, kind, record_id, store_record_id,
+                                      op, data, base_version, modified_at, run_id)
+               values (%s, %s, %s, 'change', %s, %s, %s, %s, %s, %s, %s)
+               on conflict (store, event_key) do nothing""",
+            (store, entity, c.event_key, c.record_id, c.store_record_id, c.op.value,
+             jsonb_or_null(c.data), c.base_version, c.modified_at, run_id))
+        new += cur.rowcount
+    return new
+
+
 def _save_cursor(conn: Conn, store: str, entity: str, position: dict[str, Any]) -> None:
     conn.execute(
         """insert into sync.cursors (store, entity, position) values (%s, %s, %s)
@@ -91,16 +107,24 @@ class Inbox(HubConnection):
         """Put captured changes in the inbox, invalid ones in quarantine, and advance the cursor,
         all in one transaction. Returns how many changes were new (a replayed change is ignored)."""
         with self.connect() as conn, conn.transaction(), conn.cursor() as cur:
-            new = 0
-            for c in changes:
-                cur.execute(
-                    """insert into sync.inbox (store, entity, event_key, kind, record_id, store_record_id,
-                                              op, data, base_version, modified_at, run_id)
-                       values (%s, %s, %s, 'change', %s, %s, %s, %s, %s, %s, %s)
-                       on conflict (store, event_key) do nothing""",
-                    (store, entity, c.event_key, c.record_id, c.store_record_id, c.op.value,
-                     jsonb_or_null(c.data), c.base_version, c.modified_at, run_id))
-                new += cur.rowcount
+            try:
+                with conn.transaction():
+                    new = _insert_changes(cur, store, entity, changes, run_id)
+            except psycopg.DataError:
+                # A value the hub cannot store that its contract let through: that change alone is
+                # quarantined, so it neither stops the source nor holds back the others.
+                new, refused = 0, []
+                for c in changes:
+                    try:
+                        with conn.transaction():
+                            new += _insert_changes(cur, store, entity, [c], run_id)
+                    except psycopg.DataError as exc:
+                        refused.append(c)
+                        quarantined = [*quarantined, QuarantinedRecord(
+                            c.store_record_id, c.event_key, "the hub cannot store it: "
+                            + redact_text(str(exc).splitlines()[0]), [], {"data": c.data})]
+                refused_keys = {r.event_key for r in refused}
+                changes = [c for c in changes if c.event_key not in refused_keys]
             quarantine(conn, store, entity, quarantined, run_id)
             # A record that now meets its contract leaves quarantine.
             cur.execute("""update sync.quarantine set resolved_at = now()
