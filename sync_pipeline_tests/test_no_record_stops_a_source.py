@@ -57,6 +57,9 @@ def test_a_twenty_person_with_a_nul_is_quarantined_and_the_next_edit_is_captured
     with t.hub.connect() as conn:
         assert conn.execute("select count(*) as n from sync.quarantine where resolved_at is null"
                             ).fetchone()["n"] >= 1
+    # Reconciliation reads it as invalid and goes on.
+    assert twenty_store.inventory(PEOPLE)[poisoned["id"]] == f"invalid: {NUL_REASON}"
+    assert pipeline.reconcile(t.hub, twenty_store, PEOPLE, "nightly", SETTINGS).new_in_store == 1
 
 
 def _insert_opportunity(conn, **values) -> str:
