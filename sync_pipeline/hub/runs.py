@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import traceback
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -24,6 +25,14 @@ class RecordOutcome(NamedTuple):
     event_key: str | None = None
     version: int | None = None
     detail: str | None = None
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
 
 
 def record_outcomes(conn: Conn, outcomes: Sequence[RecordOutcome]) -> None:
@@ -116,3 +125,20 @@ class RunLog(HubConnection):
                               and e.record_ids <@ array(select record_id from held)))""",
                 (list(held), list(held.values()), entity, store, entity))
             return closed.rowcount
+
+    def close_errors_of_synced(self, store: str, entity: str) -> int:
+        """Close the store's publish errors of records the hub knows it holds at the golden version: a later
+        write went through, or the store sent that very content back (a write that landed although its
+        request failed comes back as an echo, and is never retried). Returns how many errors closed."""
+        with self.connect() as conn:
+            named = {i for r in conn.execute(
+                """select record_id, record_ids from sync.errors where resolved_at is null
+                     and store = %s and entity = %s and operation = 'publish'""", (store, entity))
+                     for i in ([r["record_id"]] if r["record_id"] else r["record_ids"] or [])}
+            held = {str(r["record_id"]): r["version"] for r in conn.execute(
+                """select g.record_id, g.version from sync.golden g
+                   join sync.record_state s on s.entity = g.entity and s.record_id = g.record_id and s.store = %s
+                   where g.entity = %s and g.record_id = any(%s::uuid[])
+                     and s.seen_version >= g.version and s.seen_hash = g.content_hash""",
+                (store, entity, [i for i in named if _is_uuid(i)]))}
+        return self.close_errors_of_held(store, entity, held)
