@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 from urllib.parse import unquote
 
 from psycopg.conninfo import conninfo_to_dict
@@ -15,6 +14,7 @@ _URL_PASSWORD = re.compile(r"(\w+://[^:/@\s]+):[^@\s]+@")
 _BEARER = re.compile(r"(bearer\s+)[A-Za-z0-9._~+/=-]+", re.I)
 _KV_SECRET = re.compile(r"\b(password|passwd|secret|token|api_key|apikey)=\S+", re.I)
 REDACTED = "***"
+T = TypeVar("T")
 
 
 def redact_text(text: str) -> str:
@@ -79,23 +79,26 @@ def redact_secret(text: str, *secrets: str | None) -> str:
     return text
 
 
-@contextmanager
-def secrets_redacted(*secrets: str | None) -> Iterator[None]:
-    """An exception leaving the block has every secret masked in its message, its args and its
-    `__cause__`/`__context__` chain: it is rewritten in place and re-raised, so callers catch what they
-    always did. One whose message cannot be rewritten leaves as a copy without its chain."""
+def call_masked(call: Callable[[], T], *secrets: str | None) -> T:
+    """`call()`; an exception it raises leaves with every secret masked in its message, its args and its
+    `__cause__`/`__context__` chain. It is rewritten in place and re-raised, so callers catch what they always
+    did; one whose message cannot be rewritten leaves as a copy, without the chain that holds the secret."""
     known = tuple(s for s in secrets if s)
     try:
-        yield
+        return call()
     except Exception as exc:
         if not known or _scrub_chain(exc, known):
             raise
-        message = redact_secret(str(exc), *known)
-        try:
-            replacement: Exception = type(exc)(message)
-        except Exception:  # noqa: BLE001 - a type that takes other arguments
-            replacement = RuntimeError(f"{type(exc).__name__}: {message}")
-        raise replacement from None
+        failure = exc
+    # Raised outside the handler, so the copy does not carry the original as its context.
+    message = redact_secret(str(failure), *known)
+    try:
+        replacement: Exception = type(failure)(message)
+    except Exception:  # noqa: BLE001 - a type that takes other arguments
+        replacement = failure
+    if _shows(replacement, known):  # a message made of more than its arguments
+        replacement = RuntimeError(f"{type(failure).__name__}: {message}")
+    raise replacement.with_traceback(failure.__traceback__)
 
 
 def _scrub_chain(exc: BaseException, secrets: tuple[str, ...]) -> bool:

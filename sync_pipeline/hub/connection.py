@@ -11,7 +11,7 @@ from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import Jsonb
 
 from sync_pipeline.hub.migrations import migrate
-from sync_pipeline.redaction import dsn_secrets, secrets_redacted
+from sync_pipeline.redaction import call_masked, dsn_secrets
 
 Conn: TypeAlias = psycopg.Connection[DictRow]
 
@@ -40,8 +40,8 @@ class HubConnection:
     @contextmanager
     def connect(self) -> Iterator[Conn]:
         # A malformed URL's password, which libpq quotes in its error, is masked there.
-        with secrets_redacted(*self._secrets):
-            conn = psycopg.connect(self._dsn, row_factory=dict_row, **self._connect_kwargs)
+        conn = call_masked(lambda: psycopg.connect(self._dsn, row_factory=dict_row, **self._connect_kwargs),
+                           *self._secrets)
         with conn:
             yield conn
 

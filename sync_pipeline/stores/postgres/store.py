@@ -25,7 +25,7 @@ from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import set_json_loads
 
 from sync_pipeline.engine.records import ApplyResult, GoldenRecord
-from sync_pipeline.redaction import dsn_secrets, redact_text, secrets_redacted
+from sync_pipeline.redaction import call_masked, dsn_secrets, redact_text
 from sync_pipeline.model.canonical import CanonicalValueError, canonical_record, content_hash, python_value
 from sync_pipeline.model.entities import ENTITIES, Entity, FieldType
 from sync_pipeline.stores.base import (
@@ -86,8 +86,7 @@ class PostgresStore:
     def connect(self) -> Iterator[psycopg.Connection[DictRow]]:
         """One connection, one transaction (committed when the block ends), under the lock and statement
         timeouts. A malformed URL's password, which libpq quotes in its error, is masked there."""
-        with secrets_redacted(*self._secrets):
-            conn = psycopg.connect(self._dsn, row_factory=dict_row, **self._kwargs)
+        conn = call_masked(lambda: psycopg.connect(self._dsn, row_factory=dict_row, **self._kwargs), *self._secrets)
         with conn:
             # Local to the transaction, which is the connection's whole work: a transaction pooler refuses
             # startup options and would hand a session setting to other clients.

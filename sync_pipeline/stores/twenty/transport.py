@@ -18,6 +18,7 @@ import orjson
 from pyrate_limiter import Limiter, Rate
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
+from sync_pipeline.redaction import redact_secret
 from sync_pipeline.stores.twenty.errors import (
     TwentyError,
     TwentyRateLimited,
@@ -159,4 +160,4 @@ class TwentyTransport:
         log.info("twenty: %s; attempt %d, retrying in %.1f s", exc, state.attempt_number, pause)
 
     def _redact(self, text: str) -> str:
-        return text.replace(self._api_key, "***")
+        return redact_secret(text, self._api_key)
