@@ -176,7 +176,7 @@ def publish(hub: Hub, store: TargetStore, entity: Entity, run_id: str | None, se
         stats.stale += len(result.stale)
     if not stats.errors:
         hub.close_step_errors(store.name, entity.name, "publish")  # this step went through
-    hub.close_errors_of_synced(store.name, entity.name)  # e.g. a write that landed although its request failed
+    hub.close_errors_of_synced(store.name, entity.name)  # e.g. a write that landed though its request failed
     stats.seconds = time.monotonic() - started
     return stats
 

@@ -47,9 +47,9 @@ def _failed_although_landed(topology, records: list[GoldenRecord]) -> list[int]:
     """The write reached Supabase but its request failed: the store holds the records, the hub an error."""
     result = topology.supabase.apply(PEOPLE, records)
     assert sorted(result.applied) == sorted(g.record_id for g in records)
+    reset = ConnectionResetError("connection reset by peer")
     return [topology.hub.record_error(store="supabase", entity="people", record_id=g.record_id,
-                                      operation="publish", run_id="storm",
-                                      error=ConnectionResetError("connection reset by peer")) for g in records]
+                                      operation="publish", run_id="storm", error=reset) for g in records]
 
 
 def test_reconciliation_closes_the_error_of_a_write_that_landed_and_keeps_the_others(topology):
@@ -116,7 +116,8 @@ def test_a_quarantined_record_is_one_row_however_often_it_is_seen(topology):
     hub = topology.hub
     with psycopg.connect(topology.local_dsn) as conn:
         bad = insert_person(conn, first_name="Bad", email="not-an-email")
-    assert sync_once(hub, [topology.local_db, topology.supabase])[("capture", "local_db", "people")].quarantined == 1
+    stats = sync_once(hub, [topology.local_db, topology.supabase])
+    assert stats[("capture", "local_db", "people")].quarantined == 1
     for n in range(3):
         pipeline.reconcile(hub, topology.local_db, PEOPLE, f"nightly-{n}", SETTINGS)
 
@@ -147,14 +148,15 @@ def test_the_migration_collapses_the_open_rows_of_a_record_into_one(postgres_ser
                 conn.execute(
                     """insert into sync.quarantine (store, entity, record_id, event_key, reason, failures,
                                                     payload, quarantined_at, resolved_at)
-                       values ('local_db', 'people', %s, %s, %s, '[]', '{}', now() - make_interval(days => %s),
-                               case when %s then now() end)""",
+                       values ('local_db', 'people', %s, %s, %s, '[]', '{}',
+                               now() - make_interval(days => %s), case when %s then now() end)""",
                     (record_id, f"reconcile:{n}", f"reason {n}", 10 - n, resolved))
         monkeypatch.undo()
         assert hub.migrate() == [v for v, _, _ in migrations.MIGRATIONS[3:]]
         with hub.connect() as conn:
-            rows = conn.execute("""select record_id, reason, times_seen, quarantined_at < last_seen_at as spans
-                                   from sync.quarantine where resolved_at is null order by record_id, id""").fetchall()
+            rows = conn.execute(
+                """select record_id, reason, times_seen, quarantined_at < last_seen_at as spans
+                   from sync.quarantine where resolved_at is null order by record_id, id""").fetchall()
         assert [(r["record_id"], r["reason"], r["times_seen"], r["spans"]) for r in rows] == [
             ("a", "reason 2", 3, True), ("b", "reason 4", 1, False), (None, "reason 5", 1, False),
             (None, "reason 6", 1, False)]

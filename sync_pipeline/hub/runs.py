@@ -137,7 +137,8 @@ class RunLog(HubConnection):
                      for i in ([r["record_id"]] if r["record_id"] else r["record_ids"] or [])}
             held = {str(r["record_id"]): r["version"] for r in conn.execute(
                 """select g.record_id, g.version from sync.golden g
-                   join sync.record_state s on s.entity = g.entity and s.record_id = g.record_id and s.store = %s
+                   join sync.record_state s
+                     on s.entity = g.entity and s.record_id = g.record_id and s.store = %s
                    where g.entity = %s and g.record_id = any(%s::uuid[])
                      and s.seen_version >= g.version and s.seen_hash = g.content_hash""",
                 (store, entity, [i for i in named if _is_uuid(i)]))}
