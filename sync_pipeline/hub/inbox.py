@@ -43,7 +43,7 @@ def _storable(q: QuarantinedRecord) -> QuarantinedRecord:
 
 def quarantine(conn: Conn, store: str, entity: str, quarantined: Sequence[QuarantinedRecord],
                run_id: str | None, stage: str = "capture") -> None:
-    """Keep invalid records out of the hub, redacted, once per event."""
+    """Keep invalid records out of the hub, redacted: one open row per record, however often it is seen."""
     quarantined = [_storable(q) for q in quarantined]
     with conn.cursor() as cur:
         cur.executemany(
