@@ -39,7 +39,7 @@ from sync_pipeline.model.canonical import canonical_record, content_hash, python
 from sync_pipeline.model.entities import FieldType, entity
 from sync_pipeline.sandbox.postgres import PostgresServer, run_postgres
 from sync_pipeline.stores.postgres import CDC_SCHEMA, PG_TYPES, PostgresStore
-from sync_pipeline.stores.postgres.store import _UuidTextBinaryDumper
+from sync_pipeline.stores.postgres.writes import UuidTextBinaryDumper
 
 PEOPLE = entity("people")
 COLUMNS = ["id", *PEOPLE.field_names, "sync_version", "updated_at"]
@@ -156,7 +156,7 @@ def run_plain_copy(server: PostgresServer, rows: Callable[[], Iterable[Sequence[
         def load() -> None:
             with psycopg.connect(dsn) as conn, conn.cursor() as cur:
                 if uuid_text:
-                    cur.adapters.register_dumper(None, _UuidTextBinaryDumper)
+                    cur.adapters.register_dumper(None, UuidTextBinaryDumper)
                 with cur.copy(sql.SQL("copy people_plain ({}) from stdin (format binary)").format(
                         sql.SQL(", ").join(map(sql.Identifier, COLUMNS)))) as copy:
                     copy.set_types(TYPES)

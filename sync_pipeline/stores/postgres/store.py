@@ -19,8 +19,7 @@ from functools import partial
 from typing import Any, Callable, Iterator, Sequence
 
 import psycopg
-from psycopg import postgres, pq, sql
-from psycopg.adapt import Dumper
+from psycopg import sql
 from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import set_json_loads
 
@@ -47,7 +46,17 @@ from sync_pipeline.stores.postgres.ddl import (
     install_capture,
     trigger_names,
 )
+from sync_pipeline.stores.limits import refusals
+from sync_pipeline.stores.postgres.limits import LIMITS
 from sync_pipeline.stores.postgres.loaders import read_any_timestamp
+from sync_pipeline.stores.postgres.writes import (
+    UuidTextBinaryDumper,
+    any_exists,
+    delete_older,
+    locked_rows,
+    one_row,
+    upsert_staged,
+)
 
 # Ids probed to tell a batch of new rows (COPY straight in) from one with updates (guarded upsert).
 _NEW_ROWS_SAMPLE = 1_000
@@ -159,7 +168,7 @@ class PostgresStore:
         position = cursor or {"txid": "0", "seq": 0}
         touch, cdc = trigger_names(entity)
         with self.connect() as conn:
-            log_present = _one(conn.execute("select to_regclass(%s) is not null as present",
+            log_present = one_row(conn.execute("select to_regclass(%s) is not null as present",
                                             (f"{CDC_SCHEMA}.change_log",)))["present"]
             triggers = conn.execute(
                 """select t.tgname from pg_trigger t join pg_class c on c.oid = t.tgrelid
@@ -169,7 +178,7 @@ class PostgresStore:
             names = {t["tgname"] for t in triggers}
             lag: dict[str, Any] = {"rows_behind": None, "seconds_behind": None}
             if log_present:
-                lag = _one(conn.execute(sql.SQL("""
+                lag = one_row(conn.execute(sql.SQL("""
                     select count(*) as rows_behind,
                            coalesce(extract(epoch from clock_timestamp() - min(changed_at)), 0)::float
                              as seconds_behind
@@ -190,9 +199,10 @@ class PostgresStore:
         record_of_row = {row_id: record_id for record_id, row_id in row_ids.items()}
         # One row per id, the highest version: ON CONFLICT may touch a row only once per statement, and
         # deduplicating here spares the database a DISTINCT ON sort of the whole stage.
+        refused = refusals(LIMITS, entity, records)  # a value Postgres cannot hold fails alone, unsent
         latest: dict[str, GoldenRecord] = {}
         for g in records:
-            if not g.deleted:
+            if not g.deleted and g.record_id not in refused:
                 row_id = row_ids[g.record_id]
                 kept = latest.get(row_id)
                 if kept is None or g.version > kept.version:
@@ -215,13 +225,13 @@ class PostgresStore:
                         copy.write_row(row)
 
             copied_directly = False
-            if latest and not self._any_exists(conn, table, list(latest)[:_NEW_ROWS_SAMPLE]):
+            if latest and not any_exists(conn, table, list(latest)[:_NEW_ROWS_SAMPLE]):
                 # The batch looks new (an initial load, a batch of new records): COPY straight into the
                 # table, inside a savepoint. Should any row exist after all (beyond the sample, or written
                 # meanwhile), the unique index refuses the COPY and the guarded upsert takes the batch.
                 try:
                     with conn.transaction(), conn.cursor() as cur:
-                        cur.adapters.register_dumper(None, _UuidTextBinaryDumper)
+                        cur.adapters.register_dumper(None, UuidTextBinaryDumper)
                         copy_into(cur, table)
                     copied_directly = True
                 except (psycopg.errors.UniqueViolation, psycopg.errors.LockNotAvailable):
@@ -232,100 +242,31 @@ class PostgresStore:
                 try:
                     with conn.transaction():
                         if latest and not copied_directly:
-                            stale_rows = self._upsert(conn, entity, table, columns, copy_into,
+                            stale_rows = upsert_staged(conn, entity, table, columns, copy_into,
                                                       len(latest) - len(locked & latest.keys()))
                         if deletes:
-                            deleted_rows = self._delete(conn, table, [
+                            deleted_rows = delete_older(conn, table, [
                                 (row_ids[g.record_id], g.version) for g in deletes
                                 if row_ids[g.record_id] not in locked])
                     break
                 except psycopg.errors.LockNotAvailable:
                     if attempt == _LOCK_ATTEMPTS:
                         raise
-                    locked |= self._locked_rows(conn, table, [*latest, *(row_ids[g.record_id] for g in deletes)])
+                    locked |= locked_rows(conn, table, [*latest, *(row_ids[g.record_id] for g in deletes)])
         written_rows = [row_id for row_id in latest if row_id not in stale_rows | locked] + deleted_rows
         result.applied = [record_of_row[row_id] for row_id in written_rows]
         result.failed = {record_of_row[row_id]: RowLocked(
             f"row locked by another transaction for over {self._timeouts[0]} ms; retried next run")
             for row_id in locked}
+        result.failed.update(refused)
         done = set(result.applied) | result.failed.keys()
         result.stale = [g.record_id for g in records if g.record_id not in done]
         result.store_ids = {g.record_id: row_ids[g.record_id] for g in records}
         return result
 
-    @staticmethod
-    def _upsert(conn: psycopg.Connection[DictRow], entity: Entity, table: sql.Identifier, columns: list[str],
-                copy_into: Callable[[psycopg.Cursor[DictRow], sql.Composable], None], rows: int) -> set[str]:
-        """Stage the batch's `rows` rows, update those that exist and insert the rest, each under the version
-        guard; returns the rows the guard skipped."""
-        stage = sql.Identifier(f"stage_{entity.name}")
-        cols = sql.SQL(", ").join(map(sql.Identifier, columns))
-        conn.execute(sql.SQL("create temp table {} (like {} including defaults) on commit drop").format(
-            stage, table))
-        with conn.cursor() as cur:
-            cur.adapters.register_dumper(None, _UuidTextBinaryDumper)
-            copy_into(cur, stage)
-            # Rows that exist are updated through a join, cheaper than an upsert's speculative insert
-            # of each; what is left goes through the version-guarded upsert, which also settles a row
-            # another writer inserts meanwhile. Both statements carry the same version guard.
-            cur.execute(sql.SQL("""
-                update {t} set {assign} from {stage} s
-                where {t}.id = s.id and s.sync_version > {t}.sync_version""").format(
-                t=table, stage=stage, assign=sql.SQL(", ").join(
-                    sql.SQL("{0} = s.{0}").format(sql.Identifier(c)) for c in columns[1:])))
-            written = cur.rowcount
-            if written < rows:
-                cur.execute(sql.SQL("""
-                    insert into {t} ({cols}) select {cols} from {stage} s
-                    where not exists (select 1 from {t} where {t}.id = s.id)
-                    on conflict (id) do update set {updates}
-                    where excluded.sync_version > {t}.sync_version""").format(
-                    t=table, cols=cols, stage=stage, updates=sql.SQL(", ").join(
-                        sql.SQL("{0} = excluded.{0}").format(sql.Identifier(c)) for c in columns[1:])))
-                written += cur.rowcount
-            # The row counts say whether the guard skipped any row; only then name them: the rows
-            # this (sub)transaction did not write, whose xmin is not the stage's. Cheaper than RETURNING
-            # every written id.
-            if written < rows:
-                cur.execute(sql.SQL("""
-                    select s.id::text as id from {stage} s join {t} t on t.id = s.id
-                    where t.xmin <> s.xmin""").format(t=table, stage=stage))
-                return {r["id"] for r in cur.fetchall()}
-        return set()
-
-    @staticmethod
-    def _delete(conn: psycopg.Connection[DictRow], table: sql.Identifier,
-                versions: list[tuple[str, int]]) -> list[str]:
-        """Delete rows older than their tombstone; returns the rows deleted."""
-        if not versions:
-            return []
-        rows = conn.execute(sql.SQL("""
-            delete from {t} t using unnest(%s::uuid[], %s::int8[]) as d(id, version)
-            where t.id = d.id and t.sync_version < d.version
-            returning t.id::text as id""").format(t=table),
-            ([i for i, _ in versions], [v for _, v in versions])).fetchall()
-        return [r["id"] for r in rows]
-
-    @staticmethod
-    def _locked_rows(conn: psycopg.Connection[DictRow], table: sql.Identifier, row_ids: list[str]) -> set[str]:
-        """Those of the rows another transaction holds locked. The others are locked by this transaction
-        on the way, so that writing them cannot wait any more."""
-        rows = conn.execute(sql.SQL("""
-            with ours as (select id from {t} where id = any(%s::text[]::uuid[]) for update skip locked)
-            select t.id::text as id from {t} t
-            where t.id = any(%s::text[]::uuid[]) and not exists (select 1 from ours where ours.id = t.id)""").format(
-            t=table), (row_ids, row_ids)).fetchall()
-        return {r["id"] for r in rows}
-
-    @staticmethod
-    def _any_exists(conn: psycopg.Connection[DictRow], table: sql.Identifier, row_ids: list[str]) -> bool:
-        return _one(conn.execute(
-            sql.SQL("select exists (select 1 from {} where id = any(%s::text[]::uuid[])) as hit").format(table),
-            (row_ids,)))["hit"]
-
     def _copy_rows(self, entity: Entity, latest: dict[str, GoldenRecord]) -> Iterator[list[Any]]:
         """The stage's rows in column order. Text, integer and boolean values pass through, uuids stay
-        strings for `_UuidTextBinaryDumper`, references are translated once per distinct id. Rows are
+        strings for `UuidTextBinaryDumper`, references are translated once per distinct id. Rows are
         yielded one at a time: 100k rows held at once would wake the garbage collector's full passes."""
         names = entity.field_names
         converters: list[tuple[int, Callable[[Any], Any]]] = []
@@ -399,7 +340,7 @@ class PostgresStore:
     def check(self) -> Health:
         try:
             with self.connect() as conn:
-                info = _one(conn.execute(
+                info = one_row(conn.execute(
                     """select current_user as role, version() as version,
                               has_schema_privilege(current_user, %s, 'CREATE') as can_create""",
                     (self.schema,)))
@@ -410,27 +351,6 @@ class PostgresStore:
                           {"role": info["role"]})
         return Health(True, f"connected as {info['role']}", {"role": info["role"],
                                                              "server": info["version"].split(",")[0]})
-
-
-class _UuidTextBinaryDumper(Dumper):
-    """Canonical uuid strings straight into a binary COPY, without building `uuid.UUID` objects."""
-
-    format = pq.Format.BINARY
-    oid = postgres.types["uuid"].oid
-
-    def dump(self, obj: str) -> bytes:
-        raw = bytes.fromhex(obj.replace("-", ""))
-        if len(raw) != 16:
-            raise ValueError(f"not a UUID: {obj!r}")
-        return raw
-
-
-def _one(cursor: psycopg.Cursor[DictRow]) -> DictRow:
-    """The row of a statement that always returns one (an aggregate, a bare select of expressions)."""
-    row = cursor.fetchone()
-    if row is None:
-        raise LookupError("the statement returned no row")
-    return row
 
 
 def _first_line(exc: BaseException) -> str:
