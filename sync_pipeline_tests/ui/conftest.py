@@ -1,7 +1,12 @@
-"""A real `dagster dev` on a free port, pointed at the test session's servers, and a headless Chromium."""
+"""A real `dagster dev` on a free port, pointed at the test session's servers, and a headless Chromium.
+
+Every store is configured and installed (the Postgres stores' change capture, BigQuery's dataset), so a
+sync through this server is SAFE. The tests launch every run themselves: the schedules and the sensors that
+launch runs are stopped once the server is up (see `_stop_launching_automation`)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -10,7 +15,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Generator, Iterator
 
 import httpx
 import psycopg
@@ -21,7 +26,9 @@ from sync_pipeline.hub.hub import Hub
 from sync_pipeline.sandbox.bigquery_emulator import BigQueryEmulator
 from sync_pipeline.sandbox.postgres import PostgresServer, free_port
 from sync_pipeline.sandbox.twenty.server import StandinServer
+from sync_pipeline.stores.bigquery import BigQueryStore
 from sync_pipeline.stores.postgres import PostgresStore
+from sync_pipeline_tests.fixtures.bigquery import emulator_client
 from sync_pipeline_tests.helpers import insert_person
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
@@ -35,6 +42,17 @@ DAGSTER_READY_SECONDS = 600
 # A UI test's time limit includes its fixtures' set-up (pytest-timeout covers set-up, call and tear-down):
 # the first one starts `dagster dev`, and the session's servers if they are not running yet.
 UI_TEST_TIMEOUT_SECONDS = DAGSTER_READY_SECONDS + 600
+# A run (a sync is a few dozen steps in one process) takes 15-40 s here; sized for a loaded 2-core CI machine.
+RUN_TIMEOUT_SECONDS = 300
+ACTIVE_RUN_STATUSES = ["QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING"]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
+    """Each phase's report on the test item, so the `page` fixture can screenshot a failed test."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"report_{report.when}", report)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -49,6 +67,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 class DagsterUi:
     url: str
     log_path: Path
+    local_dsn: str
+    supabase_dsn: str
 
     def graphql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
         response = httpx.post(f"{self.url}/graphql", json={"query": query, "variables": variables or {}},
@@ -62,7 +82,8 @@ class DagsterUi:
 @pytest.fixture(scope="module")
 def dagster_ui(postgres_server: PostgresServer, bigquery_emulator: BigQueryEmulator,
                twenty_standin: StandinServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DagsterUi]:
-    """`dagster dev` with every store configured; its own databases, dataset and DAGSTER_HOME."""
+    """`dagster dev` with every store configured and installed (as `sync-pipeline install` does): its own
+    databases, dataset and DAGSTER_HOME, the Twenty stand-in back to its seed data."""
     names = (f"ui_local_{os.getpid()}", f"ui_supabase_{os.getpid()}")
     local_dsn, supabase_dsn = (postgres_server.create_database(name) for name in names)
     hub = Hub(local_dsn)
@@ -70,7 +91,12 @@ def dagster_ui(postgres_server: PostgresServer, bigquery_emulator: BigQueryEmula
     for store_name, dsn in (("local_db", local_dsn), ("supabase", supabase_dsn)):
         PostgresStore(store_name, dsn, id_map=hub.id_map(store_name)).install()
     with psycopg.connect(supabase_dsn) as conn:
-        insert_person(conn, first_name="Grace", last_name="Hopper")  # so the run moves a record
+        insert_person(conn, first_name="Grace", last_name="Hopper")  # so the first sync moves a record
+    # Without its dataset BigQuery's connection check fails: every sync fails, and the verdict is UNSAFE.
+    dataset = f"ui_{os.getpid()}"
+    bigquery_client = emulator_client(bigquery_emulator)
+    BigQueryStore(bigquery_client, dataset).install()
+    twenty_standin.reset(records=True)  # other tests of the session may have left records there
 
     workdir = tmp_path_factory.mktemp("dagster_ui")
     dagster_home = workdir / "dagster_home"
@@ -87,7 +113,7 @@ def dagster_ui(postgres_server: PostgresServer, bigquery_emulator: BigQueryEmula
         "TWENTY_API_KEY": twenty_standin.api_key,
         "TWENTY_WEBHOOK_SECRET": "ui-test-secret",
         "BIGQUERY_PROJECT": bigquery_emulator.project,
-        "BIGQUERY_DATASET": f"ui_{os.getpid()}",
+        "BIGQUERY_DATASET": dataset,
         "BIGQUERY_EMULATOR_URL": bigquery_emulator.endpoint,
     }
     port = free_port()
@@ -98,9 +124,10 @@ def dagster_ui(postgres_server: PostgresServer, bigquery_emulator: BigQueryEmula
             [str(Path(sys.executable).with_name("dagster")), "dev", "-w", str(PROJECT_DIR / "workspace.yaml"),
              "-h", "127.0.0.1", "-p", str(port)],
             cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    ui = DagsterUi(f"http://127.0.0.1:{port}", log_path)
+    ui = DagsterUi(f"http://127.0.0.1:{port}", log_path, local_dsn, supabase_dsn)
     try:
         _wait_until_serving(ui, process)
+        _stop_launching_automation(ui)
         yield ui
     finally:
         process.send_signal(signal.SIGINT)  # dagster dev stops its webserver, daemon and code servers
@@ -111,6 +138,54 @@ def dagster_ui(postgres_server: PostgresServer, bigquery_emulator: BigQueryEmula
             process.wait()
         for name in names:
             postgres_server.drop_database(name)
+        bigquery_client.delete_dataset(f"{bigquery_client.project}.{dataset}", delete_contents=True,
+                                       not_found_ok=True)
+        bigquery_client.close()
+
+
+def _stop_launching_automation(ui: DagsterUi) -> None:
+    """Stop every schedule, and every sensor that launches runs (the CDC and inbox sensors, the verdict after
+    the checks); the sensors that only react to runs (closing the hub's run record, alerts) keep running.
+    Then wait until the runs they launched meanwhile (the CDC sensor syncs Grace at start-up) have finished.
+
+    What the tests check depends on which runs ran in which order: a sensor's or schedule's run queued
+    behind a test's run changes what its verdict reads (see test_dagster_ui.py), and the checks of a run
+    still going read "In progress". So the tests launch every run themselves, as the automation would."""
+    repository = ui.graphql("""query($selector: RepositorySelector!) {
+        repositoryOrError(repositorySelector: $selector) {
+            ... on Repository { sensors { name sensorState { id status } targets { pipelineName } }
+                                schedules { name scheduleState { id status } } } } }""",
+                            {"selector": {"repositoryLocationName": LOCATION_NAME,
+                                          "repositoryName": "__repository__"}})["repositoryOrError"]
+    for sensor in repository["sensors"]:
+        if sensor["targets"] and sensor["sensorState"]["status"] == "RUNNING":
+            result = ui.graphql("""mutation($id: String) { stopSensor(id: $id) { __typename
+                ... on StopSensorMutationResult { instigationState { status } }
+                ... on PythonError { message } } }""",
+                {"id": sensor["sensorState"]["id"]})["stopSensor"]
+            assert result.get("instigationState", {}).get("status") == "STOPPED", (sensor["name"], result)
+    for schedule in repository["schedules"]:
+        if schedule["scheduleState"]["status"] == "RUNNING":
+            result = ui.graphql("""mutation($id: String) { stopRunningSchedule(id: $id) { __typename
+                ... on ScheduleStateResult { scheduleState { status } } ... on PythonError { message } } }""",
+                {"id": schedule["scheduleState"]["id"]})["stopRunningSchedule"]
+            assert result.get("scheduleState", {}).get("status") == "STOPPED", (schedule["name"], result)
+    # A sensor tick under way when it was stopped may still submit its run: look again after a few seconds.
+    time.sleep(5)
+    wait_until_no_run_is_active(ui)
+
+
+def wait_until_no_run_is_active(ui: DagsterUi, timeout: float = RUN_TIMEOUT_SECONDS) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        active = ui.graphql("""query($statuses: [RunStatus!]) { runsOrError(filter: {statuses: $statuses}) {
+            ... on Runs { results { runId jobName status } } } }""",
+                            {"statuses": ACTIVE_RUN_STATUSES})["runsOrError"]["results"]
+        if not active:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"runs still active after {timeout:.0f} s: {active}")
+        time.sleep(2)
 
 
 def _wait_until_serving(ui: DagsterUi, process: subprocess.Popen[bytes],
@@ -157,7 +232,8 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
+def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
+    """A fresh browser page; when the test fails, a screenshot of where it was, `failed_<test>.png`."""
     # Wide enough that the asset graph draws full nodes (name, checks, kinds), not zoomed-out boxes.
     context = browser.new_context(viewport={"width": 2400, "height": 1300})
     # The "Join the Dagster community" modal covers the page on a fresh instance; mark it as seen.
@@ -166,6 +242,11 @@ def page(browser: Browser) -> Iterator[Page]:
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     yield page
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed:
+        ARTIFACTS_DIR.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(Exception):  # the screenshot must not hide the test's own failure
+            page.screenshot(path=ARTIFACTS_DIR / f"failed_{request.node.name}.png", full_page=True)
     context.close()
     assert not errors, f"JavaScript errors in the UI: {errors}"
 
