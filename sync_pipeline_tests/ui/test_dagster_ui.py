@@ -152,9 +152,9 @@ def test_a_run_queued_behind_a_sync_leaves_its_verdict_alone(
     second = _launch(dagster_ui, GATED_JOB)  # waits in the queue (one run at a time), as a schedule tick does
     _wait_for_run(dagster_ui, first, "SUCCESS")
     verdict = _verdict_metadata(dagster_ui, run_id=first)
+    _open_verdict(page, dagster_ui)  # the first sync's verdict, while the second one runs
+    page.screenshot(path=artifacts_dir / "verdict_with_a_run_queued_behind.png", full_page=True)
     _wait_for_run(dagster_ui, second, "SUCCESS")
-    _open_verdict(page, dagster_ui)
-    page.screenshot(path=artifacts_dir / "verdict_after_a_queued_run.png", full_page=True)
     if verdict["verdict"] != "SAFE":
         raise QueuedRunSpoiledTheVerdict(f"{verdict['reason']}: {verdict['warning'][:3]}")
 
