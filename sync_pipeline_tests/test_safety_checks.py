@@ -101,13 +101,14 @@ def test_the_safety_command_prints_unsafe_and_exits_1_on_a_dropped_trigger(synce
     assert as_json.returncode == 1 and '"overall": "UNSAFE"' in as_json.stdout
 
 
-def test_the_gated_sync_writes_nothing_when_a_blocking_check_fails(synced, topology):
+def test_the_gated_sync_writes_nothing_when_the_hubs_integrity_fails(synced, topology):
     with psycopg.connect(topology.supabase_dsn) as conn:
         pid = insert_person(conn, first_name="Not yet", email="wait@example.com")
-        conn.execute("drop trigger people_sync_cdc on public.people")
     with psycopg.connect(topology.local_dsn) as conn:
         insert_person(conn, first_name="Also waits", email="also@example.com")
-    with topology.hub.connect() as conn:
+    with topology.hub.connect() as conn:  # a golden record that breaks its contract: nothing may spread
+        conn.execute("""update sync.golden set data = jsonb_set(data, '{email}', '"not-an-email"')
+                        where entity = 'people' and data->>'email' = 'grace@navy.mil'""")
         before = conn.execute("select (select count(*) from sync.inbox) as inbox, "
                               "(select count(*) from sync.record_outcomes) as outcomes").fetchone()
     result = _sync(synced.defs, "sync_with_safety_check")
@@ -115,14 +116,26 @@ def test_the_gated_sync_writes_nothing_when_a_blocking_check_fails(synced, topol
     assert [e.asset_key.to_user_string() for e in result.get_asset_materialization_events()] == [
         "safety/preflight"]
     failed = [e for e in result.get_asset_check_evaluations() if not e.passed]
-    assert [(e.check_name, e.severity) for e in failed] == [
-        ("supabase_people_capture_installed", dg.AssetCheckSeverity.ERROR)]
+    assert [(e.check_name, e.severity) for e in failed] == [("people_contract", dg.AssetCheckSeverity.ERROR)]
     with topology.hub.connect() as conn:
         after = conn.execute("select (select count(*) from sync.inbox) as inbox, "
                              "(select count(*) from sync.record_outcomes) as outcomes").fetchone()
     assert after == before
     assert pid not in {str(p["id"]) for p in topology.local_db.rows(PEOPLE)}
     assert "also@example.com" not in {p["email"] for p in topology.supabase.rows(PEOPLE)}  # nor published
+
+
+def test_a_store_without_change_capture_holds_back_itself_only(synced, topology):
+    with psycopg.connect(topology.supabase_dsn) as conn:
+        insert_person(conn, first_name="Not yet", email="wait@example.com")
+        conn.execute("drop trigger people_sync_cdc on public.people")
+    with psycopg.connect(topology.local_dsn) as conn:
+        also = insert_person(conn, first_name="Goes on", email="also@example.com")
+    result = _sync(synced.defs, "sync_with_safety_check")
+    assert not result.success  # its capture failed and the verdict is UNSAFE: a failed run, after the rest
+    failed = {e.check_name for e in result.get_asset_check_evaluations() if not e.passed}
+    assert {"supabase_people_capture_installed", "safe"} <= failed
+    assert also in {str(p["id"]) for p in topology.supabase.rows(PEOPLE)}  # the local DB's change went out
 
 
 def test_the_gated_sync_runs_when_the_checks_pass(synced, topology):
@@ -393,3 +406,30 @@ def test_a_sync_run_in_process_closes_its_hub_run(synced, topology):
     assert not failed.success
     run = _hub_run(topology, failed.run_id)
     assert run["status"] == "failure" and run["finished_at"] is not None
+
+
+def test_one_duplicate_and_one_store_down_hold_back_only_themselves(synced, topology):
+    """A duplicate e-mail in the local DB and BigQuery down: the gated job syncs every other record to every
+    reachable store, and the verdict names the held record and the blocked store."""
+    from sync_pipeline.defs.bigquery_resource import BigQueryStoreResource
+
+    with psycopg.connect(topology.local_dsn) as conn:
+        duplicate = insert_person(conn, first_name="Twin", email="grace@navy.mil")  # Grace's e-mail, again
+        fine = insert_person(conn, first_name="Fine", email="fine@example.com")
+    down = BigQueryStoreResource(project="nowhere", api_endpoint="http://127.0.0.1:9", dataset="crm_sync")
+    defs = synced.without("bigquery", down)
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = defs.resolve_job_def("sync_with_safety_check").execute_in_process(instance=instance,
+                                                                                  raise_on_error=False)
+        assert not result.success  # UNSAFE, and a store step failed: a failed run, after everything else
+        assert fine in {str(p["id"]) for p in topology.supabase.rows(PEOPLE)}
+        assert duplicate not in {str(p["id"]) for p in topology.supabase.rows(PEOPLE)}  # held back
+        with topology.hub.connect() as conn:
+            held = conn.execute("""select reason from sync.quarantine where record_id = %s
+                                   and resolved_at is null""", (duplicate,)).fetchall()
+        assert held and "grace@navy.mil" in held[0]["reason"]
+        event = instance.get_latest_materialization_event(dg.AssetKey(["safety", "verdict"]))
+        assert event is not None and event.asset_materialization is not None
+        failing = event.asset_materialization.metadata["failing"].value
+        assert any("bigquery_connection" in line for line in failing)
+        assert any("people_unique_keys" in line and "grace@navy.mil" in line for line in failing)

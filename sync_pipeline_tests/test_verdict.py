@@ -73,3 +73,41 @@ def test_a_record_that_fails_to_write_fails_the_run_and_names_the_record(four_st
         assert "local_db" in failures and "no_mallory" in failures
         logged = [entry.user_message for entry in instance.all_logs(result.run_id)]
         assert any("no_mallory" in message and "local_db" in message for message in logged)
+
+
+def test_a_gate_stop_requests_a_fresh_verdict(four_stores, topology):
+    from sync_pipeline.defs.automation import verdict_after_failed_checks
+
+    with psycopg.connect(topology.supabase_dsn) as conn:
+        insert_person(conn, first_name="Grace", email="grace@navy.mil")
+    with dg.DagsterInstance.ephemeral() as instance:
+        gated = four_stores.defs.resolve_job_def("sync_with_safety_check")
+        assert gated.execute_in_process(instance=instance).success
+        with topology.hub.connect() as conn:  # the hub's integrity broken: the gate stops the next sync
+            conn.execute("""update sync.golden set data = jsonb_set(data, '{email}', '"not-an-email"')
+                            where entity = 'people'""")
+        stopped = gated.execute_in_process(instance=instance, raise_on_error=False)
+        assert not stopped.success and VERDICT_KEY.to_user_string() not in {
+            e.asset_key.to_user_string() for e in stopped.get_asset_materialization_events()}
+        failure = next(e for e in stopped.all_events if e.event_type_value == "PIPELINE_FAILURE")
+        context = dg.build_run_status_sensor_context(
+            sensor_name="verdict_after_failed_checks", dagster_instance=instance, dagster_run=stopped.dagster_run,
+            dagster_event=failure).for_run_failure()
+        request = verdict_after_failed_checks(context)
+        assert isinstance(request, dg.RunRequest)
+        refresh_verdict(four_stores.defs, instance)  # what the requested run does
+        verdict = _verdict(instance)
+        assert verdict["verdict"] == "UNSAFE"
+        assert any("people_contract" in line for line in verdict["failing"])
+
+
+def test_a_run_queued_behind_a_sync_does_not_spoil_its_verdict(four_stores):
+    """Dagster records a planned (not yet run) check for a queued run; the verdict reads evaluations only."""
+    with dg.DagsterInstance.ephemeral() as instance:
+        assert four_stores.defs.resolve_job_def("sync_with_safety_check").execute_in_process(
+            instance=instance).success
+        job = four_stores.defs.resolve_job_def("safety_checks_job")
+        instance.create_run_for_job(job, run_config={})  # created, never executed: its checks are planned
+        refresh_verdict(four_stores.defs, instance)
+        verdict = _verdict(instance)
+        assert verdict["verdict"] == "SAFE", verdict["warning"]

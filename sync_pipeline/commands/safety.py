@@ -19,7 +19,8 @@ from typing import Any
 import dagster as dg
 
 from sync_pipeline.redaction import redact_text
-from sync_pipeline.safety.verdict import CheckLine, ordered, overall, status_of
+from sync_pipeline.defs.verdict import evaluation_status
+from sync_pipeline.safety.verdict import CheckLine, ordered, overall
 
 EXIT_SAFE, EXIT_UNSAFE, EXIT_ERROR = 0, 1, 2
 OVERALL_EXIT = {"SAFE": EXIT_SAFE, "SAFE_WITH_WARNINGS": EXIT_SAFE, "UNSAFE": EXIT_UNSAFE}
@@ -42,8 +43,8 @@ def _execute(defs: dg.Definitions, instance: dg.DagsterInstance, log_level: str 
     lines = []
     for evaluation in result.get_asset_check_evaluations():
         reason = evaluation.metadata.get("reason")
-        lines.append(CheckLine(status_of(evaluation.passed, evaluation.severity == dg.AssetCheckSeverity.WARN),
-                               evaluation.asset_key.to_user_string(), evaluation.check_name,
+        lines.append(CheckLine(evaluation_status(evaluation), evaluation.asset_key.to_user_string(),
+                               evaluation.check_name,
                                blocking.get((evaluation.asset_key, evaluation.check_name), False),
                                str(reason.value) if reason else ""))
     step_errors = {event.step_key: _error_text(event.step_failure_data.error)

@@ -15,7 +15,7 @@ from sync_pipeline import pipeline
 from sync_pipeline.defs.alerts import alert_on_run_failure
 from sync_pipeline.defs.jobs import safety_checks_job, sync_job, sync_with_safety_check
 from sync_pipeline.defs.resources import HubResource
-from sync_pipeline.defs.verdict import safety_verdict_job
+from sync_pipeline.defs.verdict import VERDICT_KEY, safety_verdict_job
 from sync_pipeline.model.entities import ENTITIES
 from sync_pipeline.settings import sync_interval_minutes
 from sync_pipeline.stores.registry import STORES
@@ -163,7 +163,18 @@ def verdict_after_safety_checks(context: dg.RunStatusSensorContext):
     return dg.RunRequest(run_key=f"verdict:{context.dagster_run.run_id}", tags={"sync/trigger": "safety-checks"})
 
 
+@dg.run_failure_sensor(monitored_jobs=[safety_checks_job, sync_with_safety_check], request_job=safety_verdict_job,
+                       default_status=dg.DefaultSensorStatus.RUNNING,
+                       description="After a run that failed before its verdict (the gate stopped it, or the checks "
+                                   "found a failure), the verdict is read again so that it shows the failure.")
+def verdict_after_failed_checks(context: dg.RunFailureSensorContext):
+    latest = context.instance.get_latest_materialization_event(VERDICT_KEY)
+    if latest is not None and latest.run_id == context.dagster_run.run_id:
+        return dg.SkipReason("the run recorded its own verdict")
+    return dg.RunRequest(run_key=f"verdict:{context.dagster_run.run_id}", tags={"sync/trigger": "safety-checks"})
+
+
 SENSORS = [cdc_sensor, webhook_inbox_sensor, run_succeeded, run_failed, verdict_after_safety_checks,
-           alert_on_run_failure]
+           verdict_after_failed_checks, alert_on_run_failure]
 SCHEDULES = [sync_schedule, hourly_safety_checks, nightly_reconciliation]
 JOBS = [reconciliation_job]

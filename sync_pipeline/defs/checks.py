@@ -1,8 +1,12 @@
 """The safety checks as Dagster asset checks, each beside the asset it checks.
 
-Blocking checks sit on the `safety/preflight` asset, upstream of every capture: in `sync_with_safety_check`
-they run before anything is written, and an ERROR stops the sync. Monitoring checks sit on the store and
-hub assets they describe. The safety command runs all of them through Dagster and reads the same results.
+The gate is `safety/preflight`, upstream of every capture: its checks run first in `sync_with_safety_check`.
+Only the hub's own integrity blocks everything (contract, applied once, conflicts recorded): with it broken,
+nothing may spread. What one store or one record breaks holds back that store or that record only: a store
+that is down or whose change capture is gone fails its own steps (recorded; the others sync), and a
+duplicate natural key is held back by the resolve, which quarantines it with its reason; their checks FAIL
+and the verdict names the store and the records, but they do not stop the other stores. Monitoring checks
+sit on the store and hub assets they describe. The safety command runs all of them through Dagster.
 
 No `from __future__ import annotations` here: Dagster inspects the context annotation at definition time.
 """
@@ -18,16 +22,15 @@ from sync_pipeline.safety import checks as safety
 from sync_pipeline.safety.checks import Status, Verdict
 from sync_pipeline.stores.base import StoreSpec
 from sync_pipeline.stores.registry import STORES, sources
-SEVERITY = {Status.WARN: dg.AssetCheckSeverity.WARN, Status.FAIL: dg.AssetCheckSeverity.ERROR}
 
 
 @dg.asset(
     key=PREFLIGHT_KEY,
     group_name="safety",
     kinds={"python"},
-    description="The gate of a safe sync. Its blocking checks (stores reachable, change capture installed, "
-                "hub contract, idempotency, conflict invariants) run before anything is written; an ERROR "
-                "stops everything downstream.",
+    description="The gate of a safe sync, evaluated before anything is written. The hub's integrity (contract, "
+                "idempotency, conflict invariants) blocks everything; a store that is down or lost its change "
+                "capture, or a duplicate natural key, fails its check and holds back that store or record only.",
 )
 def preflight() -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata={"gate": "the blocking checks decide"})
@@ -37,9 +40,12 @@ def to_result(verdict: Verdict) -> dg.AssetCheckResult:
     metadata: dict[str, Any] = {"status": verdict.status.value, "reason": verdict.reason}
     for key, value in verdict.metadata.items():
         metadata[key] = dg.MetadataValue.json(value) if isinstance(value, (list, dict)) else value
-    return dg.AssetCheckResult(passed=verdict.status is Status.PASS,
-                               severity=SEVERITY.get(verdict.status, dg.AssetCheckSeverity.ERROR),
-                               description=verdict.reason, metadata=metadata)
+    # A warning passes in Dagster's terms (its UI labels any failed check "Failed"); the `status` metadata, the
+    # description and the verdict say WARN.
+    warned = verdict.status is Status.WARN
+    return dg.AssetCheckResult(passed=verdict.status is not Status.FAIL, severity=dg.AssetCheckSeverity.ERROR,
+                               description=f"WARN: {verdict.reason}" if warned else verdict.reason,
+                               metadata=metadata)
 
 
 def _check(asset: dg.AssetKey, name: str, description: str, resources: set[str],
@@ -78,15 +84,14 @@ def _configured_sources(resources: Any) -> list:
 def _connection_check(spec: StoreSpec) -> dg.AssetChecksDefinition:
     return _check(PREFLIGHT_KEY, f"{spec.key}_connection",
                   f"{spec.label} is reachable, accepts our credentials and allows what the sync needs.",
-                  {spec.key}, _store_check(spec, lambda r, store: safety.connection(store)), blocking=True)
+                  {spec.key}, _store_check(spec, lambda r, store: safety.connection(store)))
 
 
 def _capture_installed_check(spec: StoreSpec, entity: Entity) -> dg.AssetChecksDefinition:
     return _check(PREFLIGHT_KEY, f"{spec.key}_{entity.name}_capture_installed",
                   f"The change log and triggers of {entity.name} in {spec.label} are in place: without them "
                   f"edits there would be missed.", {spec.key},
-                  _store_check(spec, lambda r, store: safety.capture_installed(store, entity, r.hub.hub())),
-                  blocking=True)
+                  _store_check(spec, lambda r, store: safety.capture_installed(store, entity, r.hub.hub())))
 
 
 def _hub_preflight_checks(entity: Entity) -> list[dg.AssetChecksDefinition]:
@@ -107,7 +112,7 @@ def _hub_preflight_checks(entity: Entity) -> list[dg.AssetChecksDefinition]:
             PREFLIGHT_KEY, f"{entity.name}_unique_keys",
             f"No {entity.natural_key} of {entity.name} is held by two records, in the hub or any store.",
             {s.key for s in sources()},
-            lambda r: safety.unique_natural_keys(r.hub.hub(), _configured_sources(r), entity), blocking=True))
+            lambda r: safety.unique_natural_keys(r.hub.hub(), _configured_sources(r), entity)))
     return checks
 
 

@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import dagster as dg
+from dagster._core.storage.asset_check_execution_record import COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES
 
 from sync_pipeline.defs.assets import md_table
 from sync_pipeline.safety.verdict import UNSAFE, CheckLine, ordered, overall, status_of
@@ -23,28 +24,36 @@ VERDICT_KEY = dg.AssetKey(["safety", "verdict"])
 SAFE_CHECK = "safe"
 
 
-def latest_check_lines(context: dg.AssetExecutionContext, blocking_by_key: dict[dg.AssetCheckKey, bool]
+def evaluation_status(evaluation: dg.AssetCheckEvaluation) -> str:
+    """PASS, WARN or FAIL of a check's result. Ours say it in their `status` metadata (a warning passes in
+    Dagster's terms, so the UI never labels it "Failed"); any other check by its result and severity."""
+    status = evaluation.metadata.get("status")
+    if status is not None and status.value in ("PASS", "WARN", "FAIL"):
+        return str(status.value)
+    return status_of(evaluation.passed, evaluation.severity == dg.AssetCheckSeverity.WARN)
+
+
+def latest_check_lines(instance: dg.DagsterInstance, blocking_by_key: dict[dg.AssetCheckKey, bool]
                        ) -> list[CheckLine]:
-    """Every check of the code location (but the verdict's own) as its latest result on the instance. A check
-    never evaluated on this instance (the gate's, before the first gated run) is a warning: unknown, not
-    known bad."""
-    keys = list(blocking_by_key)
-    latest = context.instance.event_log_storage.get_latest_asset_check_execution_by_key(keys)
+    """Every check of the code location (but the verdict's own) as its latest evaluation on the instance:
+    a run that is only planned (queued) does not count. A check never evaluated on this instance (the gate's,
+    before the first gated run) is a warning: unknown, not known bad."""
     lines = []
-    for key in keys:
-        record = latest.get(key)
-        event = record.event.dagster_event if record and record.event else None
-        blocking = blocking_by_key[key]
-        if event is None or event.event_type_value != "ASSET_CHECK_EVALUATION":
+    for key, blocking in blocking_by_key.items():
+        history = instance.event_log_storage.get_asset_check_execution_history(
+            key, limit=1, status=COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES)
+        entry = history[0].event if history else None
+        event = entry.dagster_event if entry else None
+        if entry is None or event is None or event.event_type_value != "ASSET_CHECK_EVALUATION":
             lines.append(CheckLine("WARN", key.asset_key.to_user_string(), key.name, blocking,
                                    "not evaluated yet on this instance"))
             continue
         evaluation = event.asset_check_evaluation_data
         reason = evaluation.metadata.get("reason")
         lines.append(CheckLine(
-            status_of(evaluation.passed, evaluation.severity == dg.AssetCheckSeverity.WARN),
-            key.asset_key.to_user_string(), key.name, blocking, str(reason.value) if reason else "",
-            evaluated_at=datetime.fromtimestamp(record.event.timestamp, timezone.utc).isoformat(timespec="seconds")))
+            evaluation_status(evaluation), key.asset_key.to_user_string(), key.name, blocking,
+            str(reason.value) if reason else "",
+            evaluated_at=datetime.fromtimestamp(entry.timestamp, timezone.utc).isoformat(timespec="seconds")))
     return ordered(lines)
 
 
@@ -66,7 +75,7 @@ def build_verdict_asset(upstream: list[dg.AssetKey], checks: list[dg.AssetChecks
                                                    "in this run.")],
     )
     def _verdict(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-        lines = latest_check_lines(context, blocking_by_key)
+        lines = latest_check_lines(context.instance, blocking_by_key)
         verdict = overall(lines)
         errors = context.resources.hub.hub().run_errors(context.run.run_id)
         problems = [line for line in lines if line.status != "PASS"]
@@ -84,7 +93,7 @@ def build_verdict_asset(upstream: list[dg.AssetKey], checks: list[dg.AssetChecks
             "warning": dg.MetadataValue.json(
                 [f"{line.asset} {line.check}: {line.reason}" for line in problems if line.status == "WARN"]),
             "checks": md_table([line.__dict__ for line in problems],
-                               ["status", "asset", "check", "reason", "evaluated_at"]),
+                               ["status", "asset", "check", "reason", "evaluated_at"], width=300),
             "run_failures": md_table(errors, ["store", "entity", "record_id", "operation", "error_class",
                                               "message"], width=None),
             "passed": sum(line.status == "PASS" for line in lines),
