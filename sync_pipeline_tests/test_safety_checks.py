@@ -431,5 +431,5 @@ def test_one_duplicate_and_one_store_down_hold_back_only_themselves(synced, topo
         event = instance.get_latest_materialization_event(dg.AssetKey(["safety", "verdict"]))
         assert event is not None and event.asset_materialization is not None
         failing = event.asset_materialization.metadata["failing"].value
-        assert any("bigquery_connection" in line for line in failing)
-        assert any("people_unique_keys" in line and "grace@navy.mil" in line for line in failing)
+        assert any("bigquery_connection" in line for line in failing), failing
+        assert any("people_unique_keys" in line and "grace@navy.mil" in line for line in failing), failing

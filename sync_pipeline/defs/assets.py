@@ -13,7 +13,7 @@ from sync_pipeline import pipeline
 from sync_pipeline.model.entities import ENTITIES, Entity
 from sync_pipeline.redaction import redact_text
 from sync_pipeline.reporting.sync_log import export_sync_log
-from sync_pipeline.stores.base import StoreSpec
+from sync_pipeline.stores.base import StoreSpec, StoreUnavailable
 from sync_pipeline.stores.registry import STORES, sync_log_host
 
 HUB_GROUP = "hub"
@@ -58,14 +58,14 @@ def _not_configured(context: dg.AssetExecutionContext, spec: StoreSpec) -> dg.Ma
     return dg.MaterializeResult(metadata={"status": "not configured"})
 
 
-def _failed(context: dg.AssetExecutionContext, hub, spec: StoreSpec, entity: Entity, operation: str,
+def _failed(context: dg.AssetExecutionContext, hub, spec: StoreSpec, entity: str, operation: str,
             exc: Exception) -> dg.MaterializeResult:
     """A store's failure goes to the error log and the metadata; the run goes on with the other stores,
     and the error checks turn red."""
-    error_id = hub.record_error(store=spec.key, entity=entity.name, operation=operation, error=exc,
+    error_id = hub.record_error(store=spec.key, entity=entity, operation=operation, error=exc,
                                 run_id=context.run.run_id)
     message = redact_text(f"{type(exc).__name__}: {exc}")[:500]
-    context.log.error(f"{operation} of {entity.name} in {spec.label} failed (error #{error_id}): {message}")
+    context.log.error(f"{operation} of {entity} in {spec.label} failed (error #{error_id}): {message}")
     return dg.MaterializeResult(metadata={"status": "failed", "errors": 1, "error": message,
                                           "error_id": error_id})
 
@@ -85,7 +85,7 @@ def _run_store_step(context: dg.AssetExecutionContext, spec: StoreSpec, entity: 
         store = resource.store(hub)
         return hub, store, step(hub, store, entity, context.run.run_id, context.resources.sync_settings.settings())
     except Exception as exc:  # noqa: BLE001 - recorded, and the other stores go on syncing
-        return _failed(context, hub, spec, entity, operation, exc)
+        return _failed(context, hub, spec, entity.name, operation, exc)
 
 
 def md_table(rows: list[dict[str, Any]], columns: list[str], width: int | None = 80) -> dg.MetadataValue:
@@ -242,7 +242,10 @@ def build_sync_log_asset(host: StoreSpec, publish_keys: list[dg.AssetKey],
         if not resource.configured:
             return _not_configured(context, host)
         hub = context.resources.hub.hub()
-        export = export_sync_log(hub, resource.store(hub).tables, host.key)
+        try:
+            export = export_sync_log(hub, resource.store(hub).tables, host.key)
+        except StoreUnavailable as exc:  # recorded like any store step's failure; the verdict still comes
+            return _failed(context, hub, host, "sync_log", "publish", exc)
         return dg.MaterializeResult(metadata={
             "runs": export.runs, "outcomes": export.outcomes, "conflicts": export.conflicts,
             "rows_changed": dg.MetadataValue.json(export.rows_changed),

@@ -12,6 +12,7 @@ from google.cloud import bigquery
 from pydantic import Field, PrivateAttr
 
 from sync_pipeline.hub.hub import Hub
+from sync_pipeline.stores.base import StoreUnavailable
 from sync_pipeline.stores.bigquery import BigQueryStore
 
 
@@ -63,11 +64,25 @@ class BigQueryStoreResource(BigQueryResource):
             return "an emulator endpoint is set but no project (BIGQUERY_EMULATOR_URL, BIGQUERY_PROJECT)"
         return None
 
+    # Whether BigQuery answered when this run first asked: an outage costs one probe per run, not every
+    # step's retries (the client's default is ten minutes per call).
+    _probed: bool = PrivateAttr(default=False)
+    _unreachable: Optional[str] = PrivateAttr(default=None)
+
     def store(self, hub: Hub | None) -> BigQueryStore:
-        """A `BigQueryStore` on this resource's client and dataset (BigQuery keeps canonical ids)."""
+        """A `BigQueryStore` on this resource's client and dataset (BigQuery keeps canonical ids); raises
+        `StoreUnavailable` for the rest of the run once BigQuery did not answer."""
+        if self._unreachable:
+            raise StoreUnavailable(self._unreachable)
         client = self._contexts.enter_context(self.get_client())
         self._contexts.callback(client.close)
-        return BigQueryStore(client, self.dataset, location=self.location)
+        store = BigQueryStore(client, self.dataset, location=self.location)
+        if not self._probed:
+            self._probed = True
+            self._unreachable = store.unreachable()
+            if self._unreachable:
+                raise StoreUnavailable(self._unreachable)
+        return store
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         self._contexts.close()

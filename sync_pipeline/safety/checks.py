@@ -175,7 +175,9 @@ def unique_natural_keys(hub: Hub, stores: list[ReconcilableStore], entity: Entit
         if dupes:
             found[where] = dupes[:10]
     if found:
-        return Verdict.fail(f"duplicate {key} values in {', '.join(found)}", duplicates=found)
+        named = "; ".join(f"{where}: {', '.join(values[:5])}" for where, values in found.items())
+        return Verdict.fail(f"duplicate {key} values (held back from the hub until fixed) in {named}",
+                            duplicates=found)
     return Verdict.passed(f"every {key} of {entity.name} is unique in the hub and "
                           f"{len(stores)} store{'s' if len(stores) != 1 else ''}")
 

@@ -72,6 +72,10 @@ def live_data(record: GoldenRecord) -> dict[str, Any]:
     return record.data
 
 
+class StoreUnavailable(RuntimeError):
+    """The store cannot be reached: its steps fail at once instead of each waiting out its own retries."""
+
+
 @dataclass
 class CaptureBatch:
     changes: list[RawChange]

@@ -312,6 +312,17 @@ FROM {plan} GROUP BY op;
         return {"load_jobs": total.load_jobs, "merge_statements": total.merge_statements,
                 "dml_statements": total.dml_statements}
 
+    def unreachable(self) -> str | None:
+        """Why BigQuery cannot be reached at all, within the health check's deadline; None when it answers
+        (a missing dataset is an answer: install creates it)."""
+        try:
+            self.client.get_dataset(f"{self.client.project}.{self.dataset_id}", retry=self._check_retry)
+        except NotFound:
+            return None
+        except Exception as exc:  # noqa: BLE001 - whatever stops the request is the answer
+            return f"BigQuery unreachable: {type(exc).__name__}: {exc}"[:500]
+        return None
+
     def check(self) -> Health:
         """Reachable, dataset present, a query runs."""
         project = self.client.project
