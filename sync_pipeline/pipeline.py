@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
-from sync_pipeline.engine.records import CapturedChange, Op, QuarantinedRecord, ResolveStats
+from sync_pipeline.engine.records import CapturedChange, ConcurrentEdit, Op, QuarantinedRecord, ResolveStats
 from sync_pipeline.hub.hub import Hub
 from sync_pipeline.model.canonical import CanonicalValueError, parse_timestamp
 from sync_pipeline.model.contracts import validate_records
@@ -164,6 +164,7 @@ def publish(hub: Hub, store: TargetStore, entity: Entity, run_id: str | None, se
                              record_ids=[g.record_id for g in records])
             stats.error_messages.append(f"{type(exc).__name__}: {exc}"[:300])
             continue
+        take_in_edits(hub, store.name, entity, result.failed.values(), run_id)
         for record_id, error in result.failed.items():
             stats.errors += 1
             hub.record_error(store=store.name, entity=entity.name, record_id=record_id, operation="publish",
@@ -179,6 +180,17 @@ def publish(hub: Hub, store: TargetStore, entity: Entity, run_id: str | None, se
     hub.close_errors_of_synced(store.name, entity.name)  # e.g. a write that landed though its request failed
     stats.seconds = time.monotonic() - started
     return stats
+
+
+def take_in_edits(hub: Hub, store: str, entity: Entity, failures: Iterable[BaseException],
+                  run_id: str | None) -> None:
+    """Put records a target refused to overwrite (edited there since the hub read them) into the inbox, as
+    re-read, so the next resolve takes the edit in (as a conflict where the hub changed too)."""
+    raw = [e.reread for e in failures if isinstance(e, ConcurrentEdit)]
+    if raw:
+        record_ids = hub.record_ids_for(store, entity.name, [c.store_record_id or c.record_id for c in raw])
+        changes, quarantined = to_captured(entity, raw, record_ids)
+        hub.enqueue(store, entity.name, changes, quarantined, None, run_id)
 
 
 def close_errors_found_held(hub: Hub, store: str, entity: Entity, golden: dict[str, tuple[int, Any]],

@@ -63,6 +63,15 @@ class ApplyResult:
     store_ids: dict[str, str] = field(default_factory=dict)  # record id -> the store's own id
 
 
+class ConcurrentEdit(Exception):
+    """A record edited in the target since the hub last read it: not overwritten, but taken in as a change
+    (`reread`, the record as re-read from the store: a `stores.base.RawChange`) and retried next run."""
+
+    def __init__(self, store: str, reread: Any) -> None:
+        super().__init__(f"edited in {store.capitalize()} since the hub last read it; taken in as a change")
+        self.reread = reread
+
+
 @dataclass(frozen=True)
 class StoreState:
     """What the hub knows one store holds of one record. `NEVER_HELD` for a store it has no state for."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from sync_pipeline.hub.connection import Conn, HubConnection
 
@@ -64,3 +65,17 @@ class HubIdMap:
             rows = conn.execute("""select record_id from sync.golden where entity = %s and deleted
                                    and record_id = any(%s::uuid[])""", (entity, list(record_ids)))
             return set(record_ids) - {str(r["record_id"]) for r in rows}
+
+    def last_read(self, entity: str, record_ids: Sequence[str]) -> dict[str, tuple[str | None, datetime | None]]:
+        """Record id -> (content hash the store holds as far as the hub knows, newest modification time
+        captured from the store): what a write would overwrite unread is an edit past both."""
+        with self._hub.connect() as conn:
+            rows = conn.execute(
+                """select s.record_id, s.seen_hash,
+                          (select max(i.modified_at) from sync.inbox i
+                            where i.store = s.store and i.entity = s.entity and i.kind = 'change'
+                              and i.store_record_id = coalesce(s.store_record_id, s.record_id::text)) as read_at
+                   from sync.record_state s
+                   where s.store = %s and s.entity = %s and s.record_id = any(%s::uuid[])""",
+                (self._store, entity, list(record_ids))).fetchall()
+            return {str(r["record_id"]): (r["seen_hash"], r["read_at"]) for r in rows}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol, Sequence, runtime_checkable
 
 from sync_pipeline.engine.records import ApplyResult, GoldenRecord
@@ -38,6 +39,11 @@ class IdMap(Protocol):
         be linked)."""
         ...
 
+    def last_read(self, entity: str, record_ids: Sequence[str]) -> dict[str, tuple[str | None, datetime | None]]:
+        """Record id -> (content hash the store holds as far as the hub knows, newest modification time
+        captured from the store), for the records the hub has state for in the store."""
+        ...
+
 
 class SameIds:
     """The id map of a store whose ids are all canonical (a store on its own, as in a benchmark)."""
@@ -50,6 +56,9 @@ class SameIds:
 
     def live(self, entity: str, record_ids: Sequence[str]) -> set[str]:
         return set(record_ids)
+
+    def last_read(self, entity: str, record_ids: Sequence[str]) -> dict[str, tuple[str | None, datetime | None]]:
+        return {}
 
 
 def translate_references(entity: Entity, rows: Sequence[dict[str, Any]], id_map: IdMap, to_store: bool) -> None:

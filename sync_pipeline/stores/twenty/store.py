@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Any, Sequence
 
-from sync_pipeline.engine.records import ApplyResult, GoldenRecord
+from sync_pipeline.engine.records import ApplyResult, ConcurrentEdit, GoldenRecord
 from sync_pipeline.model.canonical import CanonicalValueError, canonical_record, content_hash, parse_timestamp
 from sync_pipeline.model.entities import ENTITIES, Entity
 from sync_pipeline.stores.base import (
@@ -184,6 +184,13 @@ class TwentyStore:
                 sent.append(g)
             except MappingError as exc:
                 result.failed[g.record_id] = exc
+        # An edit made in Twenty since the hub last read the record would be overwritten unread: it is
+        # taken in as a change instead, and the record waits for the next run.
+        edited = self._edited_since_read(entity, sent, known)
+        for record_id, change in edited.items():
+            result.failed[record_id] = ConcurrentEdit(STORE_NAME, change)
+        kept = [i for i, g in enumerate(sent) if g.record_id not in edited]
+        payloads, sent = [payloads[i] for i in kept], [sent[i] for i in kept]
         if payloads:
             batch = self.client.batch_create(entity.twenty_object, payloads, upsert=True)
             for accepted in batch.accepted:
@@ -207,6 +214,34 @@ class TwentyStore:
             except TwentyError as exc:
                 result.failed[g.record_id] = exc
         return result
+
+    def _edited_since_read(self, entity: Entity, records: Sequence[GoldenRecord], known: dict[str, str]
+                           ) -> dict[str, RawChange]:
+        """Record id -> the record as re-read now, for those Twenty holds in a content that is neither what
+        the hub last knew it to hold nor the version about to be written, with an `updatedAt` past every
+        change captured from Twenty for it (a content that lost a conflict was read, and is overwritten)."""
+        if not records:
+            return {}
+        last_read = self.id_map.last_read(entity.name, [g.record_id for g in records])
+        twenty_ids = {known.get(g.record_id, g.record_id): g for g in records}
+        found: list[dict[str, Any]] = []
+        ids = list(twenty_ids)
+        for chunk in (ids[i:i + _IDS_PER_FILTER] for i in range(0, len(ids), _IDS_PER_FILTER)):
+            quoted = ",".join(f'"{i}"' for i in chunk)
+            found += self.client.list(entity.twenty_object, filter=f"and(id[in]:[{quoted}],{_WITH_DELETED})")
+        edited = {}
+        for change in self._raw_changes(entity, found):
+            g = twenty_ids[change.record_id]
+            seen_hash, read_at = last_read.get(g.record_id, (None, None))
+            try:
+                digest = content_hash(None if change.deleted else canonical_record(entity, change.row))
+                updated_at = parse_timestamp(change.modified_at)
+            except CanonicalValueError:
+                continue  # unreadable: the capture quarantines it, and the write may repair it
+            if (change.error is None and digest not in (seen_hash, g.content_hash)
+                    and (read_at is None or updated_at > read_at)):
+                edited[g.record_id] = change
+        return edited
 
     # -- reads -------------------------------------------------------------------------------------
 
