@@ -202,6 +202,10 @@ update sync.errors
 -- The open errors of a store are what the checks and the closing statements read.
 create index errors_open on sync.errors (store, entity) where resolved_at is null;
 """),
+    (5, "what the hub last read of a record", """
+-- Before writing to Twenty, the publish looks up the latest change captured from it for each record.
+create index inbox_store_record on sync.inbox (store, entity, store_record_id) where kind = 'change';
+"""),
 ]
 
 _LOCK_KEY = 0x73796E63  # "sync": one migrator at a time per database
