@@ -17,7 +17,6 @@ from typing import Any
 
 import dagster as dg
 import psycopg
-import pytest
 from playwright.sync_api import Locator, Page, expect
 
 from sync_pipeline.definitions import defs
@@ -137,15 +136,6 @@ def test_after_a_gated_sync_the_verdict_is_safe_and_every_check_evaluated(
     assert {name: status for name, status in statuses.items() if status != "Succeeded"} == {}
 
 
-class QueuedRunSpoiledTheVerdict(AssertionError):
-    """Only this fails the test below as expected: any other failure of it is a failure."""
-
-
-@pytest.mark.xfail(strict=True, raises=QueuedRunSpoiledTheVerdict, reason=(
-    "product: the verdict reads each check's latest execution record, and a run queued behind the sync "
-    "(a schedule tick, a sensor's run) plants a PLANNED record for every check when it is created: the "
-    "sync's verdict then reads every check as 'not evaluated yet on this instance' (SAFE_WITH_WARNINGS, "
-    "73 warnings). It should read the latest evaluation (sync_pipeline/defs/verdict.py, latest_check_lines)"))
 def test_a_run_queued_behind_a_sync_leaves_its_verdict_alone(
         dagster_ui: DagsterUi, page: Page, artifacts_dir: Path) -> None:
     first = _launch(dagster_ui, GATED_JOB)
@@ -155,8 +145,8 @@ def test_a_run_queued_behind_a_sync_leaves_its_verdict_alone(
     _open_verdict(page, dagster_ui)  # the first sync's verdict, while the second one runs
     page.screenshot(path=artifacts_dir / "verdict_with_a_run_queued_behind.png", full_page=True)
     _wait_for_run(dagster_ui, second, "SUCCESS")
-    if verdict["verdict"] != "SAFE":
-        raise QueuedRunSpoiledTheVerdict(f"{verdict['reason']}: {verdict['warning'][:3]}")
+    # A queued run plants PLANNED records for its checks; the verdict reads evaluations only.
+    assert verdict["verdict"] == "SAFE", f"{verdict['reason']}: {verdict['warning'][:3]}"
 
 
 def test_a_broken_store_fails_the_run_and_the_verdict_says_unsafe(
