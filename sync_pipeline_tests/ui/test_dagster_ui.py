@@ -63,8 +63,9 @@ def test_asset_graph_shows_every_store(dagster_ui: DagsterUi, page: Page, artifa
             expect(page.get_by_text(key.path[-1], exact=True).first).to_be_visible(timeout=20_000)
 
 
-def test_run_launched_from_the_ui_succeeds(dagster_ui: DagsterUi, page: Page, artifacts_dir: Path) -> None:
-    """The gated job's "Materialize all", as an operator launches a sync: the gate first, then the sync."""
+def _launch_from_the_ui(page: Page, dagster_ui: DagsterUi, artifacts_dir: Path) -> str:
+    """The gated job's "Materialize all", as an operator launches a sync (the gate first, then the sync);
+    waits for the run to succeed and shows it."""
     page.goto(f"{dagster_ui.url}/locations/{LOCATION_NAME}/jobs/{GATED_JOB}")
     button = page.get_by_role("button", name="Materialize all")
     expect(button).to_be_enabled(timeout=PAGE_TIMEOUT_MS)
@@ -79,6 +80,7 @@ def test_run_launched_from_the_ui_succeeds(dagster_ui: DagsterUi, page: Page, ar
     expect(page.get_by_text("Success", exact=True).first).to_be_visible(timeout=PAGE_TIMEOUT_MS)
     expect(page.get_by_text("Loading run logs")).to_be_hidden(timeout=PAGE_TIMEOUT_MS)
     page.screenshot(path=artifacts_dir / f"{GATED_JOB}_run.png")
+    return run_id
 
 
 def test_checks_tab_shows_check_results(dagster_ui: DagsterUi, page: Page, artifacts_dir: Path) -> None:
@@ -106,10 +108,9 @@ def test_checks_tab_shows_check_results(dagster_ui: DagsterUi, page: Page, artif
     expect(page.get_by_text("Passed", exact=True).first).to_be_visible()  # the selected check's result
 
 
-def test_after_a_gated_sync_the_verdict_is_safe_and_every_check_evaluated(
+def test_a_sync_launched_from_the_ui_is_safe_and_evaluates_every_check(
         dagster_ui: DagsterUi, page: Page, artifacts_dir: Path) -> None:
-    run_id = _launch(dagster_ui, GATED_JOB)
-    _wait_for_run(dagster_ui, run_id, "SUCCESS")
+    run_id = _launch_from_the_ui(page, dagster_ui, artifacts_dir)
     assert _verdict_metadata(dagster_ui)["run_id"] == run_id  # the page below shows this sync's verdict
 
     # SAFE, not SAFE_WITH_WARNINGS: the fixture configures and installs all four stores (no store is "not
@@ -134,19 +135,6 @@ def test_after_a_gated_sync_the_verdict_is_safe_and_every_check_evaluated(
     not_evaluated = sorted(name for name, status in statuses.items() if status == "Not evaluated")
     assert not not_evaluated, not_evaluated
     assert {name: status for name, status in statuses.items() if status != "Succeeded"} == {}
-
-
-def test_a_run_queued_behind_a_sync_leaves_its_verdict_alone(
-        dagster_ui: DagsterUi, page: Page, artifacts_dir: Path) -> None:
-    first = _launch(dagster_ui, GATED_JOB)
-    second = _launch(dagster_ui, GATED_JOB)  # waits in the queue (one run at a time), as a schedule tick does
-    _wait_for_run(dagster_ui, first, "SUCCESS")
-    verdict = _verdict_metadata(dagster_ui, run_id=first)
-    _open_verdict(page, dagster_ui)  # the first sync's verdict, while the second one runs
-    page.screenshot(path=artifacts_dir / "verdict_with_a_run_queued_behind.png", full_page=True)
-    _wait_for_run(dagster_ui, second, "SUCCESS")
-    # A queued run plants PLANNED records for its checks; the verdict reads evaluations only.
-    assert verdict["verdict"] == "SAFE", f"{verdict['reason']}: {verdict['warning'][:3]}"
 
 
 def test_a_broken_store_fails_the_run_and_the_verdict_says_unsafe(
