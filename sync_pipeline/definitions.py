@@ -17,6 +17,7 @@ from sync_pipeline.defs.verdict import build_verdict_asset, safety_verdict_job
 from sync_pipeline.defs.resources import (
     HubResource,
     LocalDbResource,
+    StoreResource,
     SupabaseResource,
     SyncSettingsResource,
     TwentyResource,
@@ -37,7 +38,7 @@ def _env_or(name: str, default: str) -> dg.EnvVar | str:
     return dg.EnvVar(name) if os.getenv(name) else default
 
 
-STORE_RESOURCES: dict[str, Any] = {
+STORE_RESOURCES: dict[str, StoreResource] = {
     LOCAL_DB.key: LocalDbResource(dsn=_optional("LOCAL_DATABASE_URL")),
     SUPABASE.key: SupabaseResource(dsn=_optional("SUPABASE_DATABASE_URL"),
                                    sslmode=_env_or("SUPABASE_SSLMODE", "require")),
