@@ -24,6 +24,8 @@ fi
 need_apt=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+# Supabase's transaction pooler is played by Debian's pgbouncer in the tests.
+[ -x /usr/sbin/pgbouncer ] || need_apt+=(pgbouncer)
 # Debian splits `python3 -m venv` (ensurepip) into python3-venv; only needed to install uv.
 if [ -z "$uv" ] && ! python3 -c "import ensurepip, venv" >/dev/null 2>&1; then
   need_apt+=(python3-venv)
