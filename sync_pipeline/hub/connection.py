@@ -1,19 +1,31 @@
-"""The hub's database connection, shared by every part of the hub."""
+"""The hub's database connection, shared by every part of the hub.
+
+Every unit of hub work is one transaction from `HubConnection.connect()`, under the hub's lock and statement
+timeouts. With a pool (the Dagster resource opens one per run or tick) connections are reused; without one
+each unit connects anew. Inside `rolled_back()` every unit is a savepoint on one shared connection whose
+transaction is rolled back at the end: a whole sync can run against the hub and leave no trace.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 import psycopg
 from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool
 
 from sync_pipeline.hub.migrations import migrate
 from sync_pipeline.redaction import call_masked, dsn_secrets
 
 Conn: TypeAlias = psycopg.Connection[DictRow]
+
+# The connection of the `rolled_back()` block this context is in, with the hub URL it belongs to.
+_ROLLED_BACK: ContextVar[tuple[str, Conn] | None] = ContextVar("hub_rolled_back", default=None)
 
 
 def one(cursor: psycopg.Cursor[DictRow]) -> DictRow:
@@ -29,21 +41,76 @@ def jsonb_or_null(value: Any) -> Jsonb | None:
     return Jsonb(value) if value is not None else None
 
 
-class HubConnection:
-    """The hub database. Connections are short-lived: one per unit of work."""
+@dataclass(frozen=True)
+class HubTimeouts:
+    """Bounded waits on the hub: a statement waiting on a lock or running longer than this fails."""
 
-    def __init__(self, dsn: str, **connect_kwargs: Any) -> None:
+    lock_timeout_ms: int = 10_000
+    statement_timeout_ms: int = 300_000
+    connect_timeout_s: int = 10
+
+
+def connect_kwargs(timeouts: HubTimeouts) -> dict[str, Any]:
+    # No prepared statements: the hub may sit behind a transaction pooler (PgBouncer, Supavisor), where a
+    # statement prepared on one server connection is unknown on the next.
+    return {"row_factory": dict_row, "prepare_threshold": None, "connect_timeout": timeouts.connect_timeout_s}
+
+
+class HubConnection:
+    """The hub database: one transaction per unit of work, from the pool when there is one."""
+
+    def __init__(self, dsn: str, *, pool: ConnectionPool[Conn] | None = None,
+                 timeouts: HubTimeouts = HubTimeouts()) -> None:
         self._dsn = dsn
         self._secrets = dsn_secrets(dsn)
-        self._connect_kwargs = {"connect_timeout": 10, **connect_kwargs}
+        self._pool = pool
+        self._timeouts = timeouts
+
+    @contextmanager
+    def _session(self) -> Iterator[Conn]:
+        """A connection whose work is committed when the block ends (rolled back on an error)."""
+        if self._pool is not None:
+            with self._pool.connection() as pooled:
+                yield pooled
+            return
+        # A malformed URL's password, which libpq quotes in its error, is masked there.
+        conn = call_masked(lambda: psycopg.connect(self._dsn, **connect_kwargs(self._timeouts)), *self._secrets)
+        with conn:
+            yield conn
+
+    def _bound_waits(self, conn: Conn) -> None:
+        # Local to the transaction: a transaction pooler refuses startup options and would hand a session
+        # setting to other clients.
+        conn.execute("select set_config('lock_timeout', %s, true), set_config('statement_timeout', %s, true)",
+                     (f"{self._timeouts.lock_timeout_ms}ms", f"{self._timeouts.statement_timeout_ms}ms"))
 
     @contextmanager
     def connect(self) -> Iterator[Conn]:
-        # A malformed URL's password, which libpq quotes in its error, is masked there.
-        conn = call_masked(lambda: psycopg.connect(self._dsn, row_factory=dict_row, **self._connect_kwargs),
-                           *self._secrets)
-        with conn:
+        shared = _ROLLED_BACK.get()
+        if shared is not None and shared[0] == self._dsn:
+            conn = shared[1]
+            with conn.transaction():  # a savepoint: an error undoes this unit only, as its own transaction would
+                yield conn
+            return
+        with self._session() as conn:
+            self._bound_waits(conn)
             yield conn
+
+    @contextmanager
+    def rolled_back(self) -> Iterator[None]:
+        """Run everything inside against the hub in one transaction that is rolled back at the end: every
+        `connect()` of a hub on the same database, in this context, is a savepoint on one shared connection.
+        Nested blocks share the outer one."""
+        if (shared := _ROLLED_BACK.get()) is not None and shared[0] == self._dsn:
+            yield
+            return
+        with self._session() as conn, conn.transaction(force_rollback=True):
+            self._bound_waits(conn)
+            token = _ROLLED_BACK.set((self._dsn, conn))
+            try:
+                yield
+            finally:
+                _ROLLED_BACK.reset(token)
 
     def migrate(self) -> list[int]:
         with self.connect() as conn:
