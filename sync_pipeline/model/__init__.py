@@ -1,5 +1,6 @@
-"""The canonical model: one registry of entities, their fields, keys, contracts and store mappings."""
+"""The canonical model: entity shapes (`fields`), the registry built from the sync configuration
+(`entities`), canonical values and pandera contracts.
 
-from sync_pipeline.model.entities import ENTITIES, ENTITY_NAMES, Entity, Field, FieldType, entity
-
-__all__ = ["ENTITIES", "ENTITY_NAMES", "Entity", "Field", "FieldType", "entity"]
+Nothing is imported here: the configuration imports `model.fields`, and the registry imports the
+configuration, so this package must not load the registry on its own.
+"""

@@ -21,6 +21,7 @@ from sync_pipeline.stores.twenty.mapping import (
     mapped_columns,
     to_canonical,
     to_twenty,
+    twenty_object,
 )
 
 COMPANIES, PEOPLE, OPPORTUNITIES = entity("companies"), entity("people"), entity("opportunities")
@@ -167,8 +168,8 @@ def twenty() -> Iterator[TwentyClient]:
 
 
 def _stored_round_trip(client: TwentyClient, e: Entity, record: dict[str, Any]) -> dict[str, Any]:
-    stored = client.create(e.twenty_object, to_twenty(e, record, same_ids), upsert=True)
-    fetched = client.get(e.twenty_object, stored["id"])
+    stored = client.create(twenty_object(e), to_twenty(e, record, same_ids), upsert=True)
+    fetched = client.get(twenty_object(e), stored["id"])
     return {"id": fetched["id"], **canonical_record(e, to_canonical(e, fetched))}
 
 

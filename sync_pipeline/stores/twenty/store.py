@@ -25,7 +25,7 @@ from sync_pipeline.stores.limits import refusals
 from sync_pipeline.stores.twenty.client import TwentyClient
 from sync_pipeline.stores.twenty.errors import TwentyAuthError, TwentyError, TwentyNotFound
 from sync_pipeline.stores.twenty.limits import LIMITS
-from sync_pipeline.stores.twenty.mapping import MappingError, to_canonical, to_twenty
+from sync_pipeline.stores.twenty.mapping import MappingError, to_canonical, to_twenty, twenty_object
 
 STORE_NAME = "twenty"
 # Webhooks name objects in the singular (§9.1).
@@ -78,7 +78,7 @@ class TwentyStore:
         records: list[dict[str, Any]] = []
         page_after = cursor.get("page_after")
         more = False
-        for page in self.client.pages(entity.twenty_object, filter=query, starting_after=page_after):
+        for page in self.client.pages(twenty_object(entity), filter=query, starting_after=page_after):
             records += page.records
             page_after = page.end_cursor
             more = page.has_next_page
@@ -104,7 +104,7 @@ class TwentyStore:
         step = _IDS_PER_FILTER
         for chunk in (store_ids[i:i + step] for i in range(0, len(store_ids), step)):
             ids = ",".join(f'"{i}"' for i in chunk)
-            for record in self.client.list(entity.twenty_object, filter=f"and(id[in]:[{ids}],{_WITH_DELETED})"):
+            for record in self.client.list(twenty_object(entity), filter=f"and(id[in]:[{ids}],{_WITH_DELETED})"):
                 found[record["id"]] = record
         changes = _by_store_id(self._raw_changes(entity, list(found.values())))
         now = datetime.now(timezone.utc)
@@ -192,7 +192,7 @@ class TwentyStore:
         kept = [i for i, g in enumerate(sent) if g.record_id not in edited]
         payloads, sent = [payloads[i] for i in kept], [sent[i] for i in kept]
         if payloads:
-            batch = self.client.batch_create(entity.twenty_object, payloads, upsert=True)
+            batch = self.client.batch_create(twenty_object(entity), payloads, upsert=True)
             for accepted in batch.accepted:
                 g = sent[accepted.index]
                 result.applied.append(g.record_id)
@@ -205,7 +205,7 @@ class TwentyStore:
                 result.stale.append(g.record_id)  # Twenty never had it: nothing to delete
                 continue
             try:
-                self.client.soft_delete(entity.twenty_object, store_id)
+                self.client.soft_delete(twenty_object(entity), store_id)
                 result.applied.append(g.record_id)
             except TwentyNotFound:
                 result.stale.append(g.record_id)  # already gone
@@ -228,7 +228,7 @@ class TwentyStore:
         ids = list(twenty_ids)
         for chunk in (ids[i:i + _IDS_PER_FILTER] for i in range(0, len(ids), _IDS_PER_FILTER)):
             quoted = ",".join(f'"{i}"' for i in chunk)
-            found += self.client.list(entity.twenty_object, filter=f"and(id[in]:[{quoted}],{_WITH_DELETED})")
+            found += self.client.list(twenty_object(entity), filter=f"and(id[in]:[{quoted}],{_WITH_DELETED})")
         edited = {}
         for change in self._raw_changes(entity, found):
             g = twenty_ids[change.record_id]
@@ -246,7 +246,7 @@ class TwentyStore:
     # -- reads -------------------------------------------------------------------------------------
 
     def inventory(self, entity: Entity) -> dict[str, str]:
-        records = list(self.client.list(entity.twenty_object))
+        records = list(self.client.list(twenty_object(entity)))
         by_store_id = _by_store_id(self._raw_changes(entity, records))
         canonical = self.id_map.to_canonical(entity.name, list(by_store_id))
         out = {}
@@ -260,7 +260,7 @@ class TwentyStore:
 
     def rows(self, entity: Entity) -> list[dict[str, Any]]:
         """Every live record mapped to canonical column names, as stored (for contract checks)."""
-        return [c.row for c in self._raw_changes(entity, list(self.client.list(entity.twenty_object)))]
+        return [c.row for c in self._raw_changes(entity, list(self.client.list(twenty_object(entity))))]
 
     def compare_with_hub(self, entity: Entity, hub_records: dict[str, tuple[int, dict[str, Any] | None]]
                          ) -> ConsistencyReport:
@@ -269,7 +269,7 @@ class TwentyStore:
     def check(self) -> Health:
         try:
             for e in ENTITIES:
-                next(self.client.pages(e.twenty_object, fields=["id"]), None)
+                next(self.client.pages(twenty_object(e), fields=["id"]), None)
         except TwentyAuthError as exc:
             return Health(False, f"credentials rejected: {exc}")
         except TwentyError as exc:
