@@ -113,6 +113,7 @@ OBJECTS: dict[str, ObjectDef] = {
             FieldDef("phones", PHONES),
             FieldDef("city", TEXT),
             FieldDef("avatarUrl", TEXT),
+            FieldDef("leadScore", NUMBER),  # a workspace's custom field (§7): the configuration tests map it
             FieldDef("companyId", UUID, target="companies"),
         ),
         unique_paths=("emails.primaryEmail",),
