@@ -16,7 +16,7 @@ from sync_pipeline.sandbox.postgres import PostgresServer, run_postgres
 from sync_pipeline.stores.postgres import PostgresStore
 
 pytest_plugins = ["sync_pipeline_tests.fixtures.bigquery", "sync_pipeline_tests.fixtures.twenty",
-                  "sync_pipeline_tests.fixtures.defs"]
+                  "sync_pipeline_tests.fixtures.defs", "sync_pipeline_tests.fixtures.pgbouncer"]
 
 # CI explores the same examples every run, so a landing never hinges on luck; locally they vary.
 settings.register_profile("ci", derandomize=True)

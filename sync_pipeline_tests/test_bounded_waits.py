@@ -28,7 +28,7 @@ def _first_names(store) -> dict[str, str]:
 
 def test_every_connection_to_a_store_runs_under_the_timeouts(topology):
     for store in (topology.local_db,
-                  PostgresStore("supabase", topology.supabase_dsn, transaction_pooler=True,
+                  PostgresStore("supabase", topology.supabase_dsn,
                                 lock_timeout_ms=1_234, statement_timeout_ms=56_789)):
         expected = ("5s", "5min") if store is topology.local_db else ("1234ms", "56789ms")
         with store.connect() as conn:

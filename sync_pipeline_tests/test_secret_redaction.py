@@ -111,7 +111,7 @@ def test_an_exception_and_its_chain_are_rewritten_in_place():
 def test_a_malformed_password_is_masked_wherever_postgres_is_reached(topology, password):
     stores = [PostgresStore("local_db", _malformed(topology.local_dsn, password), connect_timeout=3),
               PostgresStore("supabase", _malformed(topology.supabase_dsn, password), sslmode="require",
-                            transaction_pooler=True, connect_timeout=3)]
+                            connect_timeout=3)]
     for store in stores:
         with pytest.raises(psycopg.Error) as raised:
             store.capture(PEOPLE, None, 10)

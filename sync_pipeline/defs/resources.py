@@ -51,8 +51,6 @@ class PostgresStoreResource(dg.ConfigurableResource):
     dsn: Optional[str] = Field(default=None, description="Postgres URL; unset = store not configured")
     schema_name: str = Field(default="public", description="Schema of the app tables")
     sslmode: Optional[str] = Field(default=None, description="libpq sslmode")
-    transaction_pooler: bool = Field(
-        default=False, description="Connected through a transaction pooler (no prepared statements)")
     lock_timeout_ms: int = Field(default=DEFAULTS.lock_timeout_ms,
                                  description="A statement waiting on a row lock this long gives up its rows")
     statement_timeout_ms: int = Field(default=DEFAULTS.statement_timeout_ms,
@@ -70,8 +68,8 @@ class PostgresStoreResource(dg.ConfigurableResource):
         if not self.dsn:
             raise dg.Failure(f"{self.spec.label} is not configured")
         return PostgresStore(self.spec.key, self.dsn, id_map=hub.id_map(self.spec.key), schema=self.schema_name,
-                             sslmode=self.sslmode, transaction_pooler=self.transaction_pooler,
-                             lock_timeout_ms=self.lock_timeout_ms, statement_timeout_ms=self.statement_timeout_ms)
+                             sslmode=self.sslmode, lock_timeout_ms=self.lock_timeout_ms,
+                             statement_timeout_ms=self.statement_timeout_ms)
 
 
 class LocalDbResource(PostgresStoreResource):
@@ -82,10 +80,12 @@ class LocalDbResource(PostgresStoreResource):
 
 class SupabaseResource(PostgresStoreResource):
     """The app's Supabase database through its Postgres connection (SUPABASE_DATABASE_URL): the direct
-    host or the session pooler; set `transaction_pooler` for port 6543. TLS is required by default."""
+    host, the session pooler or the transaction pooler (port 6543). TLS is required by default; an sslmode in
+    the URL (verify-full with Supabase's CA as sslrootcert) takes precedence."""
 
     spec: ClassVar[StoreSpec] = SUPABASE
-    sslmode: Optional[str] = Field(default="require", description="libpq sslmode (require by default)")
+    sslmode: Optional[str] = Field(default="require",
+                                   description="libpq sslmode unless the URL names one (require by default)")
 
 
 class TwentyResource(dg.ConfigurableResource):

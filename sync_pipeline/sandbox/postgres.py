@@ -1,6 +1,7 @@
 """A throwaway PostgreSQL server from Debian's binaries, for the sandbox and the tests.
 
-As root the server runs as the `postgres` user (initdb refuses root). It listens on loopback only.
+As root the server runs as the `postgres` user (initdb refuses root). It listens on loopback only, with TLS
+when given a certificate (the tests play Supabase's direct connection with it).
 """
 
 from __future__ import annotations
@@ -32,8 +33,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _as_postgres(args: list[str]) -> list[str]:
+def as_postgres(args: list[str]) -> list[str]:
+    """The command run as the `postgres` user when we are root (PostgreSQL and pgbouncer refuse root)."""
     return ["runuser", "-u", "postgres", "--", *args] if os.geteuid() == 0 else args
+
+
+@dataclass(frozen=True)
+class ServerTls:
+    """The server's certificate (PEM, with its chain) and private key (PEM, unencrypted)."""
+
+    cert_file: Path
+    key_file: Path
 
 
 @dataclass
@@ -62,11 +72,25 @@ def _chown(path: Path) -> None:
         shutil.chown(path, "postgres", "postgres")
 
 
+def _tls_options(root: Path, tls: ServerTls) -> str:
+    """`ssl=on` with copies of the certificate and key that the server may read (it refuses a key others can)."""
+    options = "-c ssl=on"
+    for name, source in (("ssl_cert_file", tls.cert_file), ("ssl_key_file", tls.key_file)):
+        copy = root / f"{name}.pem"
+        shutil.copyfile(source, copy)
+        copy.chmod(0o600)
+        _chown(copy)
+        options += f" -c {name}={copy}"
+    return options
+
+
 @contextmanager
-def run_postgres(data_dir: Path | None = None, port: int | None = None, durable: bool = True) -> Iterator[PostgresServer]:
+def run_postgres(data_dir: Path | None = None, port: int | None = None, durable: bool = True,
+                 tls: ServerTls | None = None) -> Iterator[PostgresServer]:
     """Start (initialising if needed) a server on loopback; stop it on exit.
 
-    `durable=False` turns off fsync for test speed; the sandbox keeps its data across restarts."""
+    `durable=False` turns off fsync for test speed; the sandbox keeps its data across restarts. With `tls`
+    the server also accepts TLS connections (plain ones too: `sslmode` is the client's choice)."""
     pg_bin = _pg_bin()
     owned_tmp = data_dir is None
     root = Path(tempfile.mkdtemp(prefix="sync-pg-")) if data_dir is None else data_dir
@@ -74,18 +98,20 @@ def run_postgres(data_dir: Path | None = None, port: int | None = None, durable:
     _chown(root)
     pgdata = root / "data"
     if not (pgdata / "PG_VERSION").exists():
-        subprocess.run(_as_postgres([str(pg_bin / "initdb"), "-D", str(pgdata), "-U", "postgres", "-A", "trust",
+        subprocess.run(as_postgres([str(pg_bin / "initdb"), "-D", str(pgdata), "-U", "postgres", "-A", "trust",
                                      "-E", "UTF8"]), check=True, capture_output=True)
     port = port or free_port()
     options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c max_connections=200"
     if not durable:
         options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-    subprocess.run(_as_postgres([str(pg_bin / "pg_ctl"), "-D", str(pgdata), "-l", str(root / "server.log"),
+    if tls:
+        options += " " + _tls_options(root, tls)
+    subprocess.run(as_postgres([str(pg_bin / "pg_ctl"), "-D", str(pgdata), "-l", str(root / "server.log"),
                                  "-w", "-o", options, "start"]), check=True, capture_output=True)
     try:
         yield PostgresServer(root, port)
     finally:
-        subprocess.run(_as_postgres([str(pg_bin / "pg_ctl"), "-D", str(pgdata), "-m", "fast", "-w", "stop"]),
+        subprocess.run(as_postgres([str(pg_bin / "pg_ctl"), "-D", str(pgdata), "-m", "fast", "-w", "stop"]),
                        capture_output=True)
         if owned_tmp:
             shutil.rmtree(root, ignore_errors=True)

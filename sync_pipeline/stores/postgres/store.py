@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import set_json_loads
 
@@ -76,7 +77,7 @@ class PostgresStore:
 
 
     def __init__(self, name: str, dsn: str, *, id_map: IdMap | None = None, schema: str = "public",
-                 sslmode: str | None = None, transaction_pooler: bool = False, connect_timeout: int = 10,
+                 sslmode: str | None = None, connect_timeout: int = 10,
                  lock_timeout_ms: int = LOCK_TIMEOUT_MS, statement_timeout_ms: int = STATEMENT_TIMEOUT_MS) -> None:
         self.name = name
         self.id_map = id_map or SameIds()
@@ -84,12 +85,12 @@ class PostgresStore:
         self._dsn = dsn
         self._secrets = dsn_secrets(dsn)
         self._timeouts = (str(lock_timeout_ms), str(statement_timeout_ms))
-        self._kwargs: dict[str, Any] = {"connect_timeout": connect_timeout}
-        if sslmode:
+        # No prepared statements: behind a transaction pooler (Supabase's on port 6543) one prepared on a
+        # server connection is unknown on the next, or already taken there by another client.
+        self._kwargs: dict[str, Any] = {"connect_timeout": connect_timeout, "prepare_threshold": None}
+        # The URL's own sslmode (verify-full, with its sslrootcert) wins; the setting is only its default.
+        if sslmode and "sslmode" not in _parameters(dsn):
             self._kwargs["sslmode"] = sslmode
-        if transaction_pooler:
-            # Supavisor's transaction mode cannot keep prepared statements across transactions.
-            self._kwargs["prepare_threshold"] = None
 
     @contextmanager
     def connect(self) -> Iterator[psycopg.Connection[DictRow]]:
@@ -351,6 +352,14 @@ class PostgresStore:
                           {"role": info["role"]})
         return Health(True, f"connected as {info['role']}", {"role": info["role"],
                                                              "server": info["version"].split(",")[0]})
+
+
+def _parameters(dsn: str) -> dict[str, Any]:
+    """The connection string's parameters; none of a malformed one (connecting says what is wrong)."""
+    try:
+        return conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return {}
 
 
 def _first_line(exc: BaseException) -> str:
