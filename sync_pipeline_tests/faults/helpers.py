@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from sync_pipeline import pipeline
 from sync_pipeline.hub.hub import Hub
@@ -33,17 +33,25 @@ class FourStores:
         return [self.local_db, self.supabase, self.twenty, self.bigquery]
 
 
-def sync_all(hub: Hub, stores: Sequence[Any], run_id: str = "fault-run") -> dict[tuple[str, ...], Any]:
+def sync_all(hub: Hub, stores: Sequence[Any], run_id: str = "fault-run",
+             on_step: Callable[[str], None] | None = None) -> dict[tuple[str, ...], Any]:
     """One run of the sync job without Dagster: per entity, capture every source, resolve, publish to every
-    target; returns the stats by (step, store, entity)."""
+    target; returns the stats by (step, store, entity). `on_step` hears each step's name before it runs."""
+    def step(name: str) -> None:
+        if on_step is not None:
+            on_step(name)
+
     stats: dict[tuple[str, ...], Any] = {}
     for e in ENTITIES:
         for s in stores:
             if isinstance(s, Source):
+                step(f"capture {s.name} {e.name}")
                 stats[("capture", s.name, e.name)] = pipeline.capture(hub, s, e, run_id, SETTINGS)
+        step(f"resolve {e.name}")
         stats[("resolve", e.name)] = pipeline.resolve(hub, e, run_id, SETTINGS)
         for s in stores:
             if isinstance(s, Target):
+                step(f"publish {s.name} {e.name}")
                 stats[("publish", s.name, e.name)] = pipeline.publish(hub, s, e, run_id, SETTINGS)
     return stats
 

@@ -10,15 +10,14 @@ from typing import Any
 
 import psycopg
 
-from sync_pipeline import pipeline
 from sync_pipeline.engine.records import GoldenRecord
-from sync_pipeline.model.entities import ENTITIES, entity
+from sync_pipeline.model.entities import entity
 from sync_pipeline.stores.bigquery import BigQueryStore
 from sync_pipeline.stores.bigquery.limits import refused_values as bigquery_refuses
 from sync_pipeline.stores.limits import ValueOutOfRange
 from sync_pipeline.stores.postgres.limits import refused_values as postgres_refuses
 from sync_pipeline.stores.twenty.limits import refused_values as twenty_refuses
-from sync_pipeline_tests.helpers import SETTINGS
+from sync_pipeline_tests.faults.helpers import FourStores, assert_stores_match_hub, sync_all
 
 OPPORTUNITIES = entity("opportunities")
 BEYOND_BIGQUERY = "1" + "0" * 30  # and beyond Twenty: amountMicros 1e36
@@ -57,62 +56,55 @@ def _insert_opportunity(conn: psycopg.Connection[Any], name: str, amount: str, *
     return row["id"]
 
 
-def _sync(hub, sources, targets) -> dict[tuple[str, ...], Any]:
-    stats: dict[tuple[str, ...], Any] = {}
-    for e in ENTITIES:
-        for s in sources:
-            pipeline.capture(hub, s, e, "test-run", SETTINGS)
-        stats[("resolve", e.name)] = pipeline.resolve(hub, e, "test-run", SETTINGS)
-        for s in targets:
-            stats[(s.name, e.name)] = pipeline.publish(hub, s, e, "test-run", SETTINGS)
-    return stats
+def _amounts(store) -> dict[str, Decimal | None]:
+    return {str(r["id"]): None if r["amount"] is None else Decimal(str(r["amount"]))
+            for r in store.rows(OPPORTUNITIES)}
 
 
-def _amounts(store) -> dict[str, Decimal]:
-    return {str(r["id"]): Decimal(str(r["amount"])) for r in store.rows(OPPORTUNITIES)}
-
-
-def _open_publish_errors(hub) -> dict[tuple[str, str], str]:
-    with hub.connect() as conn:
-        rows = conn.execute("""select store, record_id, message from sync.errors
-                               where resolved_at is null and operation = 'publish'""").fetchall()
-    return {(r["store"], r["record_id"]): r["message"] for r in rows}
-
-
-def test_one_poisoned_opportunity_per_target_blocks_no_other(topology, twenty_store, bigquery_store):
-    t = topology
-    sources, targets = [t.local_db, t.supabase, twenty_store], [t.local_db, t.supabase, twenty_store, bigquery_store]
-    with psycopg.connect(t.local_dsn) as conn:
+def test_one_poisoned_record_per_target_blocks_no_other(stores: FourStores, topology, twenty_client):
+    """Poison for every target at once: amounts past Twenty's amountMicros (1e20) and past BigQuery NUMERIC
+    (1e30), a close date in year 9999 (every store holds it) and in year 10000 (none does), NUL characters
+    (only Twenty can hold them). Each fails alone, with its reason; every other record, an unrelated edit
+    included, reaches every store in the same run, and later runs change nothing."""
+    t = stores
+    with psycopg.connect(topology.local_dsn) as conn:
         valid = [_insert_opportunity(conn, f"Deal {n}", "61750") for n in range(5)]
         valid.append(_insert_opportunity(conn, "Far off", "10", close_date="9999-06-30 00:00+00"))
-    _sync(t.hub, sources, targets)
-    assert _open_publish_errors(t.hub) == {}
+    sync_all(t.hub, t.all)
 
-    with psycopg.connect(t.local_dsn) as conn:
+    with psycopg.connect(topology.local_dsn) as conn:
         conn.execute("update public.opportunities set amount = 4242.42 where id = %s", (valid[0],))
-        too_big = _insert_opportunity(conn, "Too big for BigQuery and Twenty", BEYOND_BIGQUERY)
-        too_many_micros = _insert_opportunity(conn, "Too many micros for Twenty", BEYOND_TWENTY)
-    _sync(t.hub, sources, targets)
+        beyond_twenty = _insert_opportunity(conn, "Too many micros for Twenty", "1" + "0" * 20)
+        beyond_both = _insert_opportunity(conn, "Too big for BigQuery and Twenty", BEYOND_BIGQUERY)
+    with psycopg.connect(topology.supabase_dsn) as conn:
+        conn.execute("set time zone 'UTC'")
+        year_10000 = _insert_opportunity(conn, "Year 10000", "5", close_date="10000-01-01 00:00+00")
+        valid.append(_insert_opportunity(conn, "Supabase deal", "7", close_date="9999-12-31 00:00+00"))
+    nul_deal = twenty_client.create("opportunities", {"name": "Deal\x00", "stage": "NEW"})["id"]
+    nul_person = twenty_client.create("people", {"name": {"firstName": "A\x00da"},
+                                                 "emails": {"primaryEmail": "ada@example.com"}})["id"]
+    valid.append(twenty_client.create("opportunities", {"name": "Twenty deal", "stage": "NEW"})["id"])
+    sync_all(t.hub, t.all)
 
-    for store in targets:  # every valid opportunity, with its new amount, everywhere, in the same run
-        amounts = _amounts(store)
+    for store in t.all:  # every valid opportunity, with its new amount, everywhere, in the same run
+        amounts = _amounts(store) if store is not t.twenty else {
+            t.hub.id_map("twenty").to_canonical("opportunities", [i]).get(i, i): a
+            for i, a in _amounts(store).items()}
         assert set(valid) <= amounts.keys(), store.name
         assert amounts[valid[0]] == Decimal("4242.42"), store.name
-    assert twenty_store.client.get("opportunities", valid[0])["amount"]["amountMicros"] == 4_242_420_000
-    assert too_big not in _amounts(bigquery_store) and too_big not in _amounts(twenty_store)
-    assert too_many_micros in _amounts(bigquery_store) and too_many_micros not in _amounts(twenty_store)
-    assert {too_big, too_many_micros} <= _amounts(t.supabase).keys()  # Postgres holds both
-    errors = _open_publish_errors(t.hub)
-    assert set(errors) == {("bigquery", too_big), ("twenty", too_big), ("twenty", too_many_micros)}
-    assert "beyond BigQuery NUMERIC (|x| < 1e29)" in errors[("bigquery", too_big)]
-    assert "amountMicros" in errors[("twenty", too_big)] and "amountMicros" in errors[("twenty", too_many_micros)]
+    assert twenty_client.get("opportunities", valid[0])["amount"]["amountMicros"] == 4_242_420_000
 
-    contents = {s.name: s.rows(OPPORTUNITIES) for s in targets}
-    again = _sync(t.hub, sources, targets)
-    assert again[("resolve", "opportunities")].applied == 0
-    assert all(again[(s.name, "opportunities")].applied == 0 for s in targets)
-    assert {s.name: s.rows(OPPORTUNITIES) for s in targets} == contents
-    assert set(_open_publish_errors(t.hub)) == set(errors)
+    quiet = sync_all(t.hub, t.all)  # the refused records are not retried into anything new
+    assert quiet[("resolve", "opportunities")].applied == 0
+    assert all(quiet[("publish", s.name, "opportunities")].applied == 0 for s in t.all)
+    assert_stores_match_hub(t.hub, t.all, held={
+        ("twenty", beyond_twenty): "amountMicros",
+        ("twenty", beyond_both): "amountMicros",
+        ("bigquery", beyond_both): "beyond BigQuery NUMERIC (|x| < 1e29)",
+        ("supabase", year_10000): "close_date",
+        ("twenty", nul_deal): "NUL character",
+        ("twenty", nul_person): "NUL character",
+    })
 
 
 def test_bigquery_finds_the_records_it_refuses_by_splitting_the_batch(bigquery_store):
