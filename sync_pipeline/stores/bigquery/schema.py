@@ -11,6 +11,7 @@ from typing import Any
 
 from google.cloud import bigquery
 
+from sync_pipeline.config import SyncConfig, active_config
 from sync_pipeline.model.entities import Entity, FieldType
 
 SF = bigquery.SchemaField
@@ -59,6 +60,18 @@ class SchemaMismatchError(RuntimeError):
             "refusing to coerce it (migrate the column by hand)"
         )
         self.table, self.column, self.found, self.expected = table, column, found, expected
+
+
+def warehouse_entities(config: SyncConfig | None = None) -> tuple[Entity, ...]:
+    """The entities the sync configuration (the active one by default) puts in the warehouse, in
+    dependency order."""
+    config = config or active_config()
+    return tuple(e for e in config.entities if config.carries("bigquery", e.name))
+
+
+def warehouse_table(entity: Entity, config: SyncConfig | None = None) -> str:
+    """The entity's current-state table: the configured one, else the entity's name."""
+    return (config or active_config()).warehouse_table(entity.name) or entity.name
 
 
 def entity_schema(entity: Entity) -> list[bigquery.SchemaField]:

@@ -25,7 +25,7 @@ from sync_pipeline.model.canonical import (
     content_hash,
     format_timestamp,
 )
-from sync_pipeline.model.entities import ENTITIES, Entity, FieldType
+from sync_pipeline.model.entities import Entity, FieldType
 from sync_pipeline.model.entities import entity as entity_by_name
 from sync_pipeline.stores.base import ConsistencyReport, Health
 from sync_pipeline.stores.bigquery.limits import LIMITS
@@ -36,6 +36,8 @@ from sync_pipeline.stores.bigquery.schema import (
     bq_numeric,
     entity_schema,
     staging_schema,
+    warehouse_entities,
+    warehouse_table,
 )
 from sync_pipeline.stores.bigquery.tables import BigQueryTables
 from sync_pipeline.stores.limits import ValueLimit, refusals
@@ -86,13 +88,13 @@ class BigQueryStore:
         dataset: str,
         *,
         location: str | None = None,
-        entities: Iterable[Entity] = ENTITIES,
+        entities: Iterable[Entity] | None = None,  # default: those the configuration's warehouse carries
         check_deadline: float = 20.0,
         limits: Iterable[ValueLimit] = LIMITS,
     ) -> None:
         self._tables = BigQueryTables(client, dataset, location)
         self.limits = tuple(limits)
-        self.entities = {e.name: e for e in entities}
+        self.entities = {e.name: e for e in (warehouse_entities() if entities is None else entities)}
         self._check_retry = Retry(deadline=check_deadline)  # a health check must not hang for minutes
         self.last_apply_stats = ApplyStats()
         self.total_stats = ApplyStats()
@@ -120,7 +122,7 @@ class BigQueryStore:
         """Create the dataset and tables when missing; add registry columns new to an existing table."""
         self._tables.ensure_dataset()
         for ent in self.entities.values():
-            self._tables.ensure_table(ent.name, entity_schema(ent), clustering=["id"])
+            self._tables.ensure_table(warehouse_table(ent), entity_schema(ent), clustering=["id"])
         self._tables.ensure_table(
             HISTORY_TABLE, HISTORY_SCHEMA, clustering=["entity", "record_id"], partition_by="synced_at"
         )
@@ -194,7 +196,7 @@ class BigQueryStore:
             (result.stale if record.record_id in stale_ids else result.applied).append(record.record_id)
 
     def _merge_entity(self, ent: Entity, staging: str) -> list[tuple[str, int, list[str]]]:
-        target = self._tables.table_id(ent.name)
+        target = self._tables.table_id(warehouse_table(ent))
         history = self._tables.table_id(HISTORY_TABLE)
         data_columns = [f.name for f in ent.fields] + ["hub_version", "origin_store", "origin_modified_at"]
         insert_columns = ["id", *data_columns, "synced_at"]
@@ -251,7 +253,8 @@ FROM {plan} GROUP BY op;
         ent = self._entity(entity)
         self._ensure_installed()
         columns = ", ".join(f"`{c}`" for c in ["id", *ent.field_names])
-        rows = self._tables.run(f"SELECT {columns} FROM `{self._tables.table_id(ent.name)}` ORDER BY id")
+        table = self._tables.table_id(warehouse_table(ent))
+        rows = self._tables.run(f"SELECT {columns} FROM `{table}` ORDER BY id")
         return [dict(row.items()) for row in rows]
 
     def inventory(self, entity: Entity | str) -> dict[str, str]:
@@ -276,7 +279,7 @@ FROM {plan} GROUP BY op;
         """
         ent = self._entity(entity)
         self._ensure_installed()
-        table = f"`{self._tables.table_id(ent.name)}`"
+        table = f"`{self._tables.table_id(warehouse_table(ent))}`"
         row_hash = sql_row_digest(ent)
         hub = {
             rid: row_digest(ent, rid, version, data)
