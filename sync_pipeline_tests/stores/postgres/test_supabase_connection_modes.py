@@ -19,12 +19,14 @@ from urllib.parse import urlsplit
 
 import psycopg
 import pytest
+from psycopg_pool import ConnectionPool
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from sync_pipeline.defs.resources import SupabaseResource
+from sync_pipeline.hub.connection import HubTimeouts, connect_kwargs
 from sync_pipeline.hub.hub import Hub
 from sync_pipeline.safety import checks as safety
 from sync_pipeline.safety.checks import Status
@@ -204,10 +206,21 @@ def test_store_and_hub_connections_prepare_no_statement(topology):
         assert conn.prepare_threshold is None
 
 
-def test_a_full_sync_with_supabase_and_the_hub_behind_the_transaction_pooler(pgbouncer, topology):
-    t = topology
-    supabase_db, local = _database(t.supabase_dsn), _database(t.local_dsn)
-    hub = Hub(pgbouncer.dsn(local))
+@pytest.fixture(params=["hub connection per unit", "hub pool"])
+def pooled_hub(request: pytest.FixtureRequest, pgbouncer: Pooler, topology) -> Iterator[Hub]:
+    """The hub behind the pooler: a connection per unit of work, or a pool of them as a Dagster run holds,
+    each connection reused for many transactions (which psycopg would prepare statements for)."""
+    dsn = pgbouncer.dsn(_database(topology.local_dsn))
+    if request.param == "hub connection per unit":
+        yield Hub(dsn)
+        return
+    with ConnectionPool(dsn, kwargs=connect_kwargs(HubTimeouts()), min_size=2, max_size=4, open=True) as pool:
+        yield Hub(dsn, pool=pool)
+
+
+def test_a_full_sync_with_supabase_and_the_hub_behind_the_transaction_pooler(pgbouncer, topology, pooled_hub):
+    t, hub = topology, pooled_hub
+    supabase_db = _database(t.supabase_dsn)
     hub.migrate()
     supabase = SupabaseResource(dsn=pgbouncer.dsn(supabase_db), sslmode="disable").store(hub)
     local_db = PostgresStore("local_db", t.local_dsn, id_map=hub.id_map("local_db"))
