@@ -1,5 +1,6 @@
 """The three steps of a sync, free of Dagster so that tests call them directly:
-capture (store -> hub inbox), resolve (inbox -> golden records), publish (golden records -> store)."""
+capture (store -> hub inbox), resolve (inbox -> golden records), publish (golden records -> store); and the
+adoption of a store's records on its first capture, and reconciliation."""
 
 from __future__ import annotations
 
@@ -7,7 +8,17 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Sequence
 
+from sync_pipeline.engine.adoption import (
+    DEFAULT_ADOPT_WINS,
+    AdoptionRefused,
+    AdoptionReport,
+    StoreRecord,
+    Winner,
+    match,
+    refusal,
+)
 from sync_pipeline.engine.records import CapturedChange, ConcurrentEdit, Op, QuarantinedRecord, ResolveStats
+from sync_pipeline.hub.adoption import adoption_refused, golden_by_natural_key, record_links, unknown_store_ids
 from sync_pipeline.hub.hub import Hub
 from sync_pipeline.model.canonical import CanonicalValueError, parse_timestamp
 from sync_pipeline.model.contracts import validate_records
@@ -16,10 +27,12 @@ from sync_pipeline.settings import SyncSettings
 from sync_pipeline.stores.base import (
     ChangeLogSource,
     RawChange,
+    Reconcilable,
     ReconcilableStore,
     Source,
     SourceStore,
     TargetStore,
+    WebhookSource,
     live_hashes,
 )
 from sync_pipeline.stores.registry import store_spec
@@ -27,6 +40,10 @@ from sync_pipeline.stores.registry import store_spec
 
 class CaptureNotReady(RuntimeError):
     """The store's change capture is not installed (e.g. a dropped trigger): changes could be missed."""
+
+
+class AdoptionPending(RuntimeError):
+    """The store's adoption was refused: publishing to it now would duplicate the records it holds."""
 
 
 @dataclass
@@ -40,6 +57,7 @@ class CaptureStats:
     cursor_before: dict[str, Any] | None = None
     cursor_after: dict[str, Any] | None = None
     status: dict[str, Any] = field(default_factory=dict)  # the store's capture status after the run
+    adoption: AdoptionReport | None = None  # the store's first capture: its records linked, taken in, left out
     seconds: float = 0.0
 
 
@@ -89,15 +107,17 @@ def to_captured(entity: Entity, raw: Sequence[RawChange],
 def process_hints(hub: Hub, store: SourceStore, entity: Entity, run_id: str | None, settings: SyncSettings) -> int:
     """Turn webhook hints in the inbox into changes, with each record as re-read from its store now
     (a webhook may be late, duplicated or out of order; the record is the truth)."""
+    if not isinstance(store, WebhookSource):
+        return 0  # a store without webhooks has no hints
     done = 0
     while hints := hub.pending_webhooks(store.name, entity.name, settings.batch_size):
         try:
-            fresh = store.refresh(entity, sorted({h["store_record_id"] for h in hints}))
+            fresh = store.read_hints(entity, hints)
         except Exception as exc:  # noqa: BLE001 - the hints stay in the inbox; polling still runs
             hub.record_error(store=store.name, entity=entity.name, operation="capture", error=exc, run_id=run_id,
                              payload={"webhook_hints": [h["event_key"] for h in hints[:20]]})
             return done
-        raw = [replace(fresh[h["store_record_id"]], event_key=h["event_key"]) for h in hints]
+        raw = [fresh[h["event_key"]] for h in hints]
         record_ids = hub.record_ids_for(store.name, entity.name, [h["store_record_id"] for h in hints])
         changes, quarantined = to_captured(entity, raw, record_ids)
         hub.fulfil_hints(store.name, entity.name, changes, quarantined, run_id)
@@ -105,8 +125,13 @@ def process_hints(hub: Hub, store: SourceStore, entity: Entity, run_id: str | No
     return done
 
 
-def capture(hub: Hub, store: SourceStore, entity: Entity, run_id: str | None, settings: SyncSettings) -> CaptureStats:
-    """Move a store's changes since its cursor into the hub's inbox, batch by batch."""
+def capture(hub: Hub, store: SourceStore, entity: Entity, run_id: str | None, settings: SyncSettings, *,
+            keep_change_log: bool = False) -> CaptureStats:
+    """Move a store's changes since its cursor into the hub's inbox, batch by batch, and drop the change-log
+    rows the hub has committed (unless `keep_change_log`, as a plan does).
+
+    A store's first capture also adopts the records it already holds, which its change log never saw
+    (`adopt`); its cursor is saved only once they are, so a refused adoption is tried again next run."""
     started = time.monotonic()
     stats = CaptureStats(cursor_before=hub.get_cursor(store.name, entity.name))
     stats.hints = process_hints(hub, store, entity, run_id, settings)
@@ -115,6 +140,7 @@ def capture(hub: Hub, store: SourceStore, entity: Entity, run_id: str | None, se
     if not status.get("ready", True):
         raise CaptureNotReady(f"change capture of {entity.name} in {store.name} is not installed "
                               f"({status}); run `sync-pipeline install` and reconcile")
+    adopting = cursor is None and isinstance(store, ChangeLogSource) and isinstance(store, Reconcilable)
     while True:
         batch = store.capture(entity, cursor, settings.batch_size)
         stats.batches += 1
@@ -122,20 +148,69 @@ def capture(hub: Hub, store: SourceStore, entity: Entity, run_id: str | None, se
         record_ids = hub.record_ids_for(store.name, entity.name,
                                         [c.store_record_id or c.record_id for c in batch.changes])
         changes, quarantined = to_captured(entity, batch.changes, record_ids)
-        new = hub.enqueue(store.name, entity.name, changes, quarantined, batch.cursor, run_id)
+        new = hub.enqueue(store.name, entity.name, changes, quarantined, None if adopting else batch.cursor,
+                          run_id)
         stats.enqueued += new
         stats.replayed += len(changes) - new
         stats.quarantined += len(quarantined)
         cursor = batch.cursor
-        if isinstance(store, ChangeLogSource) and batch.changes:
+        if isinstance(store, ChangeLogSource) and batch.changes and not (adopting or keep_change_log):
             store.prune(entity, cursor)
         if not batch.more:
             break
+    if adopting and cursor is not None:
+        stats.adoption = adopt(hub, store, entity, run_id, settings)
+        hub.set_cursor(store.name, entity.name, cursor)
+        if isinstance(store, ChangeLogSource) and not keep_change_log:
+            store.prune(entity, cursor)
     stats.cursor_after = cursor
     stats.status = store.capture_status(entity, cursor)
     hub.close_step_errors(store.name, entity.name, "capture")  # this step went through
     stats.seconds = time.monotonic() - started
     return stats
+
+
+def adopt(hub: Hub, store: SourceStore, entity: Entity, run_id: str | None, settings: SyncSettings
+          ) -> AdoptionReport:
+    """Adopt the records a store holds that the hub knows nothing of (neither captured from it nor written to
+    it): link each to the hub's record with the same natural key, or take it in as a new one, or keep it out
+    when it cannot be told which record it is. For a linked record whose values differ, the store's
+    `adopt_wins` policy says which side's values win. Raises AdoptionRefused, having written nothing, when
+    more records would be overwritten than `settings.adoption_confirm_threshold` and the operator did not
+    confirm (`settings.confirm_adoption`)."""
+    assert isinstance(store, Reconcilable)
+    policy = settings.adopt_wins.get(store.name, DEFAULT_ADOPT_WINS)
+    unknown = unknown_store_ids(hub, store.name, entity.name, [str(row["id"]) for row in store.rows(entity)])
+    if not unknown:
+        return AdoptionReport(store.name, entity.name, policy)
+    resolve(hub, entity, run_id, settings)  # what the other stores sent this run is matched against too
+    raw: list[RawChange] = []
+    for start in range(0, len(unknown), settings.batch_size):
+        raw += [replace(c, event_key=f"adopt:{run_id}:{c.store_record_id or c.record_id}")
+                for c in store.refresh(entity, unknown[start:start + settings.batch_size]).values()
+                if not c.deleted]
+    changes, quarantined = to_captured(entity, raw, {})
+    upserts = {c.store_record_id: c for c in changes}
+    key = entity.natural_key
+    values = {str(c.data[key]) for c in changes if key and c.data and c.data.get(key) is not None}
+    report = match(store.name, entity.name, key,
+                   [StoreRecord(i, c.data or {}, c.modified_at) for i, c in upserts.items()],
+                   golden_by_natural_key(hub, store.name, entity.name, key, values) if key else {}, policy)
+    reason = refusal([report], settings.adoption_confirm_threshold)
+    if reason and not settings.confirm_adoption:
+        raise AdoptionRefused(reason)
+    # The store's values win: its record goes in as an edit made on the golden version it was matched to.
+    taken_in = [upserts[i] for i in report.new] + [
+        replace(upserts[link.store_record_id], record_id=link.record_id, base_version=link.version)
+        for link in report.links if link.winner is Winner.STORE]
+    kept_out = [QuarantinedRecord(u.store_record_id, upserts[u.store_record_id].event_key, u.reason,
+                                  [{"check": "adoption by natural key", "column": key}],
+                                  upserts[u.store_record_id].data or {})
+                for u in report.unmatched if not u.taken_in]
+    hub.enqueue(store.name, entity.name, taken_in, quarantined + kept_out, None, run_id)
+    resolve(hub, entity, run_id, settings)  # the next store adopted this run is matched against these
+    record_links(hub, report, run_id)
+    return report
 
 
 def resolve(hub: Hub, entity: Entity, run_id: str | None, settings: SyncSettings) -> ResolveStats:
@@ -147,6 +222,9 @@ def publish(hub: Hub, store: TargetStore, entity: Entity, run_id: str | None, se
     """Write the golden records the store has not seen, batch by batch (by default the store's own publish
     batch size, else the sync's). A failed batch is recorded in the error log and left unseen, so the next
     run retries it; the other batches go on."""
+    if adoption_refused(hub, store.name, entity.name):
+        raise AdoptionPending(f"the adoption of {entity.name} in {store.name} was refused and waits for "
+                              f"confirmation: nothing is written there until it is adopted")
     started = time.monotonic()
     stats = PublishStats()
     after = None

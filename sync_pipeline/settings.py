@@ -7,8 +7,17 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from sync_pipeline.engine.adoption import AdoptWins
 from sync_pipeline.stores.postgres.store import LOCK_TIMEOUT_MS, STATEMENT_TIMEOUT_MS
-from sync_pipeline.stores.registry import priority_order
+from sync_pipeline.stores.registry import STORES, priority_order
+
+
+def configured_adopt_wins() -> dict[str, AdoptWins]:
+    """Each store's `adopt_wins` from the sync configuration."""
+    from sync_pipeline.config import active_config  # the configuration builds the entity registry: load late
+
+    config = active_config()
+    return {spec.key: config.adopt_wins(spec.key) for spec in STORES}
 
 
 def sync_interval_minutes() -> int:
@@ -41,6 +50,12 @@ class SyncSettings:
     store_priority: tuple[str, ...] = field(default_factory=priority_order)
     # Reconciliation turns records absent from a store into deletes only below this share of the live ones.
     reconcile_delete_threshold: float = 0.05
+    # A store's first sync adopts the records it holds; it waits for the operator's confirmation when it
+    # would overwrite more records than this (`confirm_adoption`: the run config's `confirm`, `--confirm`).
+    adoption_confirm_threshold: int = 100
+    confirm_adoption: bool = False
+    # Store -> whose values win for a record linked on adoption (the configuration's `adopt_wins`).
+    adopt_wins: dict[str, AdoptWins] = field(default_factory=configured_adopt_wins)
     # Bounded waits in a Postgres store: a statement waiting on an application's row lock longer than this
     # fails, and its rows wait for the next run; none runs longer than the statement timeout.
     lock_timeout_ms: int = LOCK_TIMEOUT_MS

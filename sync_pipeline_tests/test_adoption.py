@@ -1,0 +1,276 @@
+"""Adopting stores that already hold records (issue 11, part 5): the matching by natural key and the choice
+of winner as direct calls; then two real Postgres stores holding the same 1,000 people under different ids,
+and the threshold that waits for the operator's confirmation, through the pipeline and through Dagster."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+
+import psycopg
+import pytest
+
+from sync_pipeline import pipeline
+from sync_pipeline.commands.sync import confirm_config
+from sync_pipeline.defs.resources import SyncSettingsResource
+from sync_pipeline.engine.adoption import (
+    AdoptionRefused,
+    HubRecord,
+    StoreRecord,
+    Winner,
+    match,
+    refusal,
+    winner,
+)
+from sync_pipeline.model.entities import entity
+from sync_pipeline_tests.helpers import SETTINGS, sync_once
+
+PEOPLE = entity("people")
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+def _hub(record_id: str, email: str, first_name: str = "Ada", at: datetime = T0,
+         linked: str | None = None) -> HubRecord:
+    return HubRecord(record_id, 3, f"hash-{record_id}", {"email": email, "first_name": first_name}, at, linked)
+
+
+def _store(store_id: str, email: str | None, first_name: str = "Ada", at: datetime | None = T0) -> StoreRecord:
+    return StoreRecord(store_id, {"email": email, "first_name": first_name}, at)
+
+
+# -- the pure rules ----------------------------------------------------------------------------------------
+
+
+def test_winner_follows_the_policy_and_most_recent_keeps_the_hub_on_a_tie_or_an_unknown_time():
+    later, earlier = T0 + timedelta(hours=1), T0 - timedelta(hours=1)
+    assert winner("this_store", earlier, T0) is Winner.STORE
+    assert winner("others", later, T0) is Winner.OTHERS
+    assert winner("most_recent", later, T0) is Winner.STORE
+    assert winner("most_recent", earlier, T0) is Winner.OTHERS
+    assert winner("most_recent", T0, T0) is Winner.OTHERS
+    assert winner("most_recent", None, T0) is Winner.OTHERS
+
+
+def test_match_links_by_natural_key_and_says_why_it_could_not():
+    hub = {"ada@x.com": [_hub("g-ada", "ada@x.com")],
+           "grace@x.com": [_hub("g-grace", "grace@x.com", first_name="Grace")],
+           "twin@x.com": [_hub("g-twin1", "twin@x.com"), _hub("g-twin2", "twin@x.com")],
+           "taken@x.com": [_hub("g-taken", "taken@x.com", linked="s-other")]}
+    records = [_store("s-ada", "ada@x.com"),  # same values
+               _store("s-grace", "grace@x.com", first_name="G.", at=T0 + timedelta(days=1)),  # newer here
+               _store("s-new", "new@x.com"),
+               _store("s-nokey", None),
+               _store("s-dup1", "dup@x.com"), _store("s-dup2", "dup@x.com"),
+               _store("s-twin", "twin@x.com"),
+               _store("s-taken", "taken@x.com")]
+
+    report = match("supabase", "people", "email", records, hub)
+
+    assert {(link.store_record_id, link.record_id, link.winner, link.differing_fields) for link in report.links} == {
+        ("s-ada", "g-ada", Winner.SAME, ()), ("s-grace", "g-grace", Winner.STORE, ("first_name",))}
+    assert sorted(report.new) == ["s-new", "s-nokey"]
+    why = {u.store_record_id: (u.taken_in, u.reason) for u in report.unmatched}
+    assert why["s-nokey"] == (True, "no email: taken in as a new record")
+    assert why["s-dup1"][0] is False and "shared by 2 records of supabase (s-dup1, s-dup2)" in why["s-dup1"][1]
+    assert why["s-dup2"][0] is False
+    assert why["s-twin"][0] is False and "shared by 2 hub records (g-twin1, g-twin2)" in why["s-twin"][1]
+    assert why["s-taken"][0] is False and "already linked to supabase record s-other" in why["s-taken"][1]
+    assert report.overwrites == 1
+    assert report.counts() == {"linked": 2, "new": 2, "unmatched": 4, "overwrites": 1, "store_wins": 1,
+                               "others_win": 0}
+
+
+def test_a_field_the_store_does_not_carry_is_no_difference():
+    hub = {"ada@x.com": [HubRecord("g", 1, "h", {"email": "ada@x.com", "first_name": "Ada", "city": "London"},
+                                   T0)]}
+    report = match("local_db", "people", "email", [StoreRecord("s", {"email": "ada@x.com", "first_name": "Ada"},
+                                                               T0)], hub, "this_store")
+    assert [link.winner for link in report.links] == [Winner.SAME]
+
+
+def test_an_entity_without_natural_key_takes_every_record_in_as_new():
+    report = match("local_db", "notes", None, [_store("a", "x@x.com"), _store("b", "x@x.com")], {})
+    assert report.new == ["a", "b"] and not report.links
+    assert all(u.taken_in and "no natural key" in u.reason for u in report.unmatched)
+
+
+def test_refusal_counts_the_overwrites_of_every_report_against_the_threshold():
+    hub = {f"p{i}@x.com": [_hub(f"g{i}", f"p{i}@x.com")] for i in range(5)}
+    report = match("supabase", "people", "email",
+                   [_store(f"s{i}", f"p{i}@x.com", first_name="Other") for i in range(5)], hub, "others")
+    assert refusal([report], threshold=5) is None
+    reason = refusal([report], threshold=4)
+    assert reason is not None and "overwrite 5 records (5 people in supabase)" in reason and "confirm" in reason
+
+
+# -- two real stores ---------------------------------------------------------------------------------------
+
+
+def _hold_people(dsn: str, people: list[dict[str, object]]) -> None:
+    """Rows the store held before the sync was installed: written with the triggers off, so no change log
+    row records them (session_replication_role = replica skips ordinary triggers)."""
+    with psycopg.connect(dsn) as conn:
+        conn.execute("set session_replication_role = replica")
+        with conn.cursor() as cur:
+            cur.executemany("""insert into public.people (id, first_name, last_name, email, job_title)
+                               values (%(id)s, %(first_name)s, %(last_name)s, %(email)s, %(job_title)s)""",
+                            people)
+
+
+def _people(n: int, **overrides: object) -> list[dict[str, object]]:
+    return [{"id": str(uuid.uuid4()), "first_name": f"First{i}", "last_name": f"Last{i}",
+             "email": f"person{i}@example.com", "job_title": "Engineer", **overrides}
+            for i in range(n)]
+
+
+def _by_email(store) -> dict[str, dict[str, object]]:
+    return {row["email"]: row for row in store.rows(PEOPLE)}
+
+
+def _own_ids(dsn: str) -> set[str]:
+    """The ids of the store's rows as the store holds them (its listing gives the canonical ids)."""
+    with psycopg.connect(dsn) as conn:
+        return {str(i) for (i,) in conn.execute("select id from public.people")}
+
+
+def _live_golden(hub) -> dict[str, dict[str, object]]:
+    return {rid: data for rid, (_, data) in hub.golden_snapshot("people").items() if data is not None}
+
+
+def test_two_stores_holding_the_same_thousand_people_end_with_a_thousand_golden_records(topology):
+    t = topology
+    local = _people(1000)
+    supabase = [{**p, "id": str(uuid.uuid4())} for p in local]
+    for p in supabase[:50]:
+        p["job_title"] = "Director"
+    _hold_people(t.local_dsn, local)
+    _hold_people(t.supabase_dsn, supabase)
+    # Supabase's values win where they differ (the policy's other choices are tested below).
+    settings = replace(SETTINGS, adopt_wins={"supabase": "this_store"})
+
+    stats = sync_once(t.hub, [t.local_db, t.supabase], settings)
+
+    golden = _live_golden(t.hub)
+    assert len(golden) == 1000
+    assert {d["email"] for d in golden.values()} == {p["email"] for p in local}
+    local_report = stats[("capture", "local_db", "people")].adoption
+    supabase_report = stats[("capture", "supabase", "people")].adoption
+    assert (len(local_report.new), len(local_report.links)) == (1000, 0)
+    assert (len(supabase_report.links), len(supabase_report.new), supabase_report.unmatched) == (1000, 0, [])
+    assert supabase_report.overwrites == 50
+    # The report names every link: Supabase's id, the canonical id it joined, whose values won.
+    with psycopg.connect(t.local_dsn) as conn:
+        linked = dict(conn.execute("""select record_id, detail from sync.record_outcomes
+                                      where store = 'supabase' and entity = 'people' and outcome = 'linked'"""
+                                   ).fetchall())
+    local_id = {p["email"]: p["id"] for p in local}
+    assert len(linked) == 1000
+    first, same = supabase[0], supabase[99]
+    assert linked[local_id[first["email"]]] == (f"supabase record {first['id']} linked by {first['email']!r}; "
+                                                "this store's values win (job_title)")
+    assert linked[local_id[same["email"]]].endswith("same values")
+    # Each store keeps its own ids, and both now hold the winning values.
+    local_rows, supabase_rows = _by_email(t.local_db), _by_email(t.supabase)
+    assert len(local_rows) == len(supabase_rows) == 1000
+    assert _own_ids(t.supabase_dsn) == {p["id"] for p in supabase}
+    assert _own_ids(t.local_dsn) == {p["id"] for p in local}
+    assert all(local_rows[p["email"]]["job_title"] == "Director" for p in supabase[:50])
+    assert all(local_rows[e] == {**supabase_rows[e], "id": local_rows[e]["id"]} for e in local_rows)
+
+    # Linked, later changes flow both ways through the id map, and a further run finds nothing to adopt.
+    edited_there, edited_here = supabase[60], local[61]
+    with psycopg.connect(t.supabase_dsn) as conn:
+        conn.execute("update public.people set city = 'Paris' where id = %s", (edited_there["id"],))
+    with psycopg.connect(t.local_dsn) as conn:
+        conn.execute("update public.people set city = 'Rome' where id = %s", (edited_here["id"],))
+    again = sync_once(t.hub, [t.local_db, t.supabase], settings)
+    assert again[("capture", "supabase", "people")].adoption is None
+    assert again[("resolve", "people")].conflicts == 0
+    assert _by_email(t.local_db)[edited_there["email"]]["city"] == "Paris"
+    assert _by_email(t.supabase)[edited_here["email"]]["city"] == "Rome"
+    assert len(_live_golden(t.hub)) == 1000 and len(t.supabase.rows(PEOPLE)) == 1000
+
+
+@pytest.mark.parametrize("policy, job_title", [("this_store", "Director"), ("others", "Engineer")])
+def test_adopt_wins_says_whose_values_win(topology, policy, job_title):
+    t = topology
+    local = _people(3)
+    _hold_people(t.local_dsn, local)
+    _hold_people(t.supabase_dsn, [{**p, "id": str(uuid.uuid4()), "job_title": "Director"} for p in local])
+
+    stats = sync_once(t.hub, [t.local_db, t.supabase], replace(SETTINGS, adopt_wins={"supabase": policy}))
+
+    assert {link.winner for link in stats[("capture", "supabase", "people")].adoption.links} == {Winner(policy)}
+    assert {r["job_title"] for r in [*t.local_db.rows(PEOPLE), *t.supabase.rows(PEOPLE)]} == {job_title}
+    assert len(_live_golden(t.hub)) == 3
+
+
+def test_a_record_that_cannot_be_linked_is_kept_out_with_its_reason(topology):
+    t = topology
+    _hold_people(t.local_dsn, _people(1))
+    twins = _people(2, email="person0@example.com")
+    _hold_people(t.supabase_dsn, twins)
+
+    stats = sync_once(t.hub, [t.local_db, t.supabase])
+
+    report = stats[("capture", "supabase", "people")].adoption
+    assert not report.links and {u.store_record_id for u in report.unmatched} == {p["id"] for p in twins}
+    assert len(_live_golden(t.hub)) == 1
+    open_reasons = {q["record_id"]: q["reason"] for q in t.hub.open_quarantine_rows("supabase", "people")}
+    assert set(open_reasons) == {p["id"] for p in twins}
+    assert all("is shared by 2 records of supabase" in reason for reason in open_reasons.values())
+
+
+def test_adoption_over_the_threshold_writes_nothing_until_confirmed(topology):
+    t = topology
+    local = _people(5)
+    _hold_people(t.local_dsn, local)
+    _hold_people(t.supabase_dsn, [{**p, "id": str(uuid.uuid4()), "job_title": "Director"} for p in local])
+    strict = replace(SETTINGS, adoption_confirm_threshold=4, adopt_wins={"supabase": "this_store"})
+    pipeline.capture(t.hub, t.local_db, PEOPLE, "r1", strict)
+    pipeline.resolve(t.hub, PEOPLE, "r1", strict)
+
+    with pytest.raises(AdoptionRefused, match="overwrite 5 records .* threshold of 4"):
+        pipeline.capture(t.hub, t.supabase, PEOPLE, "r1", strict)
+
+    assert t.hub.get_cursor("supabase", "people") is None  # tried again next run
+    assert {d["job_title"] for d in _live_golden(t.hub).values()} == {"Engineer"}
+    assert t.hub.record_ids_for("supabase", "people", [str(r["id"]) for r in t.supabase.rows(PEOPLE)]) == {}
+
+    stats = pipeline.capture(t.hub, t.supabase, PEOPLE, "r2", replace(strict, confirm_adoption=True))
+    assert stats.adoption is not None and len(stats.adoption.links) == 5
+    assert {d["job_title"] for d in _live_golden(t.hub).values()} == {"Director"}
+
+
+def test_the_sync_job_refuses_an_adoption_over_the_threshold_until_the_run_config_confirms_it(topology,
+                                                                                             four_stores):
+    t = topology
+    local = _people(5)
+    _hold_people(t.local_dsn, local)
+    supabase = [{**p, "id": str(uuid.uuid4()), "job_title": "Director"} for p in local]
+    _hold_people(t.supabase_dsn, supabase)
+    pipeline.capture(t.hub, t.local_db, PEOPLE, "setup", SETTINGS)  # the hub holds the local people first
+    pipeline.resolve(t.hub, PEOPLE, "setup", SETTINGS)
+    defs = four_stores.without("sync_settings", SyncSettingsResource(adoption_confirm_threshold=4))
+    job = defs.resolve_job_def("sync_job")
+
+    refused = job.execute_in_process(raise_on_error=False)
+
+    held_back = [e for e in refused.get_step_failure_events()] + [
+        m for m in refused.get_asset_materialization_events()
+        if m.asset_key.path[0] == "supabase" and m.materialization.metadata.get("status")
+        and m.materialization.metadata["status"].value == "failed"]
+    assert held_back, "the Supabase steps must fail while the adoption waits"
+    errors = {(e["error_class"], e["operation"]) for e in t.hub.recent_errors("supabase", "people", 20)}
+    assert ("AdoptionRefused", "capture") in errors and ("AdoptionPending", "publish") in errors
+    assert {r["job_title"] for r in t.supabase.rows(PEOPLE)} == {"Director"}  # untouched, not duplicated
+    assert len(t.supabase.rows(PEOPLE)) == 5
+
+    confirmed = job.execute_in_process(run_config=confirm_config(True), raise_on_error=False)
+
+    assert confirmed.run_id
+    assert t.hub.recent_errors("supabase", "people", 20) == []
+    assert len(_live_golden(t.hub)) == 5
+    assert {r["job_title"] for r in t.local_db.rows(PEOPLE)} == {"Director"}
+    assert _own_ids(t.supabase_dsn) == {p["id"] for p in supabase}
