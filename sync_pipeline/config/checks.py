@@ -94,8 +94,8 @@ def _postgres_problems(config: SyncConfig, store_key: str, store: PostgresStoreC
         for i, column in enumerate(table.ignore_columns):
             if column in seen or column == table.id.column:
                 yield (*at, "ignore_columns", i), f'"{column}" is synced: it cannot be ignored too'
-        yield from _carried_references(config, store_key, entity_name, list(table.columns), set(store.entities),
-                                       (*at, "columns"))
+        yield from _carried_references(config, store_key, entity_name, list(table.columns),
+                                       set(store.entities), (*at, "columns"))
 
 
 def _twenty_problems(config: SyncConfig, store: TwentyStoreConfig) -> Iterator[Problem]:

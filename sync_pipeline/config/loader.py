@@ -57,7 +57,8 @@ def parse_config(text: str, source: str = "<string>") -> SyncConfig:
     try:
         config = SyncConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_sorted([_locate(source, lines, tuple(e["loc"]), _reason(e)) for e in exc.errors()]))
+        located = [_locate(source, lines, tuple(e["loc"]), _reason(e)) for e in exc.errors()]
+        raise ConfigError(_sorted(located)) from None
     located = [_locate(source, lines, loc, reason) for loc, reason in problems(config)]
     if located:
         raise ConfigError(_sorted(located))
@@ -83,7 +84,8 @@ def _read_yaml(text: str, source: str) -> tuple[Any, _LineIndex, list[tuple[Loc,
         loader.dispose()
 
 
-def _index(node: Any, loc: tuple[str, ...], lines: _LineIndex, duplicates: list[tuple[Loc, int, str]]) -> None:
+def _index(node: Any, loc: tuple[str, ...], lines: _LineIndex,
+           duplicates: list[tuple[Loc, int, str]]) -> None:
     """Record the line of every key and list item below `node`; PyYAML keeps a duplicate key's last value
     silently, so duplicates are collected as problems."""
     if isinstance(node, yaml.MappingNode):

@@ -35,7 +35,8 @@ class FieldConfig(_Strict):
     type: FieldType = Attr(description="The canonical type; every store's value is normalised to it.")
     required: bool = Attr(False, description="A record without a value is quarantined.")
     choices: tuple[str, ...] = Attr((), description="The allowed values of an enum (upper-case).")
-    references: Name | None = Attr(None, description="An entity listed before this one (the field is a uuid).")
+    references: Name | None = Attr(
+        None, description="An entity listed before this one (the field is then a uuid).")
     description: str = ""
 
 
@@ -43,7 +44,8 @@ class EntityConfig(_Strict):
     description: str = ""
     natural_key: Name | None = Attr(
         None, description="A unique field that matches records across stores (a domain, an e-mail).")
-    fields: dict[Name, FieldConfig] = Attr(min_length=1, description="Canonical field name -> its definition.")
+    fields: dict[Name, FieldConfig] = Attr(
+        min_length=1, description="Canonical field name -> its definition.")
 
 
 class TableName(_Strict):
@@ -63,18 +65,21 @@ class TableConfig(_Strict):
         description="Canonical field -> the table's column. A field left out is not carried by this store.")
     ignore_columns: tuple[Identifier, ...] = Attr(
         (), description="The application's columns deliberately not synced (no drift warning).")
-    create: bool = Attr(False, description="Create the table when missing (the sandbox); false: it must exist.")
+    create: bool = Attr(
+        False, description="Create the table when missing (the sandbox); false: it must exist.")
 
 
 class TwentyObjectConfig(_Strict):
     object: Identifier = Attr(description="Twenty's plural object name, as in its REST paths.")
     fields: dict[Name, TwentyPath] = Attr(
         description="Canonical field -> Twenty field or composite sub-field (name.firstName, "
-                    "emails.primaryEmail, amount.amountMicros, a custom field). A field left out is not carried.")
+                    "emails.primaryEmail, amount.amountMicros, a custom field). "
+                    "A field left out is not carried.")
 
 
 class WarehouseTableConfig(_Strict):
-    table: Name = Attr(description="The warehouse table; it carries every canonical field under its own name.")
+    table: Name = Attr(
+        description="The warehouse table; it carries every canonical field under its own name.")
 
 
 class _StoreConfig(_Strict):
@@ -179,7 +184,8 @@ class SyncConfig(_Strict):
             return None
         order = self.entity_configs[entity_name].fields
         return TableMapping(
-            schema=spec.table.schema_name, table=spec.table.name, id_column=spec.id.column, id_type=spec.id.type,
+            schema=spec.table.schema_name, table=spec.table.name,
+            id_column=spec.id.column, id_type=spec.id.type,
             columns={f: spec.columns[f] for f in order if f in spec.columns},
             ignore_columns=spec.ignore_columns, create=spec.create,
         )

@@ -12,15 +12,16 @@ from sync_pipeline.config import CONFIG_ENV, load_config
 
 ROOT = Path(__file__).parents[2]
 LOAD = ("import sync_pipeline.definitions as d; from sync_pipeline.model.entities import ENTITY_NAMES; "
-        "print(ENTITY_NAMES, sorted(k.to_user_string() for k in d.defs.resolve_asset_graph().get_all_asset_keys()"
-        " if k.path[-1] == 'contacts'))")
+        "keys = d.defs.resolve_asset_graph().get_all_asset_keys(); "
+        "print(ENTITY_NAMES, sorted(k.to_user_string() for k in keys if k.path[-1] == 'contacts'))")
 
 
 def readme_example() -> str:
     """The example file of the README's section on configuring the sync."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     section = readme[readme.index("## Configuring the sync for your own schema"):]
-    return section[section.index("```yaml\n") + len("```yaml\n"):section.index("```\n", section.index("```yaml"))]
+    start = section.index("```yaml\n") + len("```yaml\n")
+    return section[start:section.index("```\n", start)]
 
 
 def load_code_location(config: Path) -> subprocess.CompletedProcess[str]:
@@ -44,11 +45,11 @@ def test_the_code_location_loads_the_configured_entities(tmp_path: Path) -> None
 
 def test_an_invalid_configuration_stops_the_code_location_with_file_line_and_key(tmp_path: Path) -> None:
     config = tmp_path / "sync.yaml"
-    config.write_text(readme_example().replace("email: email_address", "emial: email_address"), encoding="utf-8")
-    line = 1 + readme_example().splitlines().index(
-        next(t for t in readme_example().splitlines() if "email: email_address" in t))
+    example = readme_example()
+    config.write_text(example.replace("email: email_address", "emial: email_address"), encoding="utf-8")
+    line = 1 + next(i for i, text in enumerate(example.splitlines()) if "email: email_address" in text)
 
     loaded = load_code_location(config)
     assert loaded.returncode != 0
-    assert (f'{config}:{line}: stores.supabase.entities.contacts.columns.emial: no such field "emial" in contacts'
-            in loaded.stderr.splitlines()[-1])
+    assert (f"{config}:{line}: stores.supabase.entities.contacts.columns.emial: "
+            'no such field "emial" in contacts') in loaded.stderr.splitlines()[-1]

@@ -73,11 +73,12 @@ def test_a_bad_type(tmp_path: Path) -> None:
 
 
 def test_a_reference_to_an_entity_listed_later(tmp_path: Path) -> None:
+    owner = "      owner_id: {type: uuid, references: contacts}"
     text = VALID.replace("      name: {type: text, required: true}",
-                         "      name: {type: text, required: true}\n      owner_id: {type: uuid, references: contacts}")
+                         "      name: {type: text, required: true}\n" + owner)
     assert _problems(tmp_path, text) == [
-        '6: entities.companies.fields.owner_id.references: "contacts" is not listed before companies: a record '
-        "may only reference entities listed before it (list the entities in dependency order)"]
+        '6: entities.companies.fields.owner_id.references: "contacts" is not listed before companies: '
+        "a record may only reference entities listed before it (list the entities in dependency order)"]
 
 
 def test_an_unknown_store(tmp_path: Path) -> None:
@@ -94,10 +95,11 @@ def test_a_natural_key_that_is_not_a_field(tmp_path: Path) -> None:
 
 
 def test_every_mistake_is_listed_in_line_order(tmp_path: Path) -> None:
-    text = (VALID.replace("columns: {name: name, domain_name: website}", "columns: {name: name, domain: website}")
+    text = (VALID.replace("domain_name: website", "domain: website")
             .replace("natural_key: domain_name", "natural_key: domain"))
     assert _problems(tmp_path, text) == [
-        '3: entities.companies.natural_key: no such field "domain" in companies; its fields are name, domain_name',
+        '3: entities.companies.natural_key: no such field "domain" in companies; '
+        "its fields are name, domain_name",
         '18: stores.supabase.entities.companies.columns.domain: no such field "domain" in companies; '
         "its fields are name, domain_name",
     ]
@@ -105,7 +107,8 @@ def test_every_mistake_is_listed_in_line_order(tmp_path: Path) -> None:
 
 def test_a_missing_key_is_reported_on_its_parent(tmp_path: Path) -> None:
     text = VALID.replace("table: {schema: public, name: contacts}", "table: {schema: public}")
-    assert _problems(tmp_path, text) == ["20: stores.supabase.entities.contacts.table.name: required key missing"]
+    assert _problems(tmp_path, text) == [
+        "20: stores.supabase.entities.contacts.table.name: required key missing"]
 
 
 def test_a_store_must_carry_what_its_references_point_at(tmp_path: Path) -> None:
@@ -142,18 +145,21 @@ def test_twenty_paths_and_an_enum_without_choices(tmp_path: Path) -> None:
         "it cannot also be a composite",
         "30: stores.twenty.entities.contacts.fields.company_id: a reference maps to a join field such as "
         "companyId, not a sub-field",
-        "30: stores.twenty.entities.contacts.fields.company_id: references companies, which twenty does not carry",
+        "30: stores.twenty.entities.contacts.fields.company_id: references companies, "
+        "which twenty does not carry",
     ]
 
 
 def test_yaml_mistakes(tmp_path: Path) -> None:
-    assert _problems(tmp_path, VALID.replace("  contacts:\n    natural_key", "  contacts:\n   natural_key")) == [
-        "9: not valid YAML: mapping values are not allowed here"]
+    misaligned = VALID.replace("  contacts:\n    natural_key", "  contacts:\n   natural_key")
+    assert _problems(tmp_path, misaligned) == ["9: not valid YAML: mapping values are not allowed here"]
     duplicated = VALID.replace("      email: {type: email, required: true}",
                                "      email: {type: email, required: true}\n      email: {type: text}")
-    assert _problems(tmp_path, duplicated) == ["12: entities.contacts.fields.email: duplicate key (first on line 11)"]
+    assert _problems(tmp_path, duplicated) == [
+        "12: entities.contacts.fields.email: duplicate key (first on line 11)"]
     assert _problems(tmp_path, "") == ["1: the file is empty"]
-    assert _problems(tmp_path, "- entities\n") == ["1: Input should be a valid dictionary or instance of SyncConfig"]
+    assert _problems(tmp_path, "- entities\n") == [
+        "1: Input should be a valid dictionary or instance of SyncConfig"]
 
 
 def test_an_unreadable_file(tmp_path: Path) -> None:

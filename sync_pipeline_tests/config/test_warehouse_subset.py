@@ -11,7 +11,7 @@ from typing import Iterator
 
 import pytest
 
-from sync_pipeline.config import load_config
+from sync_pipeline.config import DEFAULT_CONFIG_PATH, load_config
 from sync_pipeline.engine.records import GoldenRecord
 from sync_pipeline.model.canonical import canonical_record, content_hash
 from sync_pipeline.model.entities import ENTITIES, entity
@@ -26,9 +26,8 @@ PEOPLE = entity("people")
 
 
 def test_the_configuration_names_the_warehouse_entities_and_tables(tmp_path: Path) -> None:
-    default = load_config(Path(__file__).parents[2] / "sync_pipeline" / "config" / "default.yaml")
-    assert warehouse_entities(default) == ENTITIES
-    text = (Path(__file__).parents[2] / "sync_pipeline" / "config" / "default.yaml").read_text(encoding="utf-8")
+    assert warehouse_entities(load_config(DEFAULT_CONFIG_PATH)) == ENTITIES
+    text = DEFAULT_CONFIG_PATH.read_text(encoding="utf-8")
     bigquery_section = text.index("  bigquery:")
     path = tmp_path / "sync.yaml"
     path.write_text(text[:bigquery_section] + "  bigquery:\n    entities:\n      people: {table: contacts}\n",
@@ -50,13 +49,15 @@ def people_only(bigquery_emulator: BigQueryEmulator) -> Iterator[BigQueryStore]:
         client.close()
 
 
-def test_a_warehouse_carrying_only_people_creates_writes_and_reads_only_people(people_only: BigQueryStore) -> None:
+def test_a_warehouse_carrying_only_people_writes_and_reads_only_people(people_only: BigQueryStore) -> None:
     people_only.install()
-    tables = {t.table_id for t in people_only.client.list_tables(f"{people_only.client.project}.{people_only.dataset_id}")}
+    dataset = f"{people_only.client.project}.{people_only.dataset_id}"
+    tables = {t.table_id for t in people_only.client.list_tables(dataset)}
     assert tables == {"people", "change_history"}
 
     company_id, person_id = str(uuid.uuid4()), str(uuid.uuid4())
-    data = canonical_record(PEOPLE, {"first_name": "Ada", "email": "ada@example.com", "company_id": company_id})
+    data = canonical_record(PEOPLE, {"first_name": "Ada", "email": "ada@example.com",
+                                     "company_id": company_id})
     record = GoldenRecord(entity="people", record_id=person_id, version=1, data=data, deleted=False,
                           content_hash=content_hash(data), origin_store="twenty",
                           origin_modified_at=datetime(2026, 3, 1, tzinfo=timezone.utc))

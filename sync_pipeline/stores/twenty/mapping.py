@@ -3,8 +3,9 @@
 The sync configuration (`stores.twenty` of the file `SYNC_PIPELINE_CONFIG` names) says which Twenty field
 or composite sub-field holds each canonical field, as a dotted path: `jobTitle`, a custom `tier`,
 `name.firstName`, `emails.primaryEmail`, `amount.amountMicros` (in micros, converted exactly to units);
-fields it leaves out are neither read nor written. `to_canonical` reads a Twenty record into canonical column names (values not yet validated;
-`model.canonical.canonical_record` normalises them), and `to_twenty` builds a create/update payload.
+fields it leaves out are neither read nor written. `to_canonical` reads a Twenty record into canonical
+column names (values not yet validated; `model.canonical.canonical_record` normalises them), and
+`to_twenty` builds a create/update payload.
 Records created elsewhere are matched to existing Twenty records by Twenty's own upsert (§5.3).
 """
 
