@@ -1,4 +1,4 @@
-"""Console scripts: `sync-pipeline install | webhooks | safety | sandbox | demo`."""
+"""Console scripts: `sync-pipeline install | plan | sync | webhooks | safety | sandbox | demo`."""
 
 from __future__ import annotations
 
@@ -19,6 +19,33 @@ def install() -> None:
     from sync_pipeline.commands.install import install as install_all
 
     install_all(click.echo)
+
+
+@main.command()
+def plan() -> None:
+    """Show what the next sync would do, per store and entity: the records it would insert, update and
+    delete, its conflicts and who would win, the records it would quarantine and why, and those it would link
+    by natural key (adopting a store that already holds records). Nothing is written anywhere. Settings not in
+    the environment are read as by `safety`. Exit code 1 when a store could not be planned."""
+    from sync_pipeline.commands.plan import run_plan
+    from sync_pipeline.commands.safety import load_env_file
+
+    load_env_file()
+    raise SystemExit(run_plan(click.echo))
+
+
+@main.command()
+@click.option("--confirm", is_flag=True,
+              help="Adopt stores even where more records would be overwritten than the threshold "
+                   "(adoption_confirm_threshold); review `sync-pipeline plan` first.")
+def sync(confirm: bool) -> None:
+    """Run the gated sync (sync_with_safety_check) once in this process, recorded on the Dagster instance of
+    DAGSTER_HOME. Exit code 1 when the run failed."""
+    from sync_pipeline.commands.safety import load_env_file
+    from sync_pipeline.commands.sync import run_sync
+
+    load_env_file()
+    raise SystemExit(run_sync(confirm, click.echo))
 
 
 @main.command()

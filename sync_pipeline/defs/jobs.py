@@ -6,6 +6,7 @@ from __future__ import annotations
 import dagster as dg
 
 from sync_pipeline.defs.assets import PREFLIGHT_KEY
+from sync_pipeline.defs.plan import PLAN_KEY
 from sync_pipeline.defs.verdict import VERDICT_KEY
 
 # What launched a run: sensors and schedules set their own value, a run launched by a person keeps this.
@@ -14,8 +15,8 @@ MANUAL = {"sync/trigger": "manual"}
 # queue's one slot for the instance-wide hour that the nightly reconciliation may need.
 SYNC_TAGS = {**MANUAL, "dagster/max_runtime": "900"}
 # Every asset of the sync with the monitoring checks beside it, so each check describes the sync it ran
-# with, and the verdict last.
-_SYNC_ASSETS = dg.AssetSelection.all() - dg.AssetSelection.assets(PREFLIGHT_KEY)
+# with, and the verdict last. The plan is no part of a sync.
+_SYNC_ASSETS = dg.AssetSelection.all() - dg.AssetSelection.assets(PREFLIGHT_KEY, PLAN_KEY)
 
 sync_job = dg.define_asset_job(
     "sync_job",
@@ -41,4 +42,13 @@ safety_checks_job = dg.define_asset_job(
     description="Every safety check, nothing materialized: what the safety command and the hourly "
                 "schedule run (a sensor then refreshes the verdict).",
     executor_def=dg.in_process_executor,
+)
+
+sync_plan = dg.define_asset_job(
+    "sync_plan",
+    selection=dg.AssetSelection.assets(PLAN_KEY),
+    description="What the next sync would do, per store and entity, with nothing written anywhere (no cursor "
+                "moved, no change log pruned, the hub's work rolled back).",
+    executor_def=dg.in_process_executor,
+    tags=MANUAL,
 )
