@@ -151,6 +151,11 @@ class SyncSettingsResource(dg.ConfigurableResource):
     reconcile_delete_threshold: float = Field(
         default=DEFAULTS.reconcile_delete_threshold,
         description="Reconciliation turns absent records into deletes only below this share")
+    adoption_confirm_threshold: int = Field(
+        default=DEFAULTS.adoption_confirm_threshold,
+        description="A store's first sync that would overwrite more records than this waits for `confirm`")
+    confirm: bool = Field(default=False, description="Confirm adopting stores whose first sync would overwrite "
+                                                     "more records than the threshold (see the sync_plan job)")
 
     def thresholds(self) -> Thresholds:
         return Thresholds(lag_seconds=self.lag_seconds_warn, conflict_rate=self.conflict_rate_warn,
@@ -161,4 +166,5 @@ class SyncSettingsResource(dg.ConfigurableResource):
         return SyncSettings(batch_size=self.batch_size, resolve_batch_size=self.resolve_batch_size,
                             store_priority=tuple(self.store_priority),
                             reconcile_delete_threshold=self.reconcile_delete_threshold,
-                            thresholds=self.thresholds())
+                            adoption_confirm_threshold=self.adoption_confirm_threshold,
+                            confirm_adoption=self.confirm, thresholds=self.thresholds())
