@@ -168,6 +168,20 @@ class SyncConfig(_Strict):
         store = self._store(store_key)
         return store is not None and entity_name in getattr(store, "entities")
 
+    def carried_fields(self, store_key: str, entity_name: str) -> tuple[str, ...]:
+        """The fields a store reads and writes for an entity, in the entity's order: a Postgres store's
+        `columns`, Twenty's `fields`, every field in the warehouse; () when it does not carry the entity."""
+        store = self._store(store_key)
+        spec = None if store is None else getattr(store, "entities").get(entity_name)
+        if spec is None:
+            return ()
+        order = self.entity_configs[entity_name].fields
+        if isinstance(spec, TableConfig):
+            return tuple(f for f in order if f in spec.columns)
+        if isinstance(spec, TwentyObjectConfig):
+            return tuple(f for f in order if f in spec.fields)
+        return tuple(order)
+
     def adopt_wins(self, store_key: str) -> AdoptWins:
         store = self._store(store_key)
         return DEFAULT_ADOPT_WINS if store is None else store.adopt_wins

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
+from collections.abc import Collection
 from datetime import date, datetime, timezone
 from decimal import Decimal, InvalidOperation, localcontext
 from typing import Any
@@ -141,10 +142,13 @@ def canonical_value(ftype: FieldType, value: Any, choices: tuple[str, ...] = ())
     raise AssertionError(f"unhandled field type {ftype}")
 
 
-def canonical_record(entity: Entity, raw: dict[str, Any]) -> dict[str, Any]:
-    """The canonical form of a record's fields (without its id); raises on the first bad value."""
+def canonical_record(entity: Entity, raw: dict[str, Any], fields: Collection[str] | None = None
+                     ) -> dict[str, Any]:
+    """The canonical form of a record's fields (without its id); raises on the first bad value.
+
+    `fields`: only these (those a store carries), in the entity's order; every field by default."""
     out: dict[str, Any] = {}
-    for f in entity.fields:
+    for f in entity.fields if fields is None else [f for f in entity.fields if f.name in fields]:
         try:
             out[f.name] = canonical_value(f.type, raw.get(f.name), f.choices)
         except CanonicalValueError as exc:

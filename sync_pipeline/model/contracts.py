@@ -40,12 +40,19 @@ def _type_check(f: Field) -> pa.Check:
     return pa.Check(convertible, element_wise=True, ignore_na=True, name=label, error=label)
 
 
+def _carried(entity: Entity, fields: tuple[str, ...] | None) -> tuple[Field, ...]:
+    """The entity's fields a store carries (every field when None), in the entity's order."""
+    return entity.fields if fields is None else tuple(f for f in entity.fields if f.name in fields)
+
+
 @cache
-def schema_for(entity: Entity) -> pa.DataFrameSchema:
-    """The entity's contract: id and every field present, required fields not missing, values typed."""
+def schema_for(entity: Entity, fields: tuple[str, ...] | None = None) -> pa.DataFrameSchema:
+    """The entity's contract: id and every field present, required fields not missing, values typed.
+
+    `fields`: the fields a store carries; a field it does not carry is not part of its contract."""
     columns = {"id": pa.Column(object, checks=[_type_check(Field("id", FieldType.UUID)), _NO_NUL_CHECK],
                                nullable=False)}
-    for f in entity.fields:
+    for f in _carried(entity, fields):
         checks = [_type_check(f), _NO_NUL_CHECK]
         if f.required:
             checks.append(
@@ -81,8 +88,9 @@ class ValidationResult:
     rejected: list[Rejected]
 
 
-def frame_for(entity: Entity, rows: list[dict[str, Any]]) -> pd.DataFrame:
-    columns = ["id", *entity.field_names]
+def frame_for(entity: Entity, rows: list[dict[str, Any]], fields: tuple[str, ...] | None = None
+              ) -> pd.DataFrame:
+    columns = ["id", *(f.name for f in _carried(entity, fields))]
     return pd.DataFrame([{c: row.get(c) for c in columns} for row in rows], columns=columns, dtype=object)
 
 
@@ -107,14 +115,17 @@ def failure_records(exc: pa.errors.SchemaErrors) -> pd.DataFrame:
     return cases
 
 
-def validate_records(entity: Entity, rows: list[dict[str, Any]]) -> ValidationResult:
-    """Split rows into canonical valid records and rejected ones with readable reasons."""
+def validate_records(entity: Entity, rows: list[dict[str, Any]], fields: tuple[str, ...] | None = None
+                     ) -> ValidationResult:
+    """Split rows into canonical valid records and rejected ones with readable reasons.
+
+    `fields`: those the source store carries (every field when None); a valid record holds only them."""
     if not rows:
         return ValidationResult([], [])
     reasons: dict[int, list[str]] = {}
     failures: dict[int, list[dict[str, Any]]] = {}
     try:
-        schema_for(entity).validate(frame_for(entity, rows), lazy=True)
+        schema_for(entity, fields).validate(frame_for(entity, rows, fields), lazy=True)
     except pa.errors.SchemaErrors as exc:
         for case in json.loads(failure_records(exc).to_json(orient="records")):
             index = case.get("index")
@@ -132,7 +143,7 @@ def validate_records(entity: Entity, rows: list[dict[str, Any]]) -> ValidationRe
         if i in reasons:
             rejected.append(Rejected(i, row, "; ".join(dict.fromkeys(reasons[i])), failures[i]))
             continue
-        record = canonical_record(entity, row)
+        record = canonical_record(entity, row, fields)
         record["id"] = canonical_value(FieldType.UUID, row["id"])
         valid.append((i, record))
     return ValidationResult(valid, rejected)
