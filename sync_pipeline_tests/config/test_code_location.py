@@ -11,6 +11,7 @@ from pathlib import Path
 from sync_pipeline.config import CONFIG_ENV, load_config
 
 ROOT = Path(__file__).parents[2]
+README = ROOT / "README.md"
 LOAD = ("import sync_pipeline.definitions as d; from sync_pipeline.model.entities import ENTITY_NAMES; "
         "keys = d.defs.resolve_asset_graph().get_all_asset_keys(); "
         "print(ENTITY_NAMES, sorted(k.to_user_string() for k in keys if k.path[-1] == 'contacts'))")
@@ -18,7 +19,7 @@ LOAD = ("import sync_pipeline.definitions as d; from sync_pipeline.model.entitie
 
 def readme_example() -> str:
     """The example file of the README's section on configuring the sync."""
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    readme = README.read_text(encoding="utf-8")
     section = readme[readme.index("## Configuring the sync for your own schema"):]
     start = section.index("```yaml\n") + len("```yaml\n")
     return section[start:section.index("```\n", start)]
@@ -51,5 +52,8 @@ def test_an_invalid_configuration_stops_the_code_location_with_file_line_and_key
 
     loaded = load_code_location(config)
     assert loaded.returncode != 0
+    error = loaded.stderr.splitlines()[-1]
     assert (f"{config}:{line}: stores.supabase.entities.contacts.columns.emial: "
-            'no such field "emial" in contacts') in loaded.stderr.splitlines()[-1]
+            'no such field "emial" in contacts') in error
+    # The README shows this very message.
+    assert error[error.index(str(config)):].replace(str(config), "sync.yaml") in README.read_text(encoding="utf-8")
