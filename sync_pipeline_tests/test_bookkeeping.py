@@ -15,7 +15,6 @@ from sync_pipeline.model.entities import entity
 from sync_pipeline.safety import checks as safety
 from sync_pipeline.safety.checks import Status
 from sync_pipeline.settings import Thresholds
-from sync_pipeline.stores.base import live_hashes
 from sync_pipeline.stores.twenty.errors import TwentyRateLimited
 from sync_pipeline.stores.twenty.spec import TWENTY
 from sync_pipeline_tests.helpers import SETTINGS, insert_person, sync_once
@@ -84,25 +83,6 @@ def test_publish_closes_the_errors_of_records_the_store_already_holds(topology):
 
     assert (stats.stale, stats.applied, stats.errors) == (1, 0, 0)  # the store had that version already
     assert record_error not in _open_errors(hub, "supabase")
-
-
-def test_after_a_storm_whose_writes_landed_the_next_sync_closes_their_errors(topology, twenty_store,
-                                                                             twenty_standin):
-    hub, stores = topology.hub, [topology.local_db, topology.supabase, twenty_store]
-    with psycopg.connect(topology.local_dsn) as conn:
-        for n in range(3):
-            insert_person(conn, first_name=f"Storm{n}")
-    twenty_standin.set_faults(fail_after_write_next=1000)  # every write lands, every answer is a 500
-    assert sync_once(hub, stores)[("publish", "twenty", "people")].errors == 3
-    assert len(_open_errors(hub, "twenty")) == 3
-    twenty_standin.set_faults(fail_after_write_next=0)
-
-    stats = sync_once(hub, stores)
-
-    assert stats[("publish", "twenty", "people")].read == 0  # taken back as echoes: nothing is retried
-    assert _open_errors(hub, "twenty") == {}
-    golden = live_hashes(PEOPLE, hub.golden_snapshot("people"))
-    assert twenty_store.inventory(PEOPLE) == golden
 
 
 def _quarantine_rows(hub: Hub, record_id: str) -> list[dict]:
