@@ -15,12 +15,16 @@ import yaml  # type: ignore[import-untyped]
 from pydantic import ValidationError
 
 from sync_pipeline.config.checks import Loc, problems
-from sync_pipeline.config.models import STORE_KEYS, SyncConfig
+from sync_pipeline.config.models import NAME_PATTERN, STORE_KEYS, TWENTY_PATH_PATTERN, SyncConfig
 
 CONFIG_ENV = "SYNC_PIPELINE_CONFIG"
 DEFAULT_CONFIG_PATH = Path(__file__).with_name("default.yaml")
 
 _LineIndex = dict[tuple[str, ...], int]
+_PATTERN_REASONS = {
+    NAME_PATTERN: "a name is lower-case letters, digits and underscores, starting with a letter",
+    TWENTY_PATH_PATTERN: "a Twenty field (jobTitle, a custom field) or one composite sub-field (name.firstName)",
+}
 
 
 class ConfigError(ValueError):
@@ -111,6 +115,8 @@ def _reason(error: Any) -> str:
         return f'unknown key "{loc[-1]}"'
     if error["type"] == "missing":
         return "required key missing"
+    if error["type"] == "string_pattern_mismatch":
+        return _PATTERN_REASONS.get(error["ctx"]["pattern"], str(error["msg"]))
     return str(error["msg"])
 
 

@@ -20,11 +20,13 @@ AdoptWins = Literal["most_recent", "this_store", "others"]
 DEFAULT_ADOPT_WINS: AdoptWins = "most_recent"
 
 # Entity and field names become asset keys, hub keys and warehouse columns: plain snake_case.
-Name = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=63)]
+NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
+Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=63)]
 # A Postgres identifier as the application spells it (quoted by the sync, so any case is fine).
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=63)]
 # A Twenty field (`jobTitle`, a custom `myCustom`) or a composite's sub-field (`name.firstName`).
-TwentyPath = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")]
+TWENTY_PATH_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$"
+TwentyPath = Annotated[str, StringConstraints(pattern=TWENTY_PATH_PATTERN)]
 
 
 class _Strict(BaseModel):

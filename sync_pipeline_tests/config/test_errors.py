@@ -165,3 +165,17 @@ def test_yaml_mistakes(tmp_path: Path) -> None:
 def test_an_unreadable_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"nowhere\.yaml: cannot read the sync configuration: No such file"):
         load_config(tmp_path / "nowhere.yaml")
+
+
+def test_names_and_twenty_paths_are_explained(tmp_path: Path) -> None:
+    text = VALID.replace("full_name: {type: text}", "Full Name: {type: text}") + """\
+  twenty:
+    entities:
+      companies: {object: companies, fields: {title: name.first.name}}
+"""
+    assert _problems(tmp_path, text) == [
+        "10: entities.contacts.fields.Full Name: a name is lower-case letters, digits and underscores, "
+        "starting with a letter",
+        "28: stores.twenty.entities.companies.fields.title: a Twenty field (jobTitle, a custom field) or one "
+        "composite sub-field (name.firstName)",
+    ]
