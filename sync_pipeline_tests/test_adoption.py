@@ -12,6 +12,7 @@ import psycopg
 import pytest
 
 from sync_pipeline import pipeline
+from sync_pipeline.commands.plan import plan_sync
 from sync_pipeline.commands.sync import confirm_config
 from sync_pipeline.defs.resources import SyncSettingsResource
 from sync_pipeline.engine.adoption import (
@@ -241,6 +242,28 @@ def test_adoption_over_the_threshold_writes_nothing_until_confirmed(topology):
     stats = pipeline.capture(t.hub, t.supabase, PEOPLE, "r2", replace(strict, confirm_adoption=True))
     assert stats.adoption is not None and len(stats.adoption.links) == 5
     assert {d["job_title"] for d in _live_golden(t.hub).values()} == {"Director"}
+
+
+def test_the_plan_shows_the_adoption_and_that_it_waits_for_confirmation_writing_nothing(topology):
+    t = topology
+    supabase = _people(5)
+    _hold_people(t.supabase_dsn, supabase)
+    local = [{**p, "id": str(uuid.uuid4()), "job_title": "Director"} for p in supabase]
+    _hold_people(t.local_dsn, local)
+    strict = replace(SETTINGS, adoption_confirm_threshold=4, adopt_wins={"local_db": "this_store"})
+
+    plan = plan_sync(t.hub, [t.supabase, t.local_db], strict)  # the registry's order: Supabase first
+
+    assert plan.failures == []
+    adopted = {(r["store"], r["entity"]): r for r in plan.adoption_rows()}
+    assert adopted[("supabase", "people")]["new"] == 5
+    assert (adopted[("local_db", "people")]["linked"], adopted[("local_db", "people")]["overwrites"]) == (5, 5)
+    assert sorted(link["detail"].split(" linked")[0] for link in plan.links) == sorted(
+        f"local_db record {p['id']}" for p in local)
+    assert plan.counts[("supabase", "people")]["update"] == 5  # the local values would overwrite them
+    assert plan.confirmation_needed is not None and "threshold of 4" in plan.confirmation_needed
+    assert t.hub.golden_snapshot("people") == {}
+    assert t.hub.get_cursor("local_db", "people") is None and t.hub.get_cursor("supabase", "people") is None
 
 
 def test_the_sync_job_refuses_an_adoption_over_the_threshold_until_the_run_config_confirms_it(topology,

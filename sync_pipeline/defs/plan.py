@@ -41,6 +41,9 @@ def sync_plan(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     plan = plan_sync(hub, stores, context.resources.sync_settings.settings(), unavailable)
     if plan.confirmation_needed:
         context.log.warning(plan.confirmation_needed)
+    for failure in plan.failures:
+        context.log.error(f"{failure['store']} could not be planned ({failure['step']} of {failure['entity']}): "
+                          f"{failure['error']}")
     return dg.MaterializeResult(metadata={
         **{f"total_{name}": n for name, n in plan.totals().items()},
         "plan": md_table(plan.summary(), SUMMARY_COLUMNS),
