@@ -95,6 +95,8 @@ class TwentyResource(dg.ConfigurableResource):
     api_key: Optional[str] = Field(default=None, description="API key (a secret)")
     requests_per_minute: int = Field(default=100, description="The workspace's request budget")
     overlap_minutes: int = Field(default=5, description="How far polling re-reads behind its watermark")
+    id_listing_minutes: int = Field(default=15, description="How often Twenty's ids are listed to find records "
+                                    "destroyed without a webhook (a page of 60-200 ids per request)")
     webhook_secret: Optional[str] = Field(default=None, description="Secret that signs Twenty's webhooks")
 
     @property
@@ -124,7 +126,8 @@ class TwentyResource(dg.ConfigurableResource):
 
     def store(self, hub: Hub) -> TwentyStore:
         return TwentyStore(self.client(), hub.id_map(TwentyStore.name),
-                           overlap=timedelta(minutes=self.overlap_minutes))
+                           overlap=timedelta(minutes=self.overlap_minutes),
+                           id_listing_interval=timedelta(minutes=self.id_listing_minutes))
 
 
 class SyncSettingsResource(dg.ConfigurableResource):

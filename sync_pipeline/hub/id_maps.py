@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from sync_pipeline.hub.connection import Conn, HubConnection
+from sync_pipeline.model.canonical import DELETED_HASH
 
 
 def record_ids(conn: Conn, store: str, entity: str, store_record_ids: Sequence[str]) -> dict[str, str]:
@@ -79,3 +80,19 @@ class HubIdMap:
                    where s.store = %s and s.entity = %s and s.record_id = any(%s::uuid[])""",
                 (self._store, entity, list(record_ids))).fetchall()
             return {str(r["record_id"]): (r["seen_hash"], r["read_at"]) for r in rows}
+
+    def held(self, entity: str) -> dict[str, str]:
+        """Store id -> canonical id of the records the store holds alive as far as the hub knows, but for
+        those with a change or hint of the store waiting in the inbox (what a listing of the store must
+        show)."""
+        with self._hub.connect() as conn:
+            rows = conn.execute(
+                """select coalesce(s.store_record_id, s.record_id::text) as store_id, s.record_id
+                   from sync.record_state s
+                   where s.store = %s and s.entity = %s and s.seen_version > 0 and s.seen_hash <> %s
+                     and not exists (
+                       select from sync.inbox i
+                       where i.store = s.store and i.entity = s.entity and i.applied_at is null
+                         and i.store_record_id = coalesce(s.store_record_id, s.record_id::text))""",
+                (self._store, entity, DELETED_HASH)).fetchall()
+            return {r["store_id"]: str(r["record_id"]) for r in rows}

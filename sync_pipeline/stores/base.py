@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol, Sequence, runtime_checkable
+from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 
 from sync_pipeline.engine.records import ApplyResult, GoldenRecord
 from sync_pipeline.model.canonical import content_hash
@@ -44,6 +44,11 @@ class IdMap(Protocol):
         captured from the store), for the records the hub has state for in the store."""
         ...
 
+    def held(self, entity: str) -> dict[str, str]:
+        """Store id -> canonical id of every record the hub knows the store to hold alive, but for those with
+        a change or hint of the store still waiting in the inbox (what a listing of the store must show)."""
+        ...
+
 
 class SameIds:
     """The id map of a store whose ids are all canonical (a store on its own, as in a benchmark)."""
@@ -59,6 +64,9 @@ class SameIds:
 
     def last_read(self, entity: str, record_ids: Sequence[str]) -> dict[str, tuple[str | None, datetime | None]]:
         return {}
+
+    def held(self, entity: str) -> dict[str, str]:
+        return {}  # without a hub nothing is known to be held, so nothing can be found missing
 
 
 def translate_references(entity: Entity, rows: Sequence[dict[str, Any]], id_map: IdMap, to_store: bool) -> None:
@@ -183,6 +191,17 @@ class Source(Protocol):
     def refresh(self, entity: Entity, store_ids: Sequence[str]) -> dict[str, RawChange]:
         """Re-read records as they are now (webhook hints, reconciliation), keyed by store id; a record that
         is gone comes back as a delete."""
+        ...
+
+
+@runtime_checkable
+class WebhookSource(Source, Protocol):
+    """A source that also sends hints (webhooks) naming records that changed, kept in the hub's inbox."""
+
+    def read_hints(self, entity: Entity, hints: Sequence[Mapping[str, Any]]) -> dict[str, RawChange]:
+        """The records the hints (inbox rows: `event_key`, `store_record_id`, `payload`, `received_at`) name,
+        re-read now, by event key: a webhook says something changed, the record says what. A record gone
+        comes back as a delete, dated by the hint's event where the hint reports that deletion."""
         ...
 
 

@@ -93,7 +93,9 @@ class WebhookDispatcher:
                     self.stats.dropped += 1
                     continue
                 for _ in range(self.faults.webhook_duplicates):
-                    task = asyncio.get_running_loop().create_task(self._deliver(webhook, event_name, change))
+                    # Built now, with the event (§9.2 eventDate); any delay comes after, on the way.
+                    payload = self._payload(webhook, event_name, change)
+                    task = asyncio.get_running_loop().create_task(self._deliver(webhook, payload))
                     self._tasks.add(task)
                     task.add_done_callback(self._tasks.discard)
 
@@ -105,7 +107,7 @@ class WebhookDispatcher:
             "objectMetadata": {"id": change.obj.metadata_id, "nameSingular": change.obj.singular},
             "workspaceId": self.workspace_id,
             "webhookId": webhook["id"],
-            "eventDate": format_timestamp(dt.datetime.now(dt.timezone.utc)),  # build time, not change time
+            "eventDate": format_timestamp(dt.datetime.now(dt.timezone.utc)),  # built with the change
             "apiKeyId": self.api_key_id,
             "record": change.record,
         }
@@ -113,7 +115,7 @@ class WebhookDispatcher:
             payload["updatedFields"] = change.updated_fields
         return payload
 
-    async def _deliver(self, webhook: dict[str, Any], event_name: str, change: Change) -> None:
+    async def _deliver(self, webhook: dict[str, Any], payload: dict[str, Any]) -> None:
         if self.faults.webhook_delay_seconds:
             await asyncio.sleep(self.faults.webhook_delay_seconds)
         url = webhook["targetUrl"]
@@ -121,7 +123,6 @@ class WebhookDispatcher:
             self.stats.blocked += 1
             log.warning("webhook to non-loopback %s blocked", url)
             return
-        payload = self._payload(webhook, event_name, change)
         body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()  # §9.3
         headers = {"Content-Type": "application/json"}
         secret = webhook.get("secret")

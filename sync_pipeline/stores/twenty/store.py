@@ -5,8 +5,9 @@ Section numbers (§) refer to docs/twenty-api.md."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from sync_pipeline.engine.records import ApplyResult, ConcurrentEdit, GoldenRecord
 from sync_pipeline.model.canonical import CanonicalValueError, canonical_record, content_hash, parse_timestamp
@@ -35,6 +36,12 @@ _WITH_DELETED = "or(deletedAt[is]:NULL,deletedAt[is]:NOT_NULL)"
 _EPOCH = "1970-01-01T00:00:00.000Z"
 # Ids per `id[in]` filter when re-reading records: keeps the request URL short.
 _IDS_PER_FILTER = 50
+# The id listing's state in the capture cursor, carried from walk to walk of the poll.
+_LISTING_KEYS = ("ids_listed_at", "ids_listed", "ids_vanished", "ids_vanished_refused")
+# A listing finding more destroyed records than this share of those Twenty is known to hold (and more than a
+# handful) is distrusted: its deletes are refused, as reconciliation refuses them, and reported.
+_MAX_VANISHED_SHARE = 0.05
+_VANISHED_ALWAYS_BELIEVED = 10
 
 
 class PendingReference(Exception):
@@ -43,6 +50,25 @@ class PendingReference(Exception):
 
 def _iso_ms(ts: datetime) -> str:
     return ts.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _gone(store_id: str, deleted_at: datetime, event_key: str) -> RawChange:
+    """A record Twenty no longer has at all (destroyed, §5.5): a delete as of `deleted_at`."""
+    return RawChange(record_id=store_id, deleted=True, row={"id": store_id}, modified_at=deleted_at,
+                     event_key=event_key, store_record_id=store_id)
+
+
+def _destroy_reported_at(hint: Mapping[str, Any]) -> datetime | None:
+    """When a `*.destroyed` webhook says its record was destroyed: its `eventDate` (§9.2, built with the
+    event), else when it arrived; None for any other event."""
+    payload = hint.get("payload") or {}
+    if not str(payload.get("eventName", "")).endswith(".destroyed"):
+        return None
+    try:
+        return parse_timestamp(payload["eventDate"])
+    except (KeyError, CanonicalValueError):
+        received_at: datetime | None = hint.get("received_at")
+        return received_at
 
 
 def _by_store_id(changes: list[RawChange]) -> dict[str, RawChange]:
@@ -58,10 +84,12 @@ def _by_store_id(changes: list[RawChange]) -> dict[str, RawChange]:
 class TwentyStore:
     name = STORE_NAME
 
-    def __init__(self, client: TwentyClient, id_map: IdMap, overlap: timedelta = timedelta(minutes=5)) -> None:
+    def __init__(self, client: TwentyClient, id_map: IdMap, overlap: timedelta = timedelta(minutes=5),
+                 id_listing_interval: timedelta = timedelta(minutes=15)) -> None:
         self.client = client
         self.id_map = id_map
         self.overlap = overlap
+        self.id_listing_interval = id_listing_interval
 
     # -- capture -----------------------------------------------------------------------------------
 
@@ -71,8 +99,15 @@ class TwentyStore:
         `updatedAt` is the writing transaction's start time, so a late commit can carry a time behind
         rows already read (§10.5): the overlap re-reads that window and the inbox drops what it has
         seen, keyed by (id, updatedAt). One walk keeps its filter and pages with `starting_after`, so a
-        crash resumes the walk; only a finished walk moves the watermark."""
+        crash resumes the walk; only a finished walk moves the watermark.
+
+        A destroyed record leaves nothing to poll: before a walk starts, at most once per
+        `id_listing_interval`, a listing of ids finds the records destroyed without a webhook."""
         cursor = dict(cursor or {"watermark": _EPOCH})
+        vanished: list[RawChange] = []
+        listing = {k: cursor[k] for k in _LISTING_KEYS if k in cursor}
+        if "page_after" not in cursor and self._listing_due(cursor):
+            vanished, listing = self._list_vanished(entity)
         walk_from = cursor.get("walk_from") or _iso_ms(parse_timestamp(cursor["watermark"]) - self.overlap)
         query = f'and(updatedAt[gte]:"{walk_from}",{_WITH_DELETED})'
         records: list[dict[str, Any]] = []
@@ -84,35 +119,83 @@ class TwentyStore:
             more = page.has_next_page
             if len(records) >= limit:
                 break
-        changes = self._raw_changes(entity, records)
+        changes = vanished + self._raw_changes(entity, records)
         newest = max([cursor["watermark"], *(r["updatedAt"] for r in records if r.get("updatedAt"))],
                      key=parse_timestamp)
         polled_at = _iso_ms(datetime.now(timezone.utc))
         if more:
             next_cursor = {"watermark": cursor["watermark"], "walk_from": walk_from, "page_after": page_after,
                            "walk_max": max(newest, cursor.get("walk_max", newest), key=parse_timestamp),
-                           "polled_at": polled_at}
+                           "polled_at": polled_at, **listing}
         else:
             next_cursor = {"watermark": max(newest, cursor.get("walk_max", newest), key=parse_timestamp),
-                           "polled_at": polled_at}
+                           "polled_at": polled_at, **listing}
         return CaptureBatch(changes=changes, cursor=next_cursor, more=more)
 
-    def refresh(self, entity: Entity, store_ids: Sequence[str]) -> dict[str, RawChange]:
-        """Re-read records named by webhook hints: a webhook says something changed, the record says what.
-        Records gone from every list (destroyed) come back as deletes."""
+    def _listing_due(self, cursor: dict[str, Any]) -> bool:
+        listed_at = cursor.get("ids_listed_at")
+        return listed_at is None or (
+            datetime.now(timezone.utc) - parse_timestamp(listed_at) >= self.id_listing_interval)
+
+    def _list_vanished(self, entity: Entity) -> tuple[list[RawChange], dict[str, Any]]:
+        """Deletes for the records the hub knows Twenty to hold that Twenty no longer has (destroyed, their
+        webhook lost), and the listing's state for the cursor.
+
+        Every id is listed (soft-deleted ones too: the poll reports those), then the ids missing are re-read
+        (one published meanwhile is found): a record still absent is destroyed. No webhook dated it, so the
+        delete is dated when the listing saw it missing, the best evidence there is."""
+        held = self.id_map.held(entity.name)  # before the walk: a record published later is not expected
+        listed = set(self.client.ids(twenty_object(entity), filter=_WITH_DELETED))
+        listed_at = _iso_ms(datetime.now(timezone.utc))
+        missing = sorted(held.keys() - listed)
+        gone = sorted(set(missing) - self._reread(entity, missing).keys())
+        state: dict[str, Any] = {"ids_listed_at": listed_at, "ids_listed": len(listed),
+                                 "ids_vanished": len(gone)}
+        if len(gone) > max(_VANISHED_ALWAYS_BELIEVED, _MAX_VANISHED_SHARE * len(held)):
+            # Too many at once to trust the listing: reported in the capture status, nothing deleted.
+            state["ids_vanished_refused"] = {"count": len(gone), "of_held": len(held), "sample": gone[:20]}
+            return [], state
+        return [_gone(i, parse_timestamp(listed_at), f"vanished:{i}:{listed_at}") for i in gone], state
+
+    def _reread(self, entity: Entity, store_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The records as Twenty holds them now, soft-deleted ones included, by id: a destroyed one is
+        absent."""
         found: dict[str, dict[str, Any]] = {}
         step = _IDS_PER_FILTER
         for chunk in (store_ids[i:i + step] for i in range(0, len(store_ids), step)):
             ids = ",".join(f'"{i}"' for i in chunk)
-            for record in self.client.list(twenty_object(entity), filter=f"and(id[in]:[{ids}],{_WITH_DELETED})"):
-                found[record["id"]] = record
+            query = f"and(id[in]:[{ids}],{_WITH_DELETED})"
+            found.update((record["id"], record) for record in self.client.list(twenty_object(entity), filter=query))
+        return found
+
+    def refresh(self, entity: Entity, store_ids: Sequence[str]) -> dict[str, RawChange]:
+        """Re-read records as they are now, by Twenty id. Records gone from every list (destroyed) come back
+        as deletes dated now: nothing says when they went."""
+        return self._refresh(entity, store_ids, {})
+
+    def read_hints(self, entity: Entity, hints: Sequence[Mapping[str, Any]]) -> dict[str, RawChange]:
+        """Re-read the records webhook hints name, by the hints' event keys: a webhook says something changed,
+        the record says what. A record that is gone (the re-read's 404 confirms the destroy) is deleted as of
+        the earliest `*.destroyed` event among its hints, not as of the re-read, so that an edit made
+        elsewhere after the destroy still wins (last write wins); gone without such a hint, as of now."""
+        destroyed_at: dict[str, datetime] = {}
+        for h in hints:
+            if (at := _destroy_reported_at(h)) is not None:
+                store_id = h["store_record_id"]
+                destroyed_at[store_id] = min(at, destroyed_at.get(store_id, at))
+        fresh = self._refresh(entity, sorted({h["store_record_id"] for h in hints}), destroyed_at)
+        return {h["event_key"]: replace(fresh[h["store_record_id"]], event_key=h["event_key"]) for h in hints}
+
+    def _refresh(self, entity: Entity, store_ids: Sequence[str], destroyed_at: Mapping[str, datetime]
+                 ) -> dict[str, RawChange]:
+        found = self._reread(entity, store_ids)
         changes = _by_store_id(self._raw_changes(entity, list(found.values())))
         now = datetime.now(timezone.utc)
         for store_id in store_ids:
             if store_id not in changes:
-                changes[store_id] = RawChange(record_id=store_id, deleted=True, row={"id": store_id},
-                                              modified_at=now, event_key=f"destroyed:{store_id}",
-                                              store_record_id=store_id)
+                # An event's date is never trusted past the moment it is confirmed.
+                changes[store_id] = _gone(store_id, min(destroyed_at.get(store_id, now), now),
+                                          f"destroyed:{store_id}")
         return changes
 
     def _raw_changes(self, entity: Entity, records: list[dict[str, Any]]) -> list[RawChange]:
@@ -135,7 +218,9 @@ class TwentyStore:
         if not cursor or "polled_at" not in cursor:
             return {"ready": True, "never_captured": True}
         since = datetime.now(timezone.utc) - parse_timestamp(cursor["polled_at"])
-        return {"ready": True, "seconds_behind": round(since.total_seconds(), 1), "watermark": cursor["watermark"]}
+        listing = {k: cursor[k] for k in _LISTING_KEYS if k in cursor}
+        return {"ready": True, "seconds_behind": round(since.total_seconds(), 1), "watermark": cursor["watermark"],
+                **listing}
 
     # -- publish -----------------------------------------------------------------------------------
 
@@ -224,13 +309,9 @@ class TwentyStore:
             return {}
         last_read = self.id_map.last_read(entity.name, [g.record_id for g in records])
         twenty_ids = {known.get(g.record_id, g.record_id): g for g in records}
-        found: list[dict[str, Any]] = []
-        ids = list(twenty_ids)
-        for chunk in (ids[i:i + _IDS_PER_FILTER] for i in range(0, len(ids), _IDS_PER_FILTER)):
-            quoted = ",".join(f'"{i}"' for i in chunk)
-            found += self.client.list(twenty_object(entity), filter=f"and(id[in]:[{quoted}],{_WITH_DELETED})")
+        found = self._reread(entity, list(twenty_ids))
         edited = {}
-        for change in self._raw_changes(entity, found):
+        for change in self._raw_changes(entity, list(found.values())):
             g = twenty_ids[change.record_id]
             seen_hash, read_at = last_read.get(g.record_id, (None, None))
             try:
