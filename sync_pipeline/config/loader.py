@@ -23,7 +23,8 @@ DEFAULT_CONFIG_PATH = Path(__file__).with_name("default.yaml")
 _LineIndex = dict[tuple[str, ...], int]
 _PATTERN_REASONS = {
     NAME_PATTERN: "a name is lower-case letters, digits and underscores, starting with a letter",
-    TWENTY_PATH_PATTERN: "a Twenty field (jobTitle, a custom field) or one composite sub-field (name.firstName)",
+    TWENTY_PATH_PATTERN: "a Twenty field (jobTitle, a custom field) or one composite sub-field "
+                         "(name.firstName)",
 }
 
 

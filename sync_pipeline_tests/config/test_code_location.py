@@ -56,4 +56,5 @@ def test_an_invalid_configuration_stops_the_code_location_with_file_line_and_key
     assert (f"{config}:{line}: stores.supabase.entities.contacts.columns.emial: "
             'no such field "emial" in contacts') in error
     # The README shows this very message.
-    assert error[error.index(str(config)):].replace(str(config), "sync.yaml") in README.read_text(encoding="utf-8")
+    shown = error[error.index(str(config)):].replace(str(config), "sync.yaml")
+    assert shown in README.read_text(encoding="utf-8")

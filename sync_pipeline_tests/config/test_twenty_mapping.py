@@ -9,11 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from sync_pipeline.config import SyncConfig, load_config
+from sync_pipeline.config import SyncConfig, load_config, parse_config
 from sync_pipeline.model.canonical import canonical_record
 from sync_pipeline.sandbox.twenty.server import run_standin
 from sync_pipeline.stores.twenty.client import TwentyClient
-from sync_pipeline.stores.twenty.mapping import MappingError, ObjectMapping, build_mapping
+from sync_pipeline.stores.twenty.mapping import (
+    MappingError,
+    ObjectMapping,
+    build_mapping,
+    carries,
+    object_mapping,
+)
 
 CONFIG = """\
 entities:
@@ -70,9 +76,19 @@ def config(tmp_path_factory: pytest.TempPathFactory) -> SyncConfig:
 
 
 def _mapping(config: SyncConfig, name: str) -> ObjectMapping:
+    mapping = object_mapping(next(e for e in config.entities if e.name == name), config)
     spec = config.twenty_mapping(name)
-    assert spec is not None
-    return build_mapping(next(e for e in config.entities if e.name == name), spec)
+    assert spec is not None and mapping == build_mapping(mapping.entity, spec)
+    return mapping
+
+
+def test_twenty_carries_what_the_configuration_gives_it(config: SyncConfig) -> None:
+    assert [carries(e, config) for e in config.entities] == [True, True, True]
+    without_deals = parse_config(CONFIG[:CONFIG.index("      deals:\n        object")])
+    deals = without_deals.entities[2]
+    assert not carries(deals, without_deals)
+    with pytest.raises(KeyError, match="Twenty does not carry 'deals'"):
+        object_mapping(deals, without_deals)
 
 
 def test_only_configured_fields_are_read_and_written(config: SyncConfig) -> None:

@@ -18,7 +18,7 @@ from decimal import Decimal, InvalidOperation
 from functools import cache
 from typing import Any, Protocol
 
-from sync_pipeline.config import TwentyObjectMapping, active_config
+from sync_pipeline.config import SyncConfig, TwentyObjectMapping, active_config
 from sync_pipeline.model.canonical import format_decimal
 from sync_pipeline.model.entities import Entity, FieldType
 
@@ -227,17 +227,26 @@ def _subfield(name: str, column: str, siblings: set[str]) -> _SubField:
     return _SubField(name, column)
 
 
+def object_mapping(entity: Entity, config: SyncConfig | None = None) -> ObjectMapping:
+    """An entity's mapping in a configuration (the active one by default, built once); KeyError when
+    Twenty does not carry the entity."""
+    return _active_mapping(entity) if config is None else _mapping_in(config, entity)
+
+
 @cache
-def object_mapping(entity: Entity) -> ObjectMapping:
-    """The active configuration's mapping of an entity; KeyError when Twenty does not carry it."""
-    spec = active_config().twenty_mapping(entity.name)
+def _active_mapping(entity: Entity) -> ObjectMapping:
+    return _mapping_in(active_config(), entity)
+
+
+def _mapping_in(config: SyncConfig, entity: Entity) -> ObjectMapping:
+    spec = config.twenty_mapping(entity.name)
     if spec is None:
         raise KeyError(f"Twenty does not carry {entity.name!r} (see the sync configuration's stores.twenty)")
     return build_mapping(entity, spec)
 
 
-def carries(entity: Entity) -> bool:
-    return active_config().twenty_mapping(entity.name) is not None
+def carries(entity: Entity, config: SyncConfig | None = None) -> bool:
+    return (config or active_config()).twenty_mapping(entity.name) is not None
 
 
 def twenty_object(entity: Entity) -> str:
