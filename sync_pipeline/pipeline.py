@@ -175,9 +175,11 @@ def adopt(hub: Hub, store: SourceStore, entity: Entity, run_id: str | None, sett
     """Adopt the records a store holds that the hub knows nothing of (neither captured from it nor written to
     it): link each to the hub's record with the same natural key, or take it in as a new one, or keep it out
     when it cannot be told which record it is. For a linked record whose values differ, the store's
-    `adopt_wins` policy says which side's values win. Raises AdoptionRefused, having written nothing, when
-    more records would be overwritten than `settings.adoption_confirm_threshold` and the operator did not
-    confirm (`settings.confirm_adoption`)."""
+    `adopt_wins` policy says which side's values win (under `most_recent`, a record's time is what the store
+    reports: a Postgres store knows none for a row the sync never saw change, and gives the time it read
+    it). Raises AdoptionRefused before taking in any of these records when more records would be
+    overwritten than `settings.adoption_confirm_threshold` and the operator did not confirm
+    (`settings.confirm_adoption`)."""
     assert isinstance(store, Reconcilable)
     policy = settings.adopt_wins.get(store.name, DEFAULT_ADOPT_WINS)
     unknown = unknown_store_ids(hub, store.name, entity.name, [str(row["id"]) for row in store.rows(entity)])
