@@ -179,3 +179,21 @@ def test_an_edit_elsewhere_before_a_destroy_loses_to_it(topology, twenty_client,
     assert list(twenty_client.list("people")) == []
     assert _golden(t, pid)["deleted"]
     assert_stores_match_hub(t.hub, stores)
+
+
+def test_a_listing_that_finds_too_many_records_destroyed_at_once_deletes_nothing(topology, twenty_client):
+    t = topology  # eleven of eleven gone at once looks like a listing gone wrong, not like eleven destroys
+    twenty = _twenty(t, twenty_client)
+    stores = [t.local_db, t.supabase, twenty]
+    with psycopg.connect(t.supabase_dsn) as conn:
+        ids = [insert_person(conn, first_name=f"Held{n}") for n in range(11)]
+    sync_all(t.hub, stores)
+    for pid in ids:
+        twenty_client.destroy("people", pid)
+
+    stats = sync_all(t.hub, [t.local_db, t.supabase, _twenty(t, twenty_client, interval=timedelta(0))])
+
+    status = stats[("capture", "twenty", "people")].status
+    assert status["ids_vanished"] == 11 and status["ids_vanished_refused"] == 11
+    assert sorted(str(p["id"]) for p in people(t.supabase)) == sorted(ids)
+    assert not any(data is None for _, data in t.hub.golden_snapshot("people").values())

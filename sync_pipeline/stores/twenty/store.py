@@ -5,6 +5,7 @@ Section numbers (§) refer to docs/twenty-api.md."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, Mapping, Sequence
@@ -27,6 +28,8 @@ from sync_pipeline.stores.twenty.client import TwentyClient
 from sync_pipeline.stores.twenty.errors import TwentyAuthError, TwentyError, TwentyNotFound
 from sync_pipeline.stores.twenty.limits import LIMITS
 from sync_pipeline.stores.twenty.mapping import MappingError, to_canonical, to_twenty, twenty_object
+
+log = logging.getLogger(__name__)
 
 STORE_NAME = "twenty"
 # Webhooks name objects in the singular (§9.1).
@@ -152,8 +155,11 @@ class TwentyStore:
         state: dict[str, Any] = {"ids_listed_at": listed_at, "ids_listed": len(listed),
                                  "ids_vanished": len(gone)}
         if len(gone) > max(_VANISHED_ALWAYS_BELIEVED, _MAX_VANISHED_SHARE * len(held)):
-            # Too many at once to trust the listing: reported in the capture status, nothing deleted.
-            state["ids_vanished_refused"] = {"count": len(gone), "of_held": len(held), "sample": gone[:20]}
+            # Too many at once to trust the listing: nothing deleted, the count shown in the capture status
+            # (and so in the capture asset's metadata) until a listing agrees with the hub again.
+            state["ids_vanished_refused"] = len(gone)
+            log.warning("Twenty %s: %d of %d records the hub knows Twenty to hold were not found (e.g. %s); "
+                        "too many to trust, none deleted", twenty_object(entity), len(gone), len(held), gone[:5])
             return [], state
         return [_gone(i, parse_timestamp(listed_at), f"vanished:{i}:{listed_at}") for i in gone], state
 
