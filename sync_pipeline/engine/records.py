@@ -79,6 +79,7 @@ class StoreState:
     seen_version: int  # the latest version the store holds or has sent us
     seen_hash: str | None
     written_version: int  # the latest version we wrote into the store
+    store_record_id: str | None = None  # the store's own id for the record, where the hub knows it
 
 
 NEVER_HELD = StoreState(seen_version=0, seen_hash=None, written_version=0)
@@ -122,3 +123,7 @@ class ResolveStats:
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
+
+    def add(self, other: ResolveStats) -> None:
+        for name, value in asdict(other).items():
+            setattr(self, name, getattr(self, name) + value)

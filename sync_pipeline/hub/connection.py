@@ -8,13 +8,17 @@ transaction is rolled back at the end: a whole sync can run against the hub and 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
 from typing import Any, TypeAlias
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
@@ -39,6 +43,27 @@ def one(cursor: psycopg.Cursor[DictRow]) -> DictRow:
 def jsonb_or_null(value: Any) -> Jsonb | None:
     """None stays SQL NULL (a tombstone's data), anything else is stored as JSON."""
     return Jsonb(value) if value is not None else None
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)  # uuid.UUID, Decimal: their text is what Postgres reads
+
+
+def json_rows(rows: Iterable[Mapping[str, Any]]) -> Jsonb:
+    """Rows as one JSON document for `jsonb_to_recordset`: one parameter however many rows (arrays of jsonb
+    parameters cost several times more to send and parse)."""
+    return Jsonb(list(rows), dumps=partial(json.dumps, default=_json_default))
+
+
+def copy_rows(conn: Conn, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """Append rows to a hub table with one COPY (the table and column names are the hub's own)."""
+    statement = sql.SQL("copy {} ({}) from stdin").format(
+        sql.Identifier("sync", table), sql.SQL(", ").join(map(sql.Identifier, columns)))
+    with conn.cursor() as cur, cur.copy(statement) as copy:
+        for row in rows:
+            copy.write_row(row)
 
 
 @dataclass(frozen=True)

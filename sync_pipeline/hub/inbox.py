@@ -10,7 +10,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from sync_pipeline.engine.records import CapturedChange, Op, QuarantinedRecord
-from sync_pipeline.hub.connection import Conn, HubConnection, jsonb_or_null, one
+from sync_pipeline.hub.connection import Conn, HubConnection, json_rows, jsonb_or_null, one
 from sync_pipeline.hub.runs import RecordOutcome, record_outcomes
 from sync_pipeline.redaction import redact, redact_text
 
@@ -65,19 +65,20 @@ def quarantine(conn: Conn, store: str, entity: str, quarantined: Sequence[Quaran
                                          event_key=q.event_key, detail=q.reason[:500]) for q in quarantined])
 
 
-def _insert_changes(cur: psycopg.Cursor[Any], store: str, entity: str, changes: Sequence[CapturedChange],
+def _insert_changes(conn: Conn, store: str, entity: str, changes: Sequence[CapturedChange],
                     run_id: str | None) -> int:
-    new = 0
-    for c in changes:
-        cur.execute(
-            """insert into sync.inbox (store, entity, event_key, kind, record_id, store_record_id,
-                                      op, data, base_version, modified_at, run_id)
-               values (%s, %s, %s, 'change', %s, %s, %s, %s, %s, %s, %s)
-               on conflict (store, event_key) do nothing""",
-            (store, entity, c.event_key, c.record_id, c.store_record_id, c.op.value,
-             jsonb_or_null(c.data), c.base_version, c.modified_at, run_id))
-        new += cur.rowcount
-    return new
+    """The changes in one statement; returns how many were new (a change already in the inbox, by its
+    store and event key, is ignored)."""
+    if not changes:
+        return 0
+    return conn.execute(
+        """insert into sync.inbox (store, entity, event_key, kind, record_id, store_record_id, op, data,
+                                  base_version, modified_at, run_id)
+           select %s, %s, event_key, 'change', record_id, store_record_id, op, data, base_version, modified_at, %s
+           from jsonb_to_recordset(%s) as c(event_key text, record_id uuid, store_record_id text, op text,
+                                            data jsonb, base_version bigint, modified_at timestamptz)
+           on conflict (store, event_key) do nothing""",
+        (store, entity, run_id, json_rows(vars(c) for c in changes))).rowcount
 
 
 def _save_cursor(conn: Conn, store: str, entity: str, position: dict[str, Any]) -> None:
@@ -106,10 +107,10 @@ class Inbox(HubConnection):
                 run_id: str | None) -> int:
         """Put captured changes in the inbox, invalid ones in quarantine, and advance the cursor,
         all in one transaction. Returns how many changes were new (a replayed change is ignored)."""
-        with self.connect() as conn, conn.transaction(), conn.cursor() as cur:
+        with self.connect() as conn, conn.transaction():
             try:
                 with conn.transaction():
-                    new = _insert_changes(cur, store, entity, changes, run_id)
+                    new = _insert_changes(conn, store, entity, changes, run_id)
             except psycopg.DataError:
                 # A value the hub cannot store that its contract let through: that change alone is
                 # quarantined, so it neither stops the source nor holds back the others.
@@ -117,7 +118,7 @@ class Inbox(HubConnection):
                 for c in changes:
                     try:
                         with conn.transaction():
-                            new += _insert_changes(cur, store, entity, [c], run_id)
+                            new += _insert_changes(conn, store, entity, [c], run_id)
                     except psycopg.DataError as exc:
                         refused.append(c)
                         quarantined = [*quarantined, QuarantinedRecord(
@@ -127,7 +128,7 @@ class Inbox(HubConnection):
                 changes = [c for c in changes if c.event_key not in refused_keys]
             quarantine(conn, store, entity, quarantined, run_id)
             # A record that now meets its contract leaves quarantine.
-            cur.execute("""update sync.quarantine set resolved_at = now()
+            conn.execute("""update sync.quarantine set resolved_at = now()
                            where store = %s and entity = %s and record_id = any(%s)
                              and resolved_at is null""",
                         (store, entity, [c.store_record_id for c in changes if c.op is Op.UPSERT]))
@@ -169,13 +170,12 @@ class Inbox(HubConnection):
         """Turn webhook hints into changes holding the re-read records; a record that fails its contract
         goes to quarantine and its hint is closed. One transaction."""
         with self.connect() as conn, conn.transaction(), conn.cursor() as cur:
-            for c in changes:
-                cur.execute(
-                    """update sync.inbox set kind = 'change', record_id = %s, op = %s, data = %s,
-                         base_version = %s, modified_at = %s, run_id = %s
-                       where store = %s and event_key = %s and kind = 'webhook'""",
-                    (c.record_id, c.op.value, jsonb_or_null(c.data), c.base_version, c.modified_at, run_id,
-                     store, c.event_key))
+            cur.executemany(
+                """update sync.inbox set kind = 'change', record_id = %s, op = %s, data = %s,
+                     base_version = %s, modified_at = %s, run_id = %s
+                   where store = %s and event_key = %s and kind = 'webhook'""",
+                [(c.record_id, c.op.value, jsonb_or_null(c.data), c.base_version, c.modified_at, run_id,
+                  store, c.event_key) for c in changes])
             cur.executemany("""update sync.inbox set applied_at = now(), run_id = %s
                                where store = %s and event_key = %s and kind = 'webhook'""",
                             [(run_id, store, q.event_key) for q in quarantined])

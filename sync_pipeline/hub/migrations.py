@@ -206,7 +206,70 @@ create index errors_open on sync.errors (store, entity) where resolved_at is nul
 -- Before writing to Twenty, the publish looks up the latest change captured from it for each record.
 create index inbox_store_record on sync.inbox (store, entity, store_record_id) where kind = 'change';
 """),
+    (6, "what each store has not seen yet, kept as it changes", """
+-- The stores that publish an entity (registered, and filled from a scan, by their first publish), and per
+-- store the records whose golden version it has not seen: publishing reads this, never the whole hub.
+create table sync.publish_targets (
+  store         text        not null,
+  entity        text        not null,
+  registered_at timestamptz not null default now(),
+  primary key (store, entity)
+);
+create table sync.publish_pending (
+  store     text   not null,
+  entity    text   not null,
+  record_id uuid   not null,
+  version   bigint not null,  -- the golden version the store has not seen
+  primary key (store, entity, record_id)
+);
+
+-- Kept by the statements that change a golden record or what a store holds, whoever runs them, so no
+-- writer can forget it. A target being registered waits for these (the shared lock) and they for it.
+create function sync.pending_after_golden() returns trigger language plpgsql as $$
+begin
+  perform pg_advisory_xact_lock_shared(1937337955, 6);
+  insert into sync.publish_pending as p (store, entity, record_id, version)
+  select t.store, n.entity, n.record_id, n.version
+  from changed n
+  join sync.publish_targets t on t.entity = n.entity
+  left join sync.record_state s on s.entity = n.entity and s.record_id = n.record_id and s.store = t.store
+  where coalesce(s.seen_version, 0) < n.version
+  order by t.store, n.entity, n.record_id
+  on conflict (store, entity, record_id) do update set version = greatest(p.version, excluded.version);
+  return null;
+end $$;
+create trigger golden_inserted_pending after insert on sync.golden
+  referencing new table as changed for each statement execute function sync.pending_after_golden();
+create trigger golden_updated_pending after update on sync.golden
+  referencing new table as changed for each statement execute function sync.pending_after_golden();
+
+create function sync.pending_after_state() returns trigger language plpgsql as $$
+begin
+  perform pg_advisory_xact_lock_shared(1937337955, 6);
+  delete from sync.publish_pending p using changed n
+  where p.store = n.store and p.entity = n.entity and p.record_id = n.record_id
+    and p.version <= n.seen_version;
+  -- A store found to hold less than the hub has (an adoption's link, a conflict the hub won).
+  insert into sync.publish_pending as p (store, entity, record_id, version)
+  select n.store, n.entity, n.record_id, g.version
+  from changed n
+  join sync.publish_targets t on t.store = n.store and t.entity = n.entity
+  join sync.golden g on g.entity = n.entity and g.record_id = n.record_id
+  where n.seen_version < g.version
+  order by n.store, n.entity, n.record_id
+  on conflict (store, entity, record_id) do update set version = greatest(p.version, excluded.version);
+  return null;
+end $$;
+create trigger record_state_inserted_pending after insert on sync.record_state
+  referencing new table as changed for each statement execute function sync.pending_after_state();
+create trigger record_state_updated_pending after update on sync.record_state
+  referencing new table as changed for each statement execute function sync.pending_after_state();
+"""),
 ]
+
+# Taken exclusively while a publish target is registered and its pending records filled from a scan, and
+# shared by the triggers that keep them (migration 6), so that no change falls between the two.
+PENDING_LOCK_KEY = (0x73796E63, 6)
 
 _LOCK_KEY = 0x73796E63  # "sync": one migrator at a time per database
 

@@ -1,158 +1,166 @@
-"""The resolve loop: the inbox applied to the golden records, one change at a time, each batch in one
-transaction with everything it records (ledger, conflicts, record state, outcomes). The rules that decide
-what a change means live in the engine; this module reads what they need and writes what they decide."""
+"""The resolve loop: the inbox applied to the golden records a batch at a time, each batch in one transaction
+with everything it records (ledger, conflicts, record state, outcomes). A batch costs a constant number of
+statements: what its records need is read at once, the engine decides every change in memory
+(`engine.batch`), and each table is written with one statement."""
 
 from __future__ import annotations
 
+import uuid
+from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from psycopg.rows import DictRow
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from sync_pipeline.engine.policy import claimed_base, held_after, is_echo, overwritten, own_base
-from sync_pipeline.engine.records import Change, Op, QuarantinedRecord, ResolveStats
-from sync_pipeline.engine.resolver import Conflict, Outcome, Resolution, resolve
-from sync_pipeline.hub.connection import Conn, HubConnection
-from sync_pipeline.hub.golden import golden_from_row, set_state, store_state, write_golden
-from sync_pipeline.hub.id_maps import record_ids, store_ids
+from sync_pipeline.engine.batch import (
+    QUARANTINED,
+    BatchResolution,
+    Decided,
+    HubView,
+    InboxChange,
+    key_text,
+    history_floor,
+    resolve_batch,
+)
+from sync_pipeline.engine.records import Op, ResolveStats
+from sync_pipeline.hub.connection import Conn, HubConnection, copy_rows
+from sync_pipeline.hub.golden import golden_from_row, set_states, store_states, write_golden
 from sync_pipeline.hub.inbox import quarantine
 from sync_pipeline.hub.runs import RecordOutcome, record_outcomes
 from sync_pipeline.model.entities import Entity
 
-_COUNTERS = {Outcome.APPLIED: "applied", Outcome.ECHO: "echoes", Outcome.CONFLICT: "conflicts",
-             Outcome.NOOP: "noops"}
+# Rows a resolve writes before the hub's statistics are refreshed, then again each time that doubles: after a
+# bulk load the planner would otherwise plan for the near-empty tables it last analyzed (seconds instead of
+# milliseconds per statement), and the doubling keeps the cost of analyzing a small share of the load's.
+ANALYZE_AFTER_ROWS = 5_000
+_ANALYZED = ("golden", "golden_history", "record_state", "publish_pending", "processed_events")
+_CONFLICT_COLUMNS = ("run_id", "entity", "record_id", "golden_version", "base_version", "incoming_store",
+                     "golden_store", "winner_store", "resolution", "result_version", "differing_fields",
+                     "golden_side", "incoming_side")
 
 
-def _claim(conn: Conn, store: str, event_key: str, run_id: str | None) -> bool:
-    """Enter the event in the processed-event ledger; False if it was there already (a replay)."""
-    return conn.execute(
-        """insert into sync.processed_events (store, event_key, run_id) values (%s, %s, %s)
-           on conflict do nothing returning event_key""", (store, event_key, run_id)).fetchone() is not None
-
-
-def _natural_key_owner(conn: Conn, entity: Entity, value: Any, record_id: str | None) -> str | None:
-    """Another live record that already has this natural key value."""
-    if value is None:
+def _as_uuid(value: str | None) -> str | None:
+    """The id as the hub stores a record id, if it is one (a record new to the hub keeps its store's id)."""
+    try:
+        return str(uuid.UUID(value)) if value is not None else None
+    except ValueError:
         return None
-    row = conn.execute(
-        """select record_id from sync.golden
-            where entity = %s and not deleted and data->>%s = %s
-              and (%s::uuid is null or record_id <> %s::uuid) limit 1""",
-        (entity.name, entity.natural_key, str(value), record_id, record_id)).fetchone()
-    return str(row["record_id"]) if row else None
 
 
-def _identify(conn: Conn, entity: Entity, row: DictRow) -> tuple[str, str | None]:
-    """The canonical id of the changed record, and the other record that already owns its natural key if
-    the change cannot take it. A record the hub does not know yet, with the natural key of one it does, is
-    that record under another id: the two are linked."""
-    store, store_record_id = row["store"], row["store_record_id"]
-    record_id = (str(row["record_id"]) if row["record_id"]
-                 else record_ids(conn, store, entity.name, [store_record_id]).get(store_record_id))
-    if Op(row["op"]) is Op.UPSERT and entity.natural_key:
-        owner = _natural_key_owner(conn, entity, row["data"].get(entity.natural_key), record_id)
-        if owner:
-            linked = store_ids(conn, store, entity.name, [owner]).get(owner)
-            if record_id is None and linked in (None, store_record_id):
-                return owner, None
-            return record_id or store_record_id, owner
-    return record_id or store_record_id, None  # a record new to the hub keeps the store's id
-
-
-def _later_origins(conn: Conn, entity: str, record_id: str, version: int) -> list[tuple[int, str]]:
+def _pending(conn: Conn, entity: Entity, batch_size: int) -> list[InboxChange]:
     rows = conn.execute(
-        """select version, origin_store from sync.golden_history
-           where entity = %s and record_id = %s and version > %s order by version""",
-        (entity, record_id, version)).fetchall()
-    return [(r["version"], r["origin_store"]) for r in rows]
+        """select id, store, event_key, record_id, store_record_id, op, data, base_version, modified_at
+           from sync.inbox where entity = %s and kind = 'change' and applied_at is null
+           order by id limit %s for update skip locked""", (entity.name, batch_size)).fetchall()
+    return [InboxChange(r["id"], r["store"], r["event_key"], str(r["record_id"]) if r["record_id"] else None,
+                        r["store_record_id"], Op(r["op"]), r["data"], r["base_version"], r["modified_at"])
+            for r in rows]
 
 
-def _snapshot(conn: Conn, entity: str, record_id: str, version: int) -> dict[str, Any] | None:
-    """The golden data at a past version, while the history has it (None for a tombstone)."""
-    row = conn.execute(
-        "select data from sync.golden_history where entity = %s and record_id = %s and version = %s",
-        (entity, record_id, version)).fetchone()
-    data: dict[str, Any] | None = row["data"] if row else None
-    return data
+def _claim(conn: Conn, changes: Sequence[InboxChange], run_id: str | None) -> set[tuple[str, str]]:
+    """Enter the events in the processed-event ledger; those already there (replays) are not returned."""
+    rows = conn.execute(
+        """insert into sync.processed_events (store, event_key, run_id)
+           select store, event_key, %s from unnest(%s::text[], %s::text[]) as e(store, event_key)
+           on conflict do nothing returning store, event_key""",
+        (run_id, [c.store for c in changes], [c.event_key for c in changes])).fetchall()
+    return {(r["store"], r["event_key"]) for r in rows}
 
 
-def _record_conflict(conn: Conn, run_id: str | None, c: Conflict, result_version: int) -> None:
-    conn.execute(
-        """insert into sync.conflicts (run_id, entity, record_id, golden_version, base_version,
-             incoming_store, golden_store, winner_store, resolution, result_version,
-             differing_fields, golden_side, incoming_side)
-           values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
-        (run_id, c.entity, c.record_id, c.golden_version, c.base_version, c.incoming_store,
-         c.golden_store, c.winner_store, c.resolution, result_version,
-         c.differing_fields, Jsonb(c.golden_side), Jsonb(c.incoming_side)))
+def _mapped_ids(conn: Conn, entity: str, changes: Sequence[InboxChange]) -> set[str]:
+    """The canonical ids of the records the batch's stores know under their own ids."""
+    unknown = [c for c in changes if c.record_id is None and c.store_record_id is not None]
+    if not unknown:
+        return set()
+    rows = conn.execute(
+        """select s.record_id from sync.record_state s
+           join unnest(%s::text[], %s::text[]) as u(store, store_record_id)
+             on s.store = u.store and s.store_record_id = u.store_record_id
+           where s.entity = %s""",
+        ([c.store for c in unknown], [c.store_record_id for c in unknown], entity)).fetchall()
+    return {str(r["record_id"]) for r in rows}
 
 
-def _quarantine_taken_key(conn: Conn, entity: Entity, row: DictRow, owner: str, run_id: str | None) -> None:
-    reason = f"{entity.natural_key} {row['data'].get(entity.natural_key)!r} already belongs to record {owner}"
-    failures = [{"check": "unique natural key", "column": entity.natural_key}]
-    record = QuarantinedRecord(row["store_record_id"], row["event_key"], reason, failures, row["data"])
-    quarantine(conn, row["store"], entity.name, [record], run_id, stage="resolve")
+def _key_owners(conn: Conn, entity: Entity, changes: Sequence[InboxChange]) -> dict[str, set[str]]:
+    """Natural key value -> the live records holding it, for the values the batch carries."""
+    if not entity.natural_key:
+        return {}
+    values = sorted({key_text(c.data[entity.natural_key]) for c in changes
+                     if c.op is Op.UPSERT and c.data and c.data.get(entity.natural_key) is not None})
+    if not values:
+        return {}
+    # Literals, so the planner matches the partial expression index on the key (migration 2).
+    key = sql.SQL("data->>{}").format(sql.Literal(entity.natural_key))
+    rows = conn.execute(sql.SQL(
+        """select record_id, {key} as value from sync.golden
+           where entity = {entity} and not deleted and {key} = any(%s::text[])""").format(
+        key=key, entity=sql.Literal(entity.name)), (values,)).fetchall()
+    owners: dict[str, set[str]] = defaultdict(set)
+    for r in rows:
+        owners[r["value"]].add(str(r["record_id"]))
+    return owners
 
 
-def _resolve_change(conn: Conn, entity: Entity, row: DictRow, record_id: str, run_id: str | None,
-                    priority: Sequence[str]) -> tuple[Resolution, int | None]:
-    """Resolve one change against its golden record and write what follows: the new golden version, the
-    conflict, what the store now holds. Returns the resolution and the golden version after it."""
-    store = row["store"]
-    current_row = conn.execute("select * from sync.golden where entity = %s and record_id = %s for update",
-                               (entity.name, record_id)).fetchone()
-    current = golden_from_row(current_row) if current_row else None
-    state = store_state(conn, entity.name, record_id, store)
-    row_version: int | None = row["base_version"]
-    base_version = claimed_base(row_version, state)
-    if current and base_version < current.version:
-        later = _later_origins(conn, entity.name, record_id, base_version)
-        base_version = own_base(base_version, store, later)
-    change = Change(store=store, entity=entity.name, record_id=record_id, op=Op(row["op"]), data=row["data"],
-                    base_version=base_version, modified_at=row["modified_at"], event_key=row["event_key"],
-                    store_record_id=row["store_record_id"])
-    if is_echo(current, change, row_version, state):
-        resolution = Resolution(Outcome.ECHO, None)
-    else:
-        base = (_snapshot(conn, entity.name, record_id, base_version)
-                if current and base_version and base_version < current.version else None)
-        resolution = resolve(current, change, base, priority)
-    result = resolution.golden
-    if result is not None:
-        write_golden(conn, result, run_id)
-    if resolution.conflict is not None:
-        _record_conflict(conn, run_id, resolution.conflict,
-                         result.version if result else resolution.conflict.golden_version)
-    if resolution.outcome is not Outcome.NOOP:
-        version, digest = held_after(resolution, change, current, state, overwritten(row_version, state))
-        set_state(conn, entity.name, record_id, store, version, digest, row["store_record_id"])
-    final = result or current
-    return resolution, final.version if final else None
+def _read_view(conn: Conn, entity: Entity, changes: Sequence[InboxChange]) -> HubView:
+    """What the hub holds of every record the batch may touch, its golden rows locked."""
+    owners = _key_owners(conn, entity, changes)
+    candidates = ({c.record_id for c in changes if c.record_id}
+                  | {rid for c in changes if (rid := _as_uuid(c.store_record_id))}
+                  | _mapped_ids(conn, entity.name, changes)
+                  | {rid for ids in owners.values() for rid in ids})
+    ids = sorted(candidates)
+    golden = {str(r["record_id"]): golden_from_row(r) for r in conn.execute(
+        """select * from sync.golden where entity = %s and record_id = any(%s::uuid[])
+           order by record_id for update""", (entity.name, ids))}
+    view = HubView(entity.natural_key, golden=golden, states=store_states(conn, entity.name, ids),
+                   key_owners=dict(owners))
+    # The history from the oldest base a change may claim (else from the current version, which a second
+    # change of the same record in this batch may have as its base).
+    floors = {rid: g.version for rid, g in golden.items()}
+    for c in changes:
+        key = (c.data or {}).get(entity.natural_key) if entity.natural_key else None
+        maybe = {c.record_id, view.record_id_of(c.store, c.store_record_id), _as_uuid(c.store_record_id),
+                 *(owners.get(key_text(key), ()) if key is not None else ())}
+        for rid in maybe & floors.keys():
+            floors[rid] = min(floors[rid], history_floor(c, rid, view))
+    if floors:
+        rows = conn.execute(
+            """select h.record_id, h.version, h.origin_store, h.data from sync.golden_history h
+               join unnest(%s::uuid[], %s::bigint[]) as f(record_id, floor)
+                 on h.record_id = f.record_id and h.version >= f.floor
+               where h.entity = %s""", (list(floors), list(floors.values()), entity.name)).fetchall()
+        for r in rows:
+            view.history.setdefault(str(r["record_id"]), {})[r["version"]] = (r["origin_store"], r["data"])
+    return view
 
 
-def _resolve_one(conn: Conn, entity: Entity, row: DictRow, run_id: str | None, priority: Sequence[str],
-                 stats: ResolveStats) -> None:
-    """Once per event (the ledger), then once per record identity (natural keys stay unique)."""
-    store, event_key = row["store"], row["event_key"]
-    stats.read += 1
-    if not _claim(conn, store, event_key, run_id):
-        stats.duplicates += 1
-        known_id = row["record_id"] and str(row["record_id"])
-        record_outcomes(conn, [RecordOutcome(run_id, store, entity.name, known_id, "resolve", "duplicate",
-                                             event_key=event_key)])
-        return
-    record_id, key_owner = _identify(conn, entity, row)
-    if key_owner:
-        stats.quarantined += 1
-        _quarantine_taken_key(conn, entity, row, key_owner, run_id)
-        return
-    resolution, version = _resolve_change(conn, entity, row, record_id, run_id, priority)
-    counter = _COUNTERS[resolution.outcome]
-    setattr(stats, counter, getattr(stats, counter) + 1)
-    record_outcomes(conn, [RecordOutcome(
-        run_id, store, entity.name, record_id, "resolve", resolution.outcome.value, event_key=event_key,
-        version=version, detail=resolution.conflict.resolution if resolution.conflict else None)])
+def _outcome(run_id: str | None, entity: str, d: Decided) -> RecordOutcome:
+    return RecordOutcome(run_id, d.change.store, entity, d.record_id, "resolve", d.outcome,
+                         event_key=d.change.event_key, version=d.version, detail=d.detail)
+
+
+def _write(conn: Conn, entity: Entity, changes: Sequence[InboxChange], done: BatchResolution,
+           run_id: str | None) -> None:
+    """What the batch decided, one statement per table."""
+    write_golden(conn, done.versions, run_id)
+    copy_rows(conn, "conflicts", _CONFLICT_COLUMNS, (
+        (run_id, c.entity, c.record_id, c.golden_version, c.base_version, c.incoming_store, c.golden_store,
+         c.winner_store, c.resolution, result_version, c.differing_fields, Jsonb(c.golden_side),
+         Jsonb(c.incoming_side)) for c, result_version in done.conflicts))
+    set_states(conn, entity.name, done.states)
+    quarantined: dict[str, list[Any]] = defaultdict(list)
+    for d in done.decided:
+        if d.outcome == QUARANTINED and d.quarantined is not None:
+            quarantined[d.change.store].append(d.quarantined)
+    for store, records in quarantined.items():
+        quarantine(conn, store, entity.name, records, run_id, stage="resolve")
+    record_outcomes(conn, [_outcome(run_id, entity.name, d) for d in done.decided if d.outcome != QUARANTINED])
+    conn.execute("update sync.inbox set applied_at = now() where id = any(%s)", ([c.inbox_id for c in changes],))
+
+
+def _written_rows(done: BatchResolution) -> int:
+    return 2 * len(done.versions) + len(done.states) + len(done.decided)
 
 
 class Resolver(HubConnection):
@@ -162,13 +170,26 @@ class Resolver(HubConnection):
                         batch_size: int) -> ResolveStats:
         """Apply the inbox to the golden records, batch by batch, each batch in one transaction."""
         stats = ResolveStats()
+        written, analyze_at = 0, ANALYZE_AFTER_ROWS
         while True:
             with self.connect() as conn, conn.transaction():
-                rows = conn.execute(
-                    """select * from sync.inbox where entity = %s and kind = 'change' and applied_at is null
-                       order by id limit %s for update skip locked""", (entity.name, batch_size)).fetchall()
-                for row in rows:
-                    _resolve_one(conn, entity, row, run_id, priority, stats)
-                    conn.execute("update sync.inbox set applied_at = now() where id = %s", (row["id"],))
-            if len(rows) < batch_size:
+                changes = _pending(conn, entity, batch_size)
+                if changes:
+                    claimed = _claim(conn, changes, run_id)
+                    view = _read_view(conn, entity, changes)
+                    done = resolve_batch(entity.name, changes, claimed, view, priority)
+                    _write(conn, entity, changes, done, run_id)
+                    stats.add(done.stats)
+                    written += _written_rows(done)
+            finished = len(changes) < batch_size
+            if written >= analyze_at or (finished and written >= ANALYZE_AFTER_ROWS):
+                self.analyze()
+                analyze_at = 2 * written
+            if finished:
                 return stats
+
+    def analyze(self) -> None:
+        """Refresh the planner's statistics of the hub's tables (after a bulk load)."""
+        with self.connect() as conn:
+            conn.execute(sql.SQL("analyze {}").format(
+                sql.SQL(", ").join(sql.Identifier("sync", t) for t in _ANALYZED)))

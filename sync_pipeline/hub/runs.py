@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 
 from psycopg.types.json import Jsonb
 
-from sync_pipeline.hub.connection import Conn, HubConnection, one
+from sync_pipeline.hub.connection import Conn, HubConnection, copy_rows, one
 from sync_pipeline.redaction import redact, redact_text
 
 
@@ -38,11 +38,7 @@ def _is_uuid(value: str) -> bool:
 def record_outcomes(conn: Conn, outcomes: Sequence[RecordOutcome]) -> None:
     """Written in the caller's transaction, so an outcome exists exactly when its change does."""
     if outcomes:
-        with conn.cursor() as cur:
-            cur.executemany(
-                """insert into sync.record_outcomes
-                   (run_id, store, entity, record_id, stage, outcome, event_key, version, detail)
-                   values (%s, %s, %s, %s, %s, %s, %s, %s, %s)""", outcomes)
+        copy_rows(conn, "record_outcomes", RecordOutcome._fields, outcomes)
 
 
 class RunLog(HubConnection):
