@@ -13,12 +13,14 @@ def main() -> None:
 
 
 @main.command()
-def install() -> None:
-    """Create the hub schema, install change capture (tables, change log, triggers) on every configured
-    Postgres store, and create the BigQuery dataset and tables. Idempotent."""
+@click.option("--print-sql", is_flag=True, help="Print every statement install would run now; run nothing.")
+def install(print_sql: bool) -> None:
+    """Create the hub schema, install change capture (the sync_cdc schema and one trigger per mapped table;
+    app tables only where the configuration says create: true) on every configured Postgres store, and
+    create the BigQuery dataset and tables. Idempotent."""
     from sync_pipeline.commands.install import install as install_all
 
-    install_all(click.echo)
+    install_all(click.echo, print_sql=print_sql)
 
 
 @main.command()

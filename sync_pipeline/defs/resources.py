@@ -7,12 +7,15 @@ from datetime import timedelta
 from typing import Any, ClassVar, Optional, Protocol
 
 import dagster as dg
+from psycopg_pool import ConnectionPool
 from pydantic import Field, PrivateAttr
 
+from sync_pipeline.hub.connection import HUB_CONNECT_TIMEOUT_S, HubTimeouts, open_pool
 from sync_pipeline.hub.hub import Hub
 from sync_pipeline.settings import DEFAULTS, SyncSettings, Thresholds
 from sync_pipeline.stores.base import StoreSpec
 from sync_pipeline.stores.postgres import LOCAL_DB, SUPABASE, PostgresStore
+from sync_pipeline.stores.postgres.store import DATA_API_SCHEMAS
 from sync_pipeline.stores.twenty.client import TwentyClient
 from sync_pipeline.stores.twenty.store import TwentyStore
 
@@ -32,15 +35,36 @@ class StoreResource(Protocol):
 
 
 class HubResource(dg.ConfigurableResource):
-    """The hub: the `sync` schema holding golden records and all sync state (by default in the local DB)."""
+    """The hub: the `sync` schema holding golden records and all sync state (by default in the local DB).
+    While a run's step or a tick executes, its hub work shares one connection pool that the resource opens
+    and closes."""
 
     dsn: str = Field(description="Postgres URL of the hub database (SYNC_HUB_DATABASE_URL)")
+    pool_size: int = Field(default=4, description="Most hub connections open at once in one process")
+    lock_timeout_ms: int = Field(default=DEFAULTS.hub_lock_timeout_ms,
+                                 description="A hub statement waiting on a lock this long fails")
+    statement_timeout_ms: int = Field(default=DEFAULTS.hub_statement_timeout_ms,
+                                      description="No hub statement runs longer")
+    connect_timeout_s: int = Field(default=HUB_CONNECT_TIMEOUT_S, description="Seconds to reach the hub")
+
+    _pool: Optional[ConnectionPool[Any]] = PrivateAttr(default=None)
+
+    def timeouts(self) -> HubTimeouts:
+        return HubTimeouts(self.lock_timeout_ms, self.statement_timeout_ms, self.connect_timeout_s)
 
     def hub(self) -> Hub:
-        return Hub(self.dsn)
+        return Hub(self.dsn, pool=self._pool, timeouts=self.timeouts())
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # Migrated on a connection of its own first: an unreachable hub or a malformed URL fails here at once,
+        # with the password masked, instead of as a pool timeout.
         self.hub().migrate()  # once per run or tick; idempotent
+        self._pool = open_pool(self.dsn, self.timeouts(), self.pool_size)
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
 
 
 class PostgresStoreResource(dg.ConfigurableResource):
@@ -49,7 +73,6 @@ class PostgresStoreResource(dg.ConfigurableResource):
 
     spec: ClassVar[StoreSpec]
     dsn: Optional[str] = Field(default=None, description="Postgres URL; unset = store not configured")
-    schema_name: str = Field(default="public", description="Schema of the app tables")
     sslmode: Optional[str] = Field(default=None, description="libpq sslmode")
     lock_timeout_ms: int = Field(default=DEFAULTS.lock_timeout_ms,
                                  description="A statement waiting on a row lock this long gives up its rows")
@@ -67,9 +90,8 @@ class PostgresStoreResource(dg.ConfigurableResource):
     def store(self, hub: Hub) -> PostgresStore:
         if not self.dsn:
             raise dg.Failure(f"{self.spec.label} is not configured")
-        return PostgresStore(self.spec.key, self.dsn, id_map=hub.id_map(self.spec.key), schema=self.schema_name,
-                             sslmode=self.sslmode, lock_timeout_ms=self.lock_timeout_ms,
-                             statement_timeout_ms=self.statement_timeout_ms)
+        return PostgresStore(self.spec.key, self.dsn, id_map=hub.id_map(self.spec.key), sslmode=self.sslmode,
+                             lock_timeout_ms=self.lock_timeout_ms, statement_timeout_ms=self.statement_timeout_ms)
 
 
 class LocalDbResource(PostgresStoreResource):
@@ -86,6 +108,9 @@ class SupabaseResource(PostgresStoreResource):
     spec: ClassVar[StoreSpec] = SUPABASE
     sslmode: Optional[str] = Field(default="require",
                                    description="libpq sslmode unless the URL names one (require by default)")
+    data_api_schemas: list[str] = Field(
+        default=list(DATA_API_SCHEMAS), description="The schemas the project's Data API exposes (Project Settings "
+        "-> API -> Exposed schemas): a synced table there must have row-level security on")
 
 
 class TwentyResource(dg.ConfigurableResource):

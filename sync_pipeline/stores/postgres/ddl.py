@@ -1,93 +1,149 @@
-"""What the sync installs in a Postgres store: the app tables' sync columns, a change log in its own schema,
-and the triggers that fill it. Identifiers go through `psycopg.sql`; the install runs under an advisory
-lock so two installs never interleave."""
+"""What the sync installs in a Postgres store, as a list of statements (`sync-pipeline install --print-sql`
+prints them, install runs them in one transaction under an advisory lock).
+
+The sync's state lives in its own schema, keyed by table and id (the id as text, so uuid, bigint and text
+ids all fit): the change log, with the row version each change was made over, and the row versions that
+guard every write. The only thing added to an app table is the change-capture trigger. An app table is
+created only when the configuration says `create: true` (the sandbox), and then, where the store is reached
+by Supabase's Data API, with row-level security on and no policy (nobody reaches it through the API).
+"""
 
 from __future__ import annotations
 
-from typing import Any, Iterable
-
-import psycopg
 from psycopg import sql
 
-from sync_pipeline.model.entities import Entity, FieldType
+from sync_pipeline.stores.postgres.catalog import LiveTable
+from sync_pipeline.stores.postgres.tables import MappedTable
 
 CDC_SCHEMA = "sync_cdc"
 CHANGE_LOG = sql.Identifier(CDC_SCHEMA, "change_log")
-# Our own writes set this for their transaction; the triggers' WHEN clauses skip them, so they are neither
-# logged nor re-stamped.
+ROW_VERSIONS = sql.Identifier(CDC_SCHEMA, "row_versions")
+# Our own writes set this for their transaction (`set_config(..., true)`: transaction-scoped, so it holds
+# behind a transaction pooler); the capture trigger's WHEN clause skips them, so they are not logged.
 WRITER_SETTING = "sync_pipeline.writer"
 _NOT_OUR_WRITE = sql.SQL("current_setting({}, true) is distinct from 'sync'").format(sql.Literal(WRITER_SETTING))
-
-PG_TYPES: dict[FieldType, str] = {
-    FieldType.UUID: "uuid",
-    FieldType.TEXT: "text",
-    FieldType.URL: "text",
-    FieldType.EMAIL: "text",
-    FieldType.INTEGER: "int8",
-    FieldType.NUMERIC: "numeric",
-    FieldType.BOOLEAN: "bool",
-    FieldType.TIMESTAMP: "timestamptz",
-    FieldType.ENUM: "text",
-}
+LOCK = sql.SQL("select pg_advisory_xact_lock(hashtext('sync_pipeline.install'))")
+Statement = sql.SQL | sql.Composed
 
 
-def trigger_names(entity: Entity) -> tuple[str, str]:
-    """The (touch, capture) trigger names of an entity's table."""
-    return f"{entity.name}_sync_touch", f"{entity.name}_sync_cdc"
+class InstallRefused(RuntimeError):
+    """The configuration names a table that does not exist and does not ask to create it."""
 
 
-def install_capture(conn: psycopg.Connection[Any], schema: str, entities: Iterable[Entity]) -> None:
-    """Create the app tables if missing, add the sync columns and install the change capture, in the
-    caller's transaction."""
-    conn.execute("select pg_advisory_xact_lock(hashtext('sync_pipeline.install'))")
-    conn.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(schema)))
-    conn.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(CDC_SCHEMA)))
-    conn.execute(sql.SQL("""
-        create table if not exists {log} (
-          seq        bigserial   primary key,
-          txid       xid8        not null default pg_current_xact_id(),
-          tbl        text        not null,
-          op         char(1)     not null,
-          pk         uuid        not null,
-          row_data   jsonb       not null,
-          changed_at timestamptz not null default clock_timestamp());
-        create index if not exists change_log_tbl_txid_seq on {log} (tbl, txid, seq);
-        create or replace function {cdc}.log_change() returns trigger language plpgsql as $$
-        begin
-          insert into {log} (tbl, op, pk, row_data)
-          values (TG_TABLE_NAME, left(TG_OP, 1), coalesce(NEW.id, OLD.id),
-                  to_jsonb(case when TG_OP = 'DELETE' then OLD else NEW end));
-          return null;
-        end $$;
-        create or replace function {cdc}.touch_updated_at() returns trigger language plpgsql as $$
-        begin
-          NEW.updated_at := clock_timestamp();
-          return NEW;
-        end $$;
-    """).format(log=CHANGE_LOG, cdc=sql.Identifier(CDC_SCHEMA)))
-    for entity in entities:
-        _install_entity(conn, sql.Identifier(schema, entity.name), entity)
+def capture_trigger(table: MappedTable) -> str:
+    return f"{table.entity.name}_sync_cdc"
 
 
-def _install_entity(conn: psycopg.Connection[Any], table: sql.Identifier, entity: Entity) -> None:
-    columns: list[sql.Composable] = [sql.SQL("id uuid primary key")]
-    columns += [sql.SQL("{} {}").format(sql.Identifier(f.name), sql.SQL(PG_TYPES[f.type])) for f in entity.fields]
+def _legacy_touch_trigger(table: MappedTable) -> str:
+    """The trigger of earlier versions that overwrote an app column (`updated_at`): dropped by install."""
+    return f"{table.entity.name}_sync_touch"
+
+
+_SYNC_SCHEMA = sql.SQL("""
+create schema if not exists {cdc};
+create table if not exists {log} (
+  seq          bigserial   primary key,
+  txid         xid8        not null default pg_current_xact_id(),
+  tbl          text        not null,
+  op           char(1)     not null,
+  pk           text        not null,
+  base_version bigint      not null default 0,
+  row_data     jsonb       not null,
+  changed_at   timestamptz not null default clock_timestamp());
+create index if not exists change_log_tbl_txid_seq on {log} (tbl, txid, seq);
+create table if not exists {versions} (
+  tbl         text collate "C" not null,
+  pk          text collate "C" not null,
+  version     bigint           not null,
+  modified_at timestamptz      not null,
+  primary key (tbl, pk)) with (fillfactor = 70)""")
+
+# One function for every table; the trigger passes its id column. A change carries the row version it was
+# made over (the hub's version the store last received: an older one means the record changed elsewhere
+# meanwhile); a delete takes the row's version entry with it.
+_LOG_CHANGE = sql.SQL("""
+create or replace function {cdc}.log_change() returns trigger language plpgsql as $$
+declare
+  row_json   jsonb := to_jsonb(case when TG_OP = 'DELETE' then OLD else NEW end);
+  table_key  text  := TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME;
+  row_pk     text  := row_json ->> TG_ARGV[0];
+  over       bigint;
+begin
+  if TG_OP = 'DELETE' then
+    delete from {versions} v where v.tbl = table_key and v.pk = row_pk returning v.version into over;
+  else
+    select v.version into over from {versions} v where v.tbl = table_key and v.pk = row_pk;
+  end if;
+  insert into {log} (tbl, op, pk, base_version, row_data)
+  values (table_key, left(TG_OP, 1), row_pk, coalesce(over, 0), row_json);
+  return null;
+end $$""")
+
+
+def sync_schema_statements(log: LiveTable | None, tables: list[MappedTable]) -> list[Statement]:
+    """The sync's own schema; `log` is the change log as it stands (one of an earlier version, keyed by a
+    uuid and the table's bare name, is converted)."""
+    names = {"cdc": sql.Identifier(CDC_SCHEMA), "log": CHANGE_LOG, "versions": ROW_VERSIONS}
+    statements: list[Statement] = [_SYNC_SCHEMA.format(**names)]
+    if log is not None and log.columns["pk"].type == "uuid":
+        statements.append(sql.SQL(
+            "alter table {log} alter column pk type text, add column if not exists base_version bigint "
+            "not null default 0").format(**names))
+        statements += [sql.SQL(
+            "update {log} set tbl = {key}, base_version = coalesce((row_data ->> 'sync_version')::bigint, 0) "
+            "where tbl = {bare}").format(key=sql.Literal(t.key), bare=sql.Literal(t.mapping.table), **names)
+            for t in tables]
+    statements.append(_LOG_CHANGE.format(**names))
+    return statements
+
+
+def table_statements(table: MappedTable, live: LiveTable | None, data_api: bool) -> list[Statement]:
+    """Create the table if the configuration asks for it, and install its capture trigger. `data_api`: the
+    database is reached by Supabase's Data API, so a table the sync creates gets row-level security."""
+    t = table.ident
+    statements: list[Statement] = []
+    if live is None:
+        if not table.mapping.create:
+            raise InstallRefused(
+                f"{table.label} does not exist, and the configuration does not ask to create it (create: false)")
+        statements.append(_create_table(table))
+    elif table.mapping.create:
+        # A table the sync created for the sandbox takes the fields added to the configuration since.
+        statements += [sql.SQL("alter table {} add column {} {}").format(
+            t, sql.Identifier(column), sql.SQL(table.field_types[name]))
+            for name, column in table.mapping.columns.items() if column not in live.columns]
+    if table.mapping.create and data_api and not (live and live.row_level_security):
+        statements.append(sql.SQL("alter table {} enable row level security").format(t))
+    if live is not None and _legacy_touch_trigger(table) in live.triggers:
+        statements += _leave_legacy_install(table, live)
+    statements.append(sql.SQL("""
+        create or replace trigger {trigger} after insert or update or delete on {t} for each row
+          when ({ours}) execute function {cdc}.log_change({id_column})""").format(
+        trigger=sql.Identifier(capture_trigger(table)), t=t, ours=_NOT_OUR_WRITE,
+        cdc=sql.Identifier(CDC_SCHEMA), id_column=sql.Literal(table.mapping.id_column)))
+    return statements
+
+
+def _create_table(table: MappedTable) -> Statement:
+    id_type = {"uuid": "uuid", "bigint": "bigint generated by default as identity", "text": "text"}
+    columns = [sql.SQL("{} {} primary key").format(table.id_column, sql.SQL(id_type[table.mapping.id_type]))]
+    columns += [sql.SQL("{} {}").format(sql.Identifier(column), sql.SQL(table.field_types[name]))
+                for name, column in table.mapping.columns.items()]
     # Free room in each page lets an update write the new row version beside the old one (a HOT update,
     # no index entry to add): the sync rewrites rows far more often than it adds them.
-    conn.execute(sql.SQL("create table if not exists {} ({}) with (fillfactor = 70)").format(
-        table, sql.SQL(", ").join(columns)))
-    for f in entity.fields:
-        conn.execute(sql.SQL("alter table {} add column if not exists {} {}").format(
-            table, sql.Identifier(f.name), sql.SQL(PG_TYPES[f.type])))
-    conn.execute(sql.SQL("""
-        alter table {t} add column if not exists sync_version bigint not null default 0;
-        alter table {t} add column if not exists updated_at timestamptz not null default clock_timestamp();
-    """).format(t=table))
-    touch, cdc = trigger_names(entity)
-    conn.execute(sql.SQL("""
-        create or replace trigger {touch} before update on {t} for each row
-          when ({ours}) execute function {cdc_schema}.touch_updated_at();
-        create or replace trigger {cdc} after insert or update or delete on {t} for each row
-          when ({ours}) execute function {cdc_schema}.log_change();
-    """).format(touch=sql.Identifier(touch), cdc=sql.Identifier(cdc), t=table, ours=_NOT_OUR_WRITE,
-                cdc_schema=sql.Identifier(CDC_SCHEMA)))
+    return sql.SQL("create table {} ({}) with (fillfactor = 70)").format(table.ident, sql.SQL(", ").join(columns))
+
+
+def _leave_legacy_install(table: MappedTable, live: LiveTable) -> list[Statement]:
+    """An install of an earlier version kept the row version in the app table (`sync_version`) and
+    overwrote `updated_at` by a trigger: the trigger goes, the versions move into the sync's schema, and
+    the two columns stay as they are (they are the application's now)."""
+    statements: list[Statement] = [sql.SQL("drop trigger {} on {}").format(
+        sql.Identifier(_legacy_touch_trigger(table)), table.ident)]
+    if {"sync_version", "updated_at"} <= live.columns.keys():
+        statements.append(sql.SQL("""
+            insert into {versions} (tbl, pk, version, modified_at)
+            select {key}, t.{id}::text, t.sync_version, t.updated_at from {t} t where t.sync_version > 0
+            on conflict (tbl, pk) do nothing""").format(
+            versions=ROW_VERSIONS, key=sql.Literal(table.key), id=table.id_column, t=table.ident))
+    return statements

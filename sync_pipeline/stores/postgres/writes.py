@@ -1,17 +1,28 @@
 """The write half of a Postgres store's apply: binary COPY of canonical rows, the version-guarded update and
-upsert from a staging table, guarded deletes, and finding the rows an application holds locked. Each
-statement runs in the caller's transaction."""
+insert from a staging table, guarded deletes, and finding the rows an application holds locked. Each
+statement runs in the caller's transaction.
+
+The version of each row the sync wrote lives in `sync_cdc.row_versions`, keyed by table and id: the guard
+takes the version entry first (`insert … on conflict do update … where excluded.version > version`, which
+also serialises two writers of one row) and writes exactly the app rows whose entry it took."""
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable, Iterable, Sequence
 
 import psycopg
 from psycopg import postgres, pq, sql
 from psycopg.adapt import Dumper
 from psycopg.rows import DictRow
 
-from sync_pipeline.model.entities import Entity
+from sync_pipeline.stores.postgres.catalog import LiveTable
+from sync_pipeline.stores.postgres.ddl import ROW_VERSIONS
+from sync_pipeline.stores.postgres.tables import MappedTable
+
+Rows = Callable[[], Iterable[Sequence[Any]]]
+# The stage's bookkeeping columns after the id and the carried fields (named by canonical field).
+VERSION_COLUMNS = ("sync_version", "modified_at")
+_VERSION_TYPES = ["text", "text", "int8", "timestamptz"]
 
 
 class UuidTextBinaryDumper(Dumper):
@@ -27,72 +38,134 @@ class UuidTextBinaryDumper(Dumper):
         return raw
 
 
+def _app_columns(table: MappedTable) -> sql.Composable:
+    return sql.SQL(", ").join([table.id_column, *map(sql.Identifier, table.columns)])
 
-def upsert_staged(conn: psycopg.Connection[DictRow], entity: Entity, table: sql.Identifier, columns: list[str],
-            copy_into: Callable[[psycopg.Cursor[DictRow], sql.Composable], None], rows: int) -> set[str]:
-    """Stage the batch's `rows` rows, update those that exist and insert the rest, each under the version
-    guard; returns the rows the guard skipped."""
-    stage = sql.Identifier(f"stage_{entity.name}")
-    cols = sql.SQL(", ").join(map(sql.Identifier, columns))
-    conn.execute(sql.SQL("create temp table {} (like {} including defaults) on commit drop").format(
-        stage, table))
+
+def _cast(table: MappedTable, live: LiveTable, name: str, source: str) -> sql.Composable:
+    """`source.<field>` cast to the app column's own type (a varchar, an int4, an enum...)."""
+    column = table.mapping.columns[name]
+    return sql.SQL("{}.{}::{}").format(sql.Identifier(source), sql.Identifier(name),
+                                       sql.SQL(live.columns[column].declared))
+
+
+def copy_rows(cur: psycopg.Cursor[DictRow], target: sql.Composable, columns: sql.Composable, types: list[str],
+              rows: Iterable[Sequence[Any]]) -> None:
+    with cur.copy(sql.SQL("copy {} ({}) from stdin (format binary)").format(target, columns)) as copy:
+        copy.set_types(types)
+        for row in rows:
+            copy.write_row(row)
+
+
+def copy_direct(cur: psycopg.Cursor[DictRow], table: MappedTable, types: list[str], rows: Rows,
+                versions: Iterable[tuple[str, str, int, Any]]) -> None:
+    """COPY the batch straight into the app table (whose columns have the types `types` names) and its
+    row versions (table key, id, version, modification time) into the sync's table."""
+    copy_rows(cur, table.ident, _app_columns(table), types, rows())
+    copy_rows(cur, ROW_VERSIONS, sql.SQL("tbl, pk, version, modified_at"), _VERSION_TYPES, versions)
+
+
+def upsert_staged(conn: psycopg.Connection[DictRow], table: MappedTable, live: LiveTable, stage_types: list[str],
+                  stage_rows: Rows, rows: int) -> set[str]:
+    """Stage the batch's `rows` rows (id, carried fields, version, modification time), write the app rows
+    whose version entry the guard lets this batch take, insert those missing; returns the rows the guard
+    skipped. Each step runs only while rows are left: a batch of updates is one statement after the stage."""
+    stage = sql.Identifier(f"stage_{table.entity.name}")
+    names = ["id", *table.fields, *VERSION_COLUMNS]
+    conn.execute(sql.SQL("create temp table {} ({}) on commit drop").format(stage, sql.SQL(", ").join(
+        sql.SQL("{} {}").format(sql.Identifier(n), sql.SQL(t)) for n, t in zip(names, stage_types))))
+    identity = live.columns[table.mapping.id_column].identity
+    parts = {"versions": ROW_VERSIONS, "overriding": sql.SQL("overriding system value" if identity else ""),
+             "key": sql.Literal(table.key), "stage": stage, "t": table.ident,
+             "id": table.id_column, "cols": _app_columns(table),
+             "values": sql.SQL(", ").join(_cast(table, live, n, "s") for n in table.fields),
+             "assign": sql.SQL(", ").join(sql.SQL("{} = {}").format(
+                 sql.Identifier(table.mapping.columns[n]), _cast(table, live, n, "s")) for n in table.fields)}
     with conn.cursor() as cur:
         cur.adapters.register_dumper(None, UuidTextBinaryDumper)
-        copy_into(cur, stage)
-        # Rows that exist are updated through a join, cheaper than an upsert's speculative insert
-        # of each; what is left goes through the version-guarded upsert, which also settles a row
-        # another writer inserts meanwhile. Both statements carry the same version guard.
+        copy_rows(cur, stage, sql.SQL(", ").join(map(sql.Identifier, names)), stage_types, stage_rows())
+        # Rows whose entry holds an older version: the entry and the row move to this batch's version.
         cur.execute(sql.SQL("""
-            update {t} set {assign} from {stage} s
-            where {t}.id = s.id and s.sync_version > {t}.sync_version""").format(
-            t=table, stage=stage, assign=sql.SQL(", ").join(
-                sql.SQL("{0} = s.{0}").format(sql.Identifier(c)) for c in columns[1:])))
+            with won as (
+              update {versions} v set version = s.sync_version, modified_at = s.modified_at from {stage} s
+              where v.tbl = {key} and v.pk = s.id::text and s.sync_version > v.version
+              returning s.id)
+            update {t} set {assign} from {stage} s join won on won.id = s.id
+            where {t}.{id} = s.id""").format(**parts))
         written = cur.rowcount
         if written < rows:
+            # Rows without an entry (the application's own rows, never written by the sync) take one.
             cur.execute(sql.SQL("""
-                insert into {t} ({cols}) select {cols} from {stage} s
-                where not exists (select 1 from {t} where {t}.id = s.id)
-                on conflict (id) do update set {updates}
-                where excluded.sync_version > {t}.sync_version""").format(
-                t=table, cols=cols, stage=stage, updates=sql.SQL(", ").join(
-                    sql.SQL("{0} = excluded.{0}").format(sql.Identifier(c)) for c in columns[1:])))
+                with fresh as (
+                  insert into {versions} (tbl, pk, version, modified_at)
+                  select {key}, s.id::text, s.sync_version, s.modified_at from {stage} s
+                  where not exists (select 1 from {versions} v where v.tbl = {key} and v.pk = s.id::text)
+                  on conflict (tbl, pk) do nothing
+                  returning pk)
+                update {t} set {assign} from {stage} s join fresh on fresh.pk = s.id::text
+                where {t}.{id} = s.id""").format(**parts))
             written += cur.rowcount
-        # The row counts say whether the guard skipped any row; only then name them: the rows
-        # this (sub)transaction did not write, whose xmin is not the stage's. Cheaper than RETURNING
-        # every written id.
+        if written < rows:
+            # A missing row is inserted whatever version its entry holds (the application deleted it, or
+            # the table was truncated); a row another writer inserts meanwhile is left to it (reported stale).
+            cur.execute(sql.SQL("""
+                insert into {t} ({cols}) {overriding} select s.id, {values} from {stage} s
+                where not exists (select 1 from {t} where {t}.{id} = s.id)
+                on conflict ({id}) do nothing""").format(**parts))
+            written += cur.rowcount
+        # The row counts say whether the guard skipped any row; only then name them: the rows this
+        # (sub)transaction did not write, whose xmin is not the stage's. Cheaper than RETURNING every id.
         if written < rows:
             cur.execute(sql.SQL("""
-                select s.id::text as id from {stage} s join {t} t on t.id = s.id
-                where t.xmin <> s.xmin""").format(t=table, stage=stage))
+                select s.id::text as id from {stage} s join {t} t on t.{id} = s.id
+                where t.xmin <> s.xmin""").format(**parts))
             return {r["id"] for r in cur.fetchall()}
     return set()
 
-def delete_older(conn: psycopg.Connection[DictRow], table: sql.Identifier,
-            versions: list[tuple[str, int]]) -> list[str]:
-    """Delete rows older than their tombstone; returns the rows deleted."""
+
+def delete_older(conn: psycopg.Connection[DictRow], table: MappedTable, versions: list[tuple[str, int]]) -> list[str]:
+    """Delete rows older than their tombstone, and their version entries; returns the rows deleted."""
     if not versions:
         return []
     rows = conn.execute(sql.SQL("""
-        delete from {t} t using unnest(%s::uuid[], %s::int8[]) as d(id, version)
-        where t.id = d.id and t.sync_version < d.version
-        returning t.id::text as id""").format(t=table),
-        ([i for i, _ in versions], [v for _, v in versions])).fetchall()
-    return [r["id"] for r in rows]
+        with gone as (
+          delete from {t} t using unnest(%s::text[], %s::int8[]) as d(pk, version)
+          where t.{id} = d.pk::{id_type}
+            and coalesce((select v.version from {versions} v where v.tbl = {key} and v.pk = d.pk), 0) < d.version
+          returning d.pk),
+        forgotten as (delete from {versions} v using gone where v.tbl = {key} and v.pk = gone.pk)
+        select pk from gone""").format(
+        t=table.ident, id=table.id_column, id_type=sql.SQL(table.id_type), versions=ROW_VERSIONS,
+        key=sql.Literal(table.key)), ([i for i, _ in versions], [v for _, v in versions])).fetchall()
+    return [r["pk"] for r in rows]
 
-def locked_rows(conn: psycopg.Connection[DictRow], table: sql.Identifier, row_ids: list[str]) -> set[str]:
+
+def locked_rows(conn: psycopg.Connection[DictRow], table: MappedTable, row_ids: list[str]) -> set[str]:
     """Those of the rows another transaction holds locked. The others are locked by this transaction
     on the way, so that writing them cannot wait any more."""
     rows = conn.execute(sql.SQL("""
-        with ours as (select id from {t} where id = any(%s::text[]::uuid[]) for update skip locked)
-        select t.id::text as id from {t} t
-        where t.id = any(%s::text[]::uuid[]) and not exists (select 1 from ours where ours.id = t.id)""").format(
-        t=table), (row_ids, row_ids)).fetchall()
+        with ours as (select {id} from {t} where {id} = any({ids}) for update skip locked)
+        select t.{id}::text as id from {t} t
+        where t.{id} = any({ids}) and not exists (select 1 from ours where ours.{id} = t.{id})""").format(
+        t=table.ident, id=table.id_column, ids=table.ids_param()), (row_ids, row_ids)).fetchall()
     return {r["id"] for r in rows}
 
-def any_exists(conn: psycopg.Connection[DictRow], table: sql.Identifier, row_ids: list[str]) -> bool:
-    return one_row(conn.execute(
-        sql.SQL("select exists (select 1 from {} where id = any(%s::text[]::uuid[])) as hit").format(table),
-        (row_ids,)))["hit"]
+
+def any_exists(conn: psycopg.Connection[DictRow], table: MappedTable, row_ids: list[str]) -> bool:
+    return one_row(conn.execute(sql.SQL("select exists (select 1 from {} where {} = any({})) as hit").format(
+        table.ident, table.id_column, table.ids_param()), (row_ids,)))["hit"]
+
+
+def allocate_ids(conn: psycopg.Connection[DictRow], table: MappedTable, count: int) -> list[str]:
+    """New ids from a bigint id column's identity (or serial) sequence, one statement for the batch."""
+    sequence = one_row(conn.execute("select pg_get_serial_sequence(%s, %s) as seq",
+                                    (table.ident.as_string(conn), table.mapping.id_column)))["seq"]
+    if sequence is None:
+        raise LookupError(f"{table.label}: the bigint id column {table.mapping.id_column} has no identity or "
+                          "sequence, so the sync cannot give new rows an id")
+    rows = conn.execute("select nextval(%s::regclass)::text as id from generate_series(1, %s)",
+                        (sequence, count)).fetchall()
+    return [r["id"] for r in rows]
 
 
 def one_row(cursor: psycopg.Cursor[DictRow]) -> DictRow:

@@ -1,0 +1,124 @@
+"""Install on app schemas the sync did not make (`mapped.py`) changes no app table's columns or rows: the
+only thing it adds to each is the capture trigger. `--print-sql` shows every statement and runs none."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import pytest
+
+from sync_pipeline.model.entities import entity
+from sync_pipeline.stores.postgres import PostgresStore
+from sync_pipeline.stores.postgres.ddl import InstallRefused
+from sync_pipeline_tests.stores.postgres.mapped import Mapped, mapped_config, new_email, run_sql
+
+APP_TABLES = {"local": ["crm.accounts", "crm.contacts"], "supabase": ["public.organisations", "public.members"]}
+
+
+def _app_state(dsn: str, tables: list[str]) -> dict[str, Any]:
+    """Everything an app could see of its tables: columns (pg_attribute), defaults, constraints, indexes,
+    options, row-level security and policies, the storage file, and every row with its ctid and xmin (a row
+    rewritten even to the same values would show a new xmin). Triggers apart."""
+    state: dict[str, Any] = {}
+    for table in tables:
+        state[table] = {
+            "columns": run_sql(dsn, """select attnum, attname, atttypid::regtype::text as type, atttypmod,
+                                              attnotnull, atthasdef, attidentity, attgenerated, attisdropped,
+                                              attcollation, pg_get_expr(d.adbin, d.adrelid) as default_expr
+                                       from pg_attribute a left join pg_attrdef d
+                                         on d.adrelid = a.attrelid and d.adnum = a.attnum
+                                       where attrelid = %s::regclass and attnum > 0 order by attnum""", (table,)),
+            "constraints": run_sql(dsn, "select conname, pg_get_constraintdef(oid) as def from pg_constraint "
+                                        "where conrelid = %s::regclass order by conname", (table,)),
+            "indexes": run_sql(dsn, "select indexrelid::regclass::text as name, pg_get_indexdef(indexrelid) "
+                                    "as def from pg_index where indrelid = %s::regclass order by 1", (table,)),
+            "relation": run_sql(dsn, """select relfilenode, reloptions, relrowsecurity, relforcerowsecurity,
+                                               relacl::text from pg_class where oid = %s::regclass""", (table,)),
+            "policies": run_sql(dsn, "select polname from pg_policy where polrelid = %s::regclass", (table,)),
+            "rows": run_sql(dsn, f"select ctid::text, xmin::text, t::text as row from {table} t order by ctid"),
+        }
+    return state
+
+
+def _triggers(dsn: str, table: str) -> set[str]:
+    return {r["tgname"] for r in run_sql(
+        dsn, "select tgname from pg_trigger where tgrelid = %s::regclass and not tgisinternal", (table,))}
+
+
+def _fill(m: Mapped) -> None:
+    [acme] = run_sql(m.local_dsn, "insert into crm.accounts (account_name, headcount, internal_notes) "
+                                  "values ('Acme', 12, 'secret') returning account_id")
+    run_sql(m.local_dsn, "insert into crm.contacts (given_name, email_address, account_id, internal_notes) "
+                         "values ('Ada', %s, %s, 'do not sync'), ('Alan', %s, null, null)",
+            (new_email(), acme["account_id"], new_email()))
+    [org] = run_sql(m.supabase_dsn, "insert into public.organisations (org_name, ideal) values ('Globex', true) "
+                                    "returning id")
+    run_sql(m.supabase_dsn, "insert into public.members (first, mail, org_id, avatar_url) values "
+                            "('Bob', %s, %s, 'https://img.example/b.png')", (new_email(), org["id"]))
+
+
+def test_install_leaves_every_app_column_and_row_as_it_was_but_for_the_trigger(mapped: Mapped) -> None:
+    m = mapped
+    _fill(m)
+    targets = [(m.local_db, m.local_dsn, APP_TABLES["local"]), (m.supabase, m.supabase_dsn, APP_TABLES["supabase"])]
+    before = {dsn: _app_state(dsn, tables) for _, dsn, tables in targets}
+    for store, dsn, tables in targets:
+        store.install()
+        store.install()  # idempotent
+        assert _app_state(dsn, tables) == before[dsn]
+        for table in tables:
+            assert len(_triggers(dsn, table)) == 1 and all(t.endswith("_sync_cdc") for t in _triggers(dsn, table))
+        # the sync's state lives in its own schema only
+        assert {r["table_name"] for r in run_sql(dsn, "select table_name from information_schema.tables "
+                                                      "where table_schema = 'sync_cdc'")} == {
+            "change_log", "row_versions"}
+    # an app edit is captured, keyed by the table and its id as text; the app row stays the app's
+    run_sql(m.local_dsn, "update crm.contacts set title = 'Countess' where given_name = 'Ada'")
+    [logged] = run_sql(m.local_dsn, "select tbl, op, pk, base_version, row_data from sync_cdc.change_log")
+    assert (logged["tbl"], logged["op"], logged["base_version"]) == ("crm.contacts", "U", 0)
+    assert logged["pk"] == str(logged["row_data"]["contact_id"])
+
+
+def test_print_sql_shows_every_statement_and_runs_none(mapped: Mapped) -> None:
+    m = mapped
+    _fill(m)
+    before = _app_state(m.local_dsn, APP_TABLES["local"])
+    statements = m.local_db.install_sql()
+    assert run_sql(m.local_dsn, "select to_regnamespace('sync_cdc') is null as absent") == [{"absent": True}]
+    assert _app_state(m.local_dsn, APP_TABLES["local"]) == before
+    assert not _triggers(m.local_dsn, "crm.contacts")
+    text = "\n".join(statements)
+    assert statements[0].startswith("select pg_advisory_xact_lock")
+    assert 'create table if not exists "sync_cdc"."row_versions"' in text
+    for trigger, table in (("companies_sync_cdc", '"crm"."accounts"'), ("people_sync_cdc", '"crm"."contacts"')):
+        assert f'create or replace trigger "{trigger}" after insert or update or delete on {table}' in text
+    assert "alter table" not in text.replace('alter table "sync_cdc"', "")  # not one app table altered
+    # running exactly what was printed installs the capture
+    with psycopg.connect(m.local_dsn) as conn:
+        for statement in statements:
+            conn.execute(statement)
+    assert m.local_db.capture_status(entity("people"), None)["ready"]
+
+
+def test_install_refuses_a_missing_table_it_is_not_asked_to_create(mapped: Mapped) -> None:
+    m = mapped
+    run_sql(m.local_dsn, "drop table crm.contacts")
+    with pytest.raises(InstallRefused, match=r"local_db table crm\.contacts \(people\) does not exist"):
+        m.local_db.install()
+
+
+def test_tables_the_configuration_asks_for_are_created_with_row_level_security_in_supabase(mapped: Mapped) -> None:
+    m = mapped
+    leads = {"people": {"table": {"schema": "public", "name": "leads"}, "id": {"column": "id", "type": "bigint"},
+                        "columns": {"first_name": "given_name", "email": "email_address"}, "create": True}}
+    config = mapped_config(local=leads, supabase=leads)
+    for name, dsn, protected in (("supabase", m.supabase_dsn, True), ("local_db", m.local_dsn, False)):
+        PostgresStore(name, dsn, config=config).install()
+        [table] = run_sql(dsn, "select relrowsecurity from pg_class where oid = 'public.leads'::regclass")
+        assert table["relrowsecurity"] is protected  # only where Supabase's Data API reaches it
+        assert run_sql(dsn, "select polname from pg_policy where polrelid = 'public.leads'::regclass") == []
+        # the identity the sync made gives an application's rows their ids
+        [row] = run_sql(dsn, "insert into public.leads (given_name, email_address) values ('Ann', %s) "
+                             "returning id", (new_email(),))
+        assert isinstance(row["id"], int)
