@@ -165,12 +165,12 @@ def test_connection_fails_for_an_unreachable_database(topology):
     assert "s3cret" not in verdict.reason
 
 
-def test_capture_installed_fails_on_a_dropped_trigger(synced, topology):
+def test_capture_installed_fails_without_the_row_versions(synced, topology):
     assert safety.capture_installed(topology.supabase, PEOPLE, topology.hub).status is Status.PASS
     with psycopg.connect(topology.supabase_dsn) as conn:
-        conn.execute("drop trigger people_sync_touch on public.people")
+        conn.execute("drop table sync_cdc.row_versions")
     verdict = safety.capture_installed(topology.supabase, PEOPLE, topology.hub)
-    assert verdict.status is Status.FAIL and "touch_trigger" in verdict.reason
+    assert verdict.status is Status.FAIL and "row_versions_present" in verdict.reason
 
 
 def test_capture_lag_warns_on_a_stale_webhook_backlog(synced, topology, twenty_store):

@@ -70,7 +70,7 @@ def capture_installed(store: SourceStore, entity: Entity, hub: Hub) -> Verdict:
     status = store.capture_status(entity, hub.get_cursor(store.name, entity.name))
     if status.get("ready"):
         return Verdict.passed(f"change capture of {entity.name} in {store.name} is installed", **status)
-    missing = [k for k in ("change_log_present", "capture_trigger", "touch_trigger") if not status.get(k)]
+    missing = [k for k in ("change_log_present", "row_versions_present", "capture_trigger") if not status.get(k)]
     return Verdict.fail(f"change capture of {entity.name} in {store.name} is broken: missing "
                         f"{', '.join(missing)}; run `sync-pipeline install`, then reconcile", **status)
 
