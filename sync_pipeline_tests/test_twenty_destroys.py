@@ -13,13 +13,14 @@ from datetime import datetime, timedelta
 import psycopg
 import pytest
 
+from sync_pipeline import pipeline
 from sync_pipeline.model.canonical import parse_timestamp
 from sync_pipeline.model.entities import entity
 from sync_pipeline.stores.base import Store
 from sync_pipeline.stores.twenty.store import TwentyStore
 from sync_pipeline_tests.faults.helpers import assert_stores_match_hub, sync_all
 from sync_pipeline_tests.fixtures.twenty import WEBHOOK_SECRET
-from sync_pipeline_tests.helpers import insert_person, people
+from sync_pipeline_tests.helpers import SETTINGS, insert_person, people
 
 PEOPLE = entity("people")
 NEVER_DUE = timedelta(hours=1)  # the listing runs at the first capture, then not again in the test
@@ -66,6 +67,23 @@ def _person_in_every_store(topology, twenty: TwentyStore, stores: Sequence[Store
     sync_all(topology.hub, stores)
     assert twenty.client.get("people", pid)["jobTitle"] == "Professor"
     return pid
+
+
+def _person_linked_by_email(topology, twenty: TwentyStore, stores: Sequence[Store]) -> tuple[str, str]:
+    """A person Twenty had under an id of its own when Supabase created it with the same e-mail: the hub knows
+    it under Supabase's id and maps Twenty's to it. Returns (canonical id, Twenty id)."""
+    twenty_id = twenty.client.create("people", {"name": {"firstName": "Edsger"},
+                                                "emails": {"primaryEmail": "ewd@example.com"}})["id"]
+    with psycopg.connect(topology.supabase_dsn) as conn:
+        pid = insert_person(conn, first_name="Edsger", email="ewd@example.com", job_title="Professor")
+    pipeline.capture(topology.hub, topology.supabase, PEOPLE, "link", SETTINGS)
+    pipeline.resolve(topology.hub, PEOPLE, "link", SETTINGS)
+    pipeline.publish(topology.hub, twenty, PEOPLE, "link", SETTINGS)  # the upsert matches the e-mail
+    sync_all(topology.hub, stores)
+    sync_all(topology.hub, stores)
+    assert topology.hub.store_ids_for("twenty", "people", [pid]) == {pid: twenty_id} != {pid: pid}
+    assert twenty.client.get("people", twenty_id)["jobTitle"] == "Professor"
+    return pid, twenty_id
 
 
 def _edit_in_supabase(topology, pid: str, job_title: str) -> datetime:
@@ -123,15 +141,19 @@ def test_a_destroy_whose_webhook_is_lost_is_deleted_at_the_next_sync_after_the_i
     assert_stores_match_hub(t.hub, stores)
 
 
+@pytest.mark.parametrize("twenty_has_its_own_id", [False, True], ids=["same id", "linked by e-mail"])
 def test_an_edit_elsewhere_after_a_destroy_wins_and_the_record_is_recreated_in_twenty(
-        topology, twenty_client, bigquery_store, person_webhook):
+        topology, twenty_client, bigquery_store, person_webhook, twenty_has_its_own_id):
     t = topology
     twenty = _twenty(t, twenty_client)
     stores = [t.local_db, t.supabase, twenty, bigquery_store]
-    pid = _person_in_every_store(t, twenty, stores)
+    if twenty_has_its_own_id:
+        pid, twenty_id = _person_linked_by_email(t, twenty, stores)
+    else:
+        pid = twenty_id = _person_in_every_store(t, twenty, stores)
 
-    twenty_client.destroy("people", pid)  # T1
-    hint = _wait_for_hint(t, "person.destroyed", pid)
+    twenty_client.destroy("people", twenty_id)  # T1
+    hint = _wait_for_hint(t, "person.destroyed", twenty_id)
     time.sleep(0.01)
     edited_at = _edit_in_supabase(t, pid, "Turing laureate")  # T2 > T1
     assert edited_at > parse_timestamp(hint["payload"]["eventDate"])
@@ -141,13 +163,13 @@ def test_an_edit_elsewhere_after_a_destroy_wins_and_the_record_is_recreated_in_t
     with t.hub.connect() as conn:
         [conflict] = conn.execute("select * from sync.conflicts where record_id = %s", (pid,)).fetchall()
     assert conflict["winner_store"] == "supabase"
-    for rows in (people(t.supabase), people(t.local_db), people(bigquery_store), people(twenty)):
+    for rows in (people(t.supabase), people(t.local_db), people(bigquery_store)):
         assert [(str(p["id"]), p["job_title"]) for p in rows] == [(pid, "Turing laureate")]
     # recreated in Twenty, and the id map leads from Twenty's record to the same canonical record
     [recreated] = list(twenty_client.list("people"))
     assert recreated["jobTitle"] == "Turing laureate"
-    twenty_id = recreated["id"]
-    assert t.hub.record_ids_for("twenty", "people", [twenty_id]).get(twenty_id, twenty_id) == pid
+    assert t.hub.record_ids_for("twenty", "people", [recreated["id"]]).get(recreated["id"], recreated["id"]) \
+        == pid
     golden = _golden(t, pid)
     assert not golden["deleted"] and golden["data"]["job_title"] == "Turing laureate"
 
