@@ -53,12 +53,13 @@ def key_text(value: Any) -> str:
     return value if isinstance(value, str) else str(value)
 
 
-def canonical_id(value: str) -> str:
-    """A record id as the hub stores it (a uuid in its canonical spelling), else as given."""
+def canonical_id(value: str, store: str | None = None) -> str:
+    """A record id as the hub stores it: a uuid in its canonical spelling; a store's id that is no uuid (a
+    bigint identity, a text key), given the store, a uuid derived from both, the same on every replay."""
     try:
         return str(uuid.UUID(value))
     except ValueError:
-        return value
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"sync-pipeline:{store}:{value}")) if store else value
 
 
 @dataclass
@@ -167,8 +168,8 @@ def _identify(change: InboxChange, view: HubView) -> tuple[str, str | None]:
             linked = view.state(owner, store).store_record_id
             if record_id is None and linked in (None, store_record_id):
                 return owner, None
-            return record_id or canonical_id(store_record_id or ""), owner
-    return record_id or canonical_id(store_record_id or ""), None  # a new record keeps the store's id
+            return record_id or canonical_id(store_record_id or "", store), owner
+    return record_id or canonical_id(store_record_id or "", store), None  # a new record keeps the store's id
 
 
 def _taken_key(change: InboxChange, natural_key: str, owner: str) -> QuarantinedRecord:
