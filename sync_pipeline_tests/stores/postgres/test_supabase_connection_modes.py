@@ -133,7 +133,7 @@ def test_supabase_and_the_hub_sync_over_tls(mode, tls_server, tls_databases, cer
     hub = Hub(_url(tls_server, local, **params))
     hub.migrate()
     # As the code location builds it: the resource's own sslmode (`require` by default) is the default, the
-    # URL's sslmode (verify-full with its CA) is kept.
+    # URL's sslmode (verify-full with its CA) is grace_id.
     supabase = SupabaseResource(dsn=_url(tls_server, supabase_db, **params)).store(hub)
     local_db = PostgresStore("local_db", tls_server.dsn(local), id_map=hub.id_map("local_db"))
     for store in (supabase, local_db):
@@ -227,8 +227,8 @@ def test_a_full_sync_with_supabase_and_the_hub_behind_the_transaction_pooler(pgb
     assert safety.connection(supabase).status is Status.PASS
 
     with psycopg.connect(t.supabase_dsn) as conn:
-        kept = insert_person(conn, first_name="Grace", email="grace@navy.mil")
-        gone = insert_person(conn, first_name="Alan", email="alan@bletchley.uk")
+        grace_id = insert_person(conn, first_name="Grace", email="grace@navy.mil")
+        alan_id = insert_person(conn, first_name="Alan", email="alan@bletchley.uk")
     with psycopg.connect(t.local_dsn) as conn:
         insert_person(conn, first_name="Katherine", email="katherine@nasa.gov")
     sync_once(hub, [supabase, local_db])
@@ -238,9 +238,9 @@ def test_a_full_sync_with_supabase_and_the_hub_behind_the_transaction_pooler(pgb
 
     # Edits and a delete in Supabase, made by the app through the pooler, one transaction each: none may
     # run with the sync's writer tag left behind on a server connection, or its trigger would skip it.
-    for statement, args in (("update people set job_title = 'Rear Admiral' where id = %s", (kept,)),
-                            ("update people set city = 'Arlington' where id = %s", (kept,)),
-                            ("delete from people where id = %s", (gone,))):
+    for statement, args in (("update people set job_title = 'Rear Admiral' where id = %s", (grace_id,)),
+                            ("update people set city = 'Arlington' where id = %s", (grace_id,)),
+                            ("delete from people where id = %s", (alan_id,))):
         with psycopg.connect(pgbouncer.dsn(supabase_db), prepare_threshold=None) as conn:
             conn.execute(statement, args)
     stats = sync_once(hub, [supabase, local_db])
@@ -251,11 +251,20 @@ def test_a_full_sync_with_supabase_and_the_hub_behind_the_transaction_pooler(pgb
     grace = next(r for r in rows if r["email"] == "grace@navy.mil")
     assert (grace["job_title"], grace["city"]) == ("Rear Admiral", "Arlington")
 
-    # The sync's own write into Supabase (Katherine) was not logged there: the writer tag held for its
-    # transaction. So a second run moves nothing.
+    # An edit and a delete in the local DB reach Supabase through the pooler: a staged write (binary COPY
+    # into a temp table dropped at commit, the version-guarded update) and a guarded delete.
+    with psycopg.connect(t.local_dsn) as conn:
+        conn.execute("update people set city = 'Hampton' where email = 'katherine@nasa.gov'")
+        conn.execute("delete from people where id = %s", (grace_id,))
+    sync_once(hub, [supabase, local_db])
+    assert [(r["email"], r["city"]) for r in people(supabase)] == [("katherine@nasa.gov", "Hampton")]
+    assert people(supabase) == people(local_db)
+
+    # None of the sync's own writes into Supabase (Katherine's insert and edit, Grace's delete) was logged
+    # there: the writer tag held for each write's transaction. So one more run moves nothing.
     with psycopg.connect(t.supabase_dsn) as conn:
-        logged = conn.execute("select count(*) from sync_cdc.change_log "
-                              "where row_data->>'email' = 'katherine@nasa.gov'").fetchone()
+        logged = conn.execute("select count(*) from sync_cdc.change_log where row_data->>'email' = "
+                              "'katherine@nasa.gov' or (op = 'D' and pk = %s)", (grace_id,)).fetchone()
     assert logged == (0,)
     stats = sync_once(hub, [supabase, local_db])
     assert all(s.read == 0 for key, s in stats.items() if key[0] in ("capture", "publish"))
