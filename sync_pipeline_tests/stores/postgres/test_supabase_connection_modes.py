@@ -133,7 +133,7 @@ def test_supabase_and_the_hub_sync_over_tls(mode, tls_server, tls_databases, cer
     hub = Hub(_url(tls_server, local, **params))
     hub.migrate()
     # As the code location builds it: the resource's own sslmode (`require` by default) is the default, the
-    # URL's sslmode (verify-full with its CA) is grace_id.
+    # URL's sslmode (verify-full with its CA) is kept.
     supabase = SupabaseResource(dsn=_url(tls_server, supabase_db, **params)).store(hub)
     local_db = PostgresStore("local_db", tls_server.dsn(local), id_map=hub.id_map("local_db"))
     for store in (supabase, local_db):
