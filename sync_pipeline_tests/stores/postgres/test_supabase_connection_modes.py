@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -95,6 +96,14 @@ def certificates(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
     return Certificates(root / "ca.pem", root / "other_ca.pem", ServerTls(root / "server.pem", root / "server.key"))
 
 
+@contextmanager
+def _hub_on_a_pool(dsn: str) -> Iterator[Hub]:
+    """The hub on a pool of connections, as a Dagster run holds it: each connection is reused for many
+    transactions."""
+    with ConnectionPool(dsn, kwargs=connect_kwargs(HubTimeouts()), min_size=2, max_size=4, open=True) as pool:
+        yield Hub(dsn, pool=pool)
+
+
 @pytest.fixture(scope="module")
 def tls_server(certificates: Certificates) -> Iterator[PostgresServer]:
     with run_postgres(durable=False, tls=certificates.server) as server:
@@ -126,15 +135,28 @@ def tls_databases(tls_server: PostgresServer) -> Iterator[tuple[str, str]]:
 # -- TLS ------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("mode", ["require", "verify-full"])
-def test_supabase_and_the_hub_sync_over_tls(mode, tls_server, tls_databases, certificates):
+@pytest.fixture(params=["require", "verify-full"])
+def tls_params(request: pytest.FixtureRequest, certificates: Certificates) -> dict[str, str]:
+    """A TLS mode's URL parameters: verify-full names the CA to verify with."""
+    if request.param == "verify-full":
+        return {"sslmode": "verify-full", "sslrootcert": str(certificates.ca)}
+    return {"sslmode": request.param}
+
+
+@pytest.fixture
+def tls_hub(tls_server: PostgresServer, tls_databases: tuple[str, str], tls_params: dict[str, str]
+            ) -> Iterator[Hub]:
+    with _hub_on_a_pool(_url(tls_server, tls_databases[0], **tls_params)) as hub:
+        hub.migrate()
+        yield hub
+
+
+def test_supabase_and_the_hub_sync_over_tls(tls_server, tls_databases, tls_params, tls_hub):
     local, supabase_db = tls_databases
-    params = {"sslmode": mode, **({"sslrootcert": str(certificates.ca)} if mode == "verify-full" else {})}
-    hub = Hub(_url(tls_server, local, **params))
-    hub.migrate()
+    hub = tls_hub
     # As the code location builds it: the resource's own sslmode (`require` by default) is the default, the
     # URL's sslmode (verify-full with its CA) is kept.
-    supabase = SupabaseResource(dsn=_url(tls_server, supabase_db, **params)).store(hub)
+    supabase = SupabaseResource(dsn=_url(tls_server, supabase_db, **tls_params)).store(hub)
     local_db = PostgresStore("local_db", tls_server.dsn(local), id_map=hub.id_map("local_db"))
     for store in (supabase, local_db):
         store.install()
@@ -142,7 +164,7 @@ def test_supabase_and_the_hub_sync_over_tls(mode, tls_server, tls_databases, cer
         assert _on_tls(conn)
     with supabase.connect() as conn:
         assert _on_tls(conn)
-        assert conn.info.get_parameters()["sslmode"] == mode
+        assert conn.info.get_parameters()["sslmode"] == tls_params["sslmode"]
 
     with psycopg.connect(tls_server.dsn(supabase_db)) as conn:
         pid = insert_person(conn, first_name="Grace", email="grace@navy.mil")
@@ -208,13 +230,11 @@ def test_store_and_hub_connections_prepare_no_statement(topology):
 
 @pytest.fixture
 def pooled_hub(pgbouncer: Pooler, topology) -> Iterator[Hub]:
-    """The hub behind the pooler on a pool of connections, as a Dagster run holds it: each connection is
-    reused for many transactions, and each server connection passes between the pool's clients. (A
+    """The hub behind the pooler on a pool, each server connection passing between the pool's clients. (A
     connection per unit of work meets the same trouble, only slower: a statement psycopg prepared stays on
     the server connection for its next client.)"""
-    dsn = pgbouncer.dsn(_database(topology.local_dsn))
-    with ConnectionPool(dsn, kwargs=connect_kwargs(HubTimeouts()), min_size=2, max_size=4, open=True) as pool:
-        yield Hub(dsn, pool=pool)
+    with _hub_on_a_pool(pgbouncer.dsn(_database(topology.local_dsn))) as hub:
+        yield hub
 
 
 def test_a_full_sync_with_supabase_and_the_hub_behind_the_transaction_pooler(pgbouncer, topology, pooled_hub):
