@@ -11,7 +11,7 @@ from sync_pipeline import pipeline
 from sync_pipeline.hub.hub import Hub
 from sync_pipeline.model.canonical import CanonicalValueError, canonical_record
 from sync_pipeline.model.entities import ENTITIES, Entity
-from sync_pipeline.stores.base import IdMap, SameIds, Source, Target, translate_references
+from sync_pipeline.stores.base import IdMap, SameIds, Source, Store, Target, translate_references
 from sync_pipeline.stores.bigquery import BigQueryStore
 from sync_pipeline.stores.postgres import PostgresStore
 from sync_pipeline.stores.twenty.store import TwentyStore
@@ -33,7 +33,7 @@ class FourStores:
         return [self.local_db, self.supabase, self.twenty, self.bigquery]
 
 
-def sync_all(hub: Hub, stores: Sequence[Any], run_id: str = "fault-run",
+def sync_all(hub: Hub, stores: Sequence[Store], run_id: str = "fault-run",
              on_step: Callable[[str], None] | None = None) -> dict[tuple[str, ...], Any]:
     """One run of the sync job without Dagster: per entity, capture every source, resolve, publish to every
     target; returns the stats by (step, store, entity). `on_step` hears each step's name before it runs."""
@@ -100,7 +100,8 @@ def _store_records(store: Any, entity: Entity) -> tuple[list[str], dict[str, dic
         translate_references(entity, rows, id_map, to_store=False)
     store_ids = [str(r["id"]) for r in rows]
     canonical_ids = id_map.to_canonical(entity.name, store_ids)
-    ids, records = [], {}
+    ids: list[str] = []
+    records: dict[str, dict[str, Any] | str] = {}
     for store_id, row in zip(store_ids, rows):
         record_id = canonical_ids.get(store_id, store_id)
         ids.append(record_id)

@@ -11,6 +11,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
 from sync_pipeline.hub.hub import Hub
+from sync_pipeline.stores.base import Store
 from sync_pipeline.stores.bigquery import BigQueryStore
 from sync_pipeline.stores.postgres import PostgresStore
 from sync_pipeline.stores.twenty.client import TwentyClient
@@ -23,7 +24,7 @@ def main(config: dict[str, str]) -> None:
     client = bigquery.Client(project=config["bigquery_project"], credentials=AnonymousCredentials(),
                              client_options={"api_endpoint": config["bigquery_endpoint"]})
     with TwentyClient(config["twenty_url"], config["twenty_key"], requests_per_minute=100_000) as twenty:
-        stores = [PostgresStore("local_db", config["local_dsn"], id_map=hub.id_map("local_db")),
+        stores: list[Store] = [PostgresStore("local_db", config["local_dsn"], id_map=hub.id_map("local_db")),
                   PostgresStore("supabase", config["supabase_dsn"], id_map=hub.id_map("supabase")),
                   TwentyStore(twenty, hub.id_map("twenty")),
                   BigQueryStore(client, config["bigquery_dataset"])]

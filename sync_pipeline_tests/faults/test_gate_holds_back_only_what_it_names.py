@@ -25,7 +25,9 @@ def _gated_run(defs: dg.Definitions, instance: dg.DagsterInstance) -> dg.Execute
 def _failing(instance: dg.DagsterInstance) -> list[str]:
     event = instance.get_latest_materialization_event(VERDICT_KEY)
     assert event is not None and event.asset_materialization is not None
-    return list(event.asset_materialization.metadata["failing"].value)
+    failing = event.asset_materialization.metadata["failing"].value
+    assert isinstance(failing, list)
+    return [str(line) for line in failing]
 
 
 def test_a_duplicate_key_and_bigquery_down_hold_back_only_themselves(stores: FourStores, four_stores, topology,

@@ -56,7 +56,13 @@ def _run_and_kill(config: dict[str, str], rng: random.Random) -> str:
                                cwd=PROJECT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
     lines: queue.Queue[str | None] = queue.Queue()
-    threading.Thread(target=lambda: [*map(lines.put, process.stdout or []), lines.put(None)], daemon=True).start()
+
+    def read_lines() -> None:
+        for line in process.stdout or []:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=read_lines, daemon=True).start()
     steps = 0
     try:
         while (line := lines.get(timeout=SECONDS_TO_A_STEP)) is not None:

@@ -31,5 +31,5 @@ def test_a_transaction_committed_after_a_capture_reaches_every_store(stores: Fou
 
     golden = stores.hub.golden_snapshot("people")
     assert {settled, late, quick, local} == set(golden)
-    assert golden[settled][1]["city"] == "Paris"
+    assert (golden[settled][1] or {}).get("city") == "Paris"
     assert_stores_match_hub(stores.hub, stores.all)
