@@ -1,0 +1,254 @@
+"""Latency of the running sandbox: from a commit in the local DB to the change visible in every Postgres store
+(the local DB, Supabase) and in BigQuery, with the sandbox's Dagster daemon doing the work (the sensors and
+schedules it turns on), as a person would see it.
+
+By default it starts a sandbox of its own (`sync-pipeline sandbox --port N`) in a temporary project
+directory (copies of workspace.yaml and dagster.yaml: its own `.sandbox/`, nothing of the project's), waits
+for it to be ready, measures, then stops it with Ctrl-C's signal and deletes the directory. `--attach`
+measures the sandbox already running from this directory instead (started with `bash scripts/sandbox.sh`)
+and leaves it running.
+
+The measurement: `--people` people created in the local DB and waited for everywhere (not timed), then
+`--changes` edits, one every `--every` seconds (each a transaction changing one person's job title to a
+marker of its own), while every `--poll` seconds one query to Supabase and one to BigQuery look for the
+markers. A change's latency is from just after its commit to the first poll that finds it in both. Prints
+every latency, p50 and p95 (nearest rank), and the goal p95 <= 15 s beside them.
+
+    .venv/bin/python bench/latency.py [--changes 8] [--every 7] [--port 3300] [--timeout 240]
+    .venv/bin/python bench/latency.py --attach     # a sandbox running from this directory
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import click
+import httpx
+import psycopg
+
+from sync_pipeline.defs.bigquery_resource import BigQueryStoreResource
+from sync_pipeline.sandbox.launcher import read_sandbox_env
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+READY_LINE = "sync_pipeline sandbox is ready"
+GOAL_P95_SECONDS = 15.0
+STOP_SECONDS = 120
+
+
+@dataclass
+class Change:
+    email: str
+    marker: str
+    committed_at: float
+    seen: dict[str, float] = field(default_factory=dict)  # store -> first poll that found the marker
+
+    def latency(self, stores: tuple[str, ...]) -> float | None:
+        if not all(store in self.seen for store in stores):
+            return None
+        return max(self.seen[store] for store in stores) - self.committed_at
+
+
+class Stores:
+    """Reads what Supabase and BigQuery hold for the bench's people, one query each per poll."""
+
+    NAMES = ("supabase", "bigquery")
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.local_dsn = env["LOCAL_DATABASE_URL"]
+        self.supabase_dsn = env["SUPABASE_DATABASE_URL"]
+        resource = BigQueryStoreResource(project=env["BIGQUERY_PROJECT"], dataset=env["BIGQUERY_DATASET"],
+                                         api_endpoint=env.get("BIGQUERY_EMULATOR_URL"))
+        self._client_context = resource.get_client()
+        self.bigquery = self._client_context.__enter__()
+        self.people_table = f"`{env['BIGQUERY_PROJECT']}.{env['BIGQUERY_DATASET']}.people`"
+
+    def close(self) -> None:
+        self._client_context.__exit__(None, None, None)
+
+    def titles(self, emails: list[str]) -> dict[str, dict[str, str | None]]:
+        """Per store, each e-mail's job title (absent: the person is not there yet)."""
+        from google.cloud import bigquery
+
+        with psycopg.connect(self.supabase_dsn) as conn:
+            supabase: dict[str, str | None] = dict(conn.execute("select email, job_title from public.people where email = any(%s)",
+                                         (emails,)).fetchall())
+        job = self.bigquery.query(
+            f"select email, job_title from {self.people_table} where email in unnest(@emails)",
+            job_config=bigquery.QueryJobConfig(query_parameters=[
+                bigquery.ArrayQueryParameter("emails", "STRING", emails)]))
+        warehouse = {row["email"]: row["job_title"] for row in job.result()}
+        return {"supabase": supabase, "bigquery": warehouse}
+
+
+def nearest_rank(values: list[float], percent: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(percent / 100 * len(ordered)) - 1)]
+
+
+def create_people(stores: Stores, run: str, people: int, timeout: float) -> list[str]:
+    """New people in the local DB, waited for in every store, so the edits measure updates only."""
+    emails = [f"latency.{run}.{i}@example.com" for i in range(people)]
+    with psycopg.connect(stores.local_dsn) as conn:
+        for i, email in enumerate(emails):
+            conn.execute("insert into public.people (id, first_name, last_name, email, job_title) "
+                         "values (%s, %s, %s, %s, %s)", (str(uuid.uuid4()), f"Latency{i}", run, email, "created"))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        held = stores.titles(emails)
+        if all(len(held[store]) == people for store in Stores.NAMES):
+            return emails
+        time.sleep(2)
+    raise SystemExit(f"the {people} new people did not reach every store within {timeout:.0f} s")
+
+
+def measure(stores: Stores, emails: list[str], changes: int, every: float, poll: float,
+            timeout: float) -> list[Change]:
+    made: list[Change] = []
+    next_change = time.monotonic()
+    deadline: float | None = None
+    while True:
+        now = time.monotonic()
+        if len(made) < changes and now >= next_change:
+            email = emails[len(made) % len(emails)]
+            marker = f"edit {len(made)} {uuid.uuid4().hex[:8]}"
+            with psycopg.connect(stores.local_dsn) as conn:
+                conn.execute("update public.people set job_title = %s where email = %s", (marker, email))
+            made.append(Change(email, marker, time.monotonic()))
+            print(f"  committed change {len(made)}/{changes}", flush=True)
+            next_change = now + every
+            if len(made) == changes:
+                deadline = time.monotonic() + timeout
+        held = stores.titles(emails)
+        polled = time.monotonic()
+        for change in made:
+            for store in Stores.NAMES:
+                if store not in change.seen and held[store].get(change.email) == change.marker:
+                    change.seen[store] = polled
+        # A later edit of the same person hides an earlier marker: there are more people than changes.
+        if len(made) == changes and all(c.latency(Stores.NAMES) is not None for c in made):
+            return made
+        if deadline is not None and time.monotonic() > deadline:
+            return made
+        time.sleep(poll)
+
+
+@contextlib.contextmanager
+def own_sandbox(port: int, ready_timeout: float) -> Iterator[dict[str, str]]:
+    """A sandbox in a temporary project directory; stopped (Ctrl-C's signal) and deleted on exit."""
+    directory = Path(tempfile.mkdtemp(prefix="bench-latency-"))
+    for name in ("workspace.yaml", "dagster.yaml"):
+        shutil.copyfile(PROJECT_DIR / name, directory / name)
+    log_path = directory / "sandbox.out"
+    script = Path(sys.executable).with_name("sync-pipeline")
+    command = [str(script), "sandbox", "--port", str(port)]
+    print(f"starting the sandbox in {directory} (its output: {log_path}); the first sync takes a while…",
+          flush=True)
+    env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
+    process = subprocess.Popen(command, cwd=directory, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               env=env, start_new_session=True, text=True)
+    ready = threading.Event()
+    log = log_path.open("w")
+    reader = threading.Thread(target=_copy_output, args=(process.stdout, log, ready), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + ready_timeout
+        while not ready.wait(1):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"the sandbox was not ready within {ready_timeout:.0f} s (exit code "
+                                 f"{process.poll()}); its output ends with:\n"
+                                 + log_path.read_text(errors="replace")[-2000:])
+        yield read_sandbox_env(directory)
+    finally:
+        print("stopping the sandbox…", flush=True)
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        reader.join(timeout=5)
+        log.close()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _copy_output(stream: IO[str] | None, log: IO[str], ready: threading.Event) -> None:
+    assert stream is not None
+    for line in stream:
+        log.write(line)
+        log.flush()
+        if READY_LINE in line:
+            ready.set()
+
+
+@contextlib.contextmanager
+def attached_sandbox() -> Iterator[dict[str, str]]:
+    env = read_sandbox_env(Path.cwd())
+    ui = env.get("SYNC_SANDBOX_UI_URL")
+    if not ui:
+        raise SystemExit("the sandbox in this directory runs without its UI (--no-ui): no daemon to measure")
+    try:
+        httpx.get(f"{ui}/server_info", timeout=5).raise_for_status()
+    except httpx.HTTPError as exc:
+        raise SystemExit(f"no sandbox answers at {ui}: start it with `bash scripts/sandbox.sh` ({exc})") from exc
+    yield env
+
+
+@click.command()
+@click.option("--changes", default=8, show_default=True, help="edits committed in the local DB")
+@click.option("--every", default=7.0, show_default=True, help="seconds between two edits")
+@click.option("--people", default=10, show_default=True, help="people created for the edits (>= changes "
+              "keeps each marker visible)")
+@click.option("--poll", default=1.0, show_default=True, help="seconds between two looks at the stores")
+@click.option("--timeout", default=240.0, show_default=True, help="seconds to wait for the last edit")
+@click.option("--port", default=3300, show_default=True, help="the Dagster UI of the sandbox it starts")
+@click.option("--ready-timeout", default=900.0, show_default=True, help="seconds for the sandbox to start")
+@click.option("--attach", is_flag=True, help="measure the sandbox already running from this directory")
+def main(changes: int, every: float, people: int, poll: float, timeout: float, port: int,
+         ready_timeout: float, attach: bool) -> None:
+    if people < changes:
+        raise click.UsageError("--people must be at least --changes: a second edit of a person hides the first")
+    sandbox = attached_sandbox() if attach else own_sandbox(port, ready_timeout)
+    with sandbox as env:
+        stores = Stores(env)
+        try:
+            run = uuid.uuid4().hex[:8]
+            emails = create_people(stores, run, people, timeout)
+            print(f"{people} people created and synced everywhere; now {changes} edits, one every {every:g} s",
+                  flush=True)
+            made = measure(stores, emails, changes, every, poll, timeout)
+        finally:
+            stores.close()
+    latencies = [latency for c in made if (latency := c.latency(Stores.NAMES)) is not None]
+    print("\ncommit in the local DB -> visible in Supabase and BigQuery (the local DB holds it at commit), "
+          f"polled every {poll:g} s:")
+    for i, change in enumerate(made, 1):
+        where = ", ".join(f"{store} {change.seen[store] - change.committed_at:.1f} s" if store in change.seen
+                          else f"{store} not within {timeout:.0f} s" for store in Stores.NAMES)
+        print(f"  change {i}: {where}")
+    if len(latencies) < len(made):
+        print(f"{len(made) - len(latencies)} of {len(made)} changes were not visible everywhere in time")
+    if latencies:
+        p50, p95 = nearest_rank(latencies, 50), nearest_rank(latencies, 95)
+        verdict = "met" if p95 <= GOAL_P95_SECONDS and len(latencies) == len(made) else "MISSED"
+        print(f"p50 {p50:.1f} s  p95 {p95:.1f} s  max {max(latencies):.1f} s over {len(latencies)} changes "
+              f"(goal p95 <= {GOAL_P95_SECONDS:g} s: {verdict})")
+
+
+if __name__ == "__main__":
+    main()
