@@ -98,7 +98,8 @@ def to_captured(entity: Entity, raw: Sequence[RawChange],
             changes.append(CapturedChange(record_ids.get(store_id), store_id, Op.DELETE, None, modified_at,
                                           c.event_key, c.base_version))
         elif id(c) in valid:
-            data = {k: v for k, v in valid[id(c)].items() if k != "id"}
+            # A field the row does not hold is one its store does not carry: the change leaves it as it is.
+            data = {k: v for k, v in valid[id(c)].items() if k != "id" and k in c.row}
             changes.append(CapturedChange(record_ids.get(store_id), store_id, Op.UPSERT, data, modified_at,
                                           c.event_key, c.base_version))
     return changes, quarantined

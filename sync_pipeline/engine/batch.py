@@ -188,7 +188,11 @@ def _resolve_change(entity: str, change: InboxChange, record_id: str, view: HubV
     base_version = claimed_base(change.row_version, state)
     if current and base_version < current.version:
         base_version = own_base(base_version, store, view.later_origins(record_id, base_version))
-    canonical = Change(store=store, entity=entity, record_id=record_id, op=change.op, data=change.data,
+    # A store that carries only some fields changes only those: the others stay as the hub holds them.
+    data = change.data
+    if current and current.data and data is not None:
+        data = {**current.data, **data}
+    canonical = Change(store=store, entity=entity, record_id=record_id, op=change.op, data=data,
                        base_version=base_version, modified_at=change.modified_at, event_key=change.event_key,
                        store_record_id=change.store_record_id)
     if is_echo(current, canonical, change.row_version, state):
