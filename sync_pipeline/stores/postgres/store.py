@@ -12,7 +12,6 @@ configured columns are gone or changed type is neither read nor written (`drift.
 from __future__ import annotations
 
 import json
-import uuid
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -26,6 +25,7 @@ from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import set_json_loads
 
 from sync_pipeline.config import SyncConfig, active_config
+from sync_pipeline.engine.batch import canonical_id
 from sync_pipeline.engine.records import ApplyResult, GoldenRecord
 from sync_pipeline.model.canonical import CanonicalValueError, canonical_record, content_hash
 from sync_pipeline.model.entities import ENTITIES, Entity
@@ -191,14 +191,11 @@ class PostgresStore:
         return CaptureBatch(changes=changes, cursor=position, more=len(rows) == limit)
 
     def _canonical_ids(self, table: MappedTable, rows: list[dict[str, Any]]) -> None:
-        """Give rows read from the store their canonical id in place (the contract checks it; the hub takes
-        the record's id from its id map by the store id): the id map's, else a uuid store id as it is, else
-        a uuid derived from the store, table and id."""
+        """Give rows read from the store their canonical id in place (the contract checks it): the id map's,
+        else the one the hub gives a record new to it (`engine.batch.canonical_id`)."""
         known = self.id_map.to_canonical(table.entity.name, [r["id"] for r in rows])
         for row in rows:
-            store_id = row["id"]
-            row["id"] = known.get(store_id) or (store_id if table.mapping.id_type == "uuid" else str(
-                uuid.uuid5(uuid.NAMESPACE_URL, f"sync-pipeline:{self.name}:{table.key}:{store_id}")))
+            row["id"] = known.get(row["id"]) or canonical_id(row["id"], self.name)
 
     def latest_change(self, entity: Entity) -> str | None:
         """The newest change-log position of the entity ("txid:seq"), for the CDC sensor: cheap, indexed."""
