@@ -9,18 +9,21 @@ import dagster as dg
 import psycopg
 
 from sync_pipeline import pipeline
+from sync_pipeline.defs.assets import PREFLIGHT_KEY, capture_key, hub_key, publish_key
 from sync_pipeline.defs.automation import (
     cdc_sensor,
     hourly_safety_checks,
     nightly_reconciliation,
+    sweep_after_reconciliation,
     sync_schedule,
     webhook_inbox_sensor,
 )
+from sync_pipeline.defs.verdict import VERDICT_KEY
 from sync_pipeline.model.entities import entity
 from sync_pipeline.stores.base import live_hashes
 from sync_pipeline_tests.helpers import SETTINGS, insert_person, people, sync_once
 
-PEOPLE = entity("people")
+PEOPLE, COMPANIES = entity("people"), entity("companies")
 
 
 def tick(sensor, instance, resources, cursor=None):
@@ -28,7 +31,7 @@ def tick(sensor, instance, resources, cursor=None):
         return sensor(context)
 
 
-def test_cdc_sensor_requests_a_run_when_a_change_log_moves(four_stores, topology):
+def test_cdc_sensor_requests_a_run_for_what_moved_when_a_change_log_moves(four_stores, topology):
     resources = four_stores.resources
     with dg.DagsterInstance.ephemeral() as instance:
         first = tick(cdc_sensor, instance, resources)
@@ -40,11 +43,59 @@ def test_cdc_sensor_requests_a_run_when_a_change_log_moves(four_stores, topology
         cursor = json.loads(result.cursor)
         assert cursor["supabase:people"] and request.run_key.startswith("cdc:")
         assert request.tags["sync/changed"] == "supabase:people"
+        # Supabase's people and what is downstream of them; no other store's capture, no other entity
+        selection = set(request.asset_selection)
+        assert {PREFLIGHT_KEY, capture_key("supabase", PEOPLE), hub_key(PEOPLE), publish_key("twenty", PEOPLE),
+                publish_key("bigquery", PEOPLE), dg.AssetKey(["bigquery", "sync_log"]), VERDICT_KEY} <= selection
+        assert capture_key("local_db", PEOPLE) not in selection and hub_key(COMPANIES) not in selection
         # the same position again: nothing to do; the run key is derived, so a replayed tick dedupes
         again = tick(cdc_sensor, instance, resources, result.cursor)
         assert isinstance(again, dg.SkipReason)
         replay = tick(cdc_sensor, instance, resources)
         assert replay.run_requests[0].run_key == request.run_key
+
+
+def test_a_run_of_the_same_selection_queued_or_running_coalesces_the_ticks(four_stores, topology):
+    resources = four_stores.resources
+    job = four_stores.defs.resolve_job_def("sync_with_safety_check")
+    with dg.DagsterInstance.ephemeral() as instance:
+        start = None  # every change log as yet unread
+        with psycopg.connect(topology.supabase_dsn) as conn:
+            insert_person(conn)
+        [request] = tick(cdc_sensor, instance, resources, start).run_requests
+        selection = set(request.asset_selection)
+        queued = instance.create_run_for_job(job.get_subset(asset_selection=selection), asset_selection=selection,
+                                             status=dg.DagsterRunStatus.QUEUED)
+        # queued: it will read the change, so the tick skips and moves its cursor past it
+        skipped = tick(cdc_sensor, instance, resources, start)
+        assert not skipped.run_requests and queued.run_id in skipped.skip_reason.skip_message
+        assert json.loads(skipped.cursor)["supabase:people"]
+        # running: it may have read its store already, so the tick skips and keeps its cursor (asked again later)
+        instance.report_run_failed(queued)
+        running = instance.create_run_for_job(job, status=dg.DagsterRunStatus.STARTED)  # the whole job covers it
+        kept = tick(cdc_sensor, instance, resources, start)
+        assert not kept.run_requests and running.run_id in kept.skip_reason.skip_message and kept.cursor is None
+        # another store moved: not covered by a run of Supabase's people (once the whole-job run has ended)
+        instance.report_run_failed(running)
+        with psycopg.connect(topology.local_dsn) as conn:
+            insert_person(conn)
+        instance.create_run_for_job(job.get_subset(asset_selection=selection), asset_selection=selection,
+                                    status=dg.DagsterRunStatus.QUEUED)
+        [other] = tick(cdc_sensor, instance, resources, skipped.cursor).run_requests
+        assert other.tags["sync/changed"] == "local_db:people"
+
+
+def test_the_nightly_reconciliation_is_followed_by_the_checks_full_sweep(four_stores):
+    with dg.DagsterInstance.ephemeral() as instance:
+        run = instance.create_run_for_job(four_stores.defs.resolve_job_def("reconciliation_job"),
+                                          status=dg.DagsterRunStatus.SUCCESS)
+        with dg.build_run_status_sensor_context(
+                sensor_name="sweep_after_reconciliation", dagster_instance=instance, dagster_run=run,
+                dagster_event=dg.DagsterEvent(event_type_value="PIPELINE_SUCCESS", job_name=run.job_name)
+        ) as context:
+            request = sweep_after_reconciliation(context)
+    assert request.tags["sync/checks"] == "sweep" and sweep_after_reconciliation.request_job.name == (
+        "safety_checks_job")
 
 
 def test_webhook_inbox_sensor_requests_a_run_per_new_hint(four_stores, topology):
@@ -55,6 +106,8 @@ def test_webhook_inbox_sensor_requests_a_run_per_new_hint(four_stores, topology)
         topology.hub.enqueue_webhook("twenty", "people", "k1", "00000000-0000-0000-0000-000000000001", {})
         result = tick(webhook_inbox_sensor, instance, resources)
         assert [r.run_key for r in result.run_requests] == [f"inbox:{json.loads(result.cursor)['hint_id']}"]
+        selection = set(result.run_requests[0].asset_selection)
+        assert capture_key("twenty", PEOPLE) in selection and capture_key("supabase", PEOPLE) not in selection
         assert isinstance(tick(webhook_inbox_sensor, instance, resources, result.cursor), dg.SkipReason)
 
 

@@ -432,4 +432,101 @@ def test_one_duplicate_and_one_store_down_hold_back_only_themselves(synced, topo
         assert event is not None and event.asset_materialization is not None
         failing = event.asset_materialization.metadata["failing"].value
         assert any("bigquery_connection" in line for line in failing), failing
-        assert any("people_unique_keys" in line and "grace@navy.mil" in line for line in failing), failing
+        assert any("hub/people unique_keys" in line and "grace@navy.mil" in line for line in failing), failing
+
+
+# -- a sync's checks look at its window; the nightly sweep at everything -------------------------------
+
+
+def _checks_alone(defs: dg.Definitions, sweep: bool) -> dict[tuple[str, str], dg.AssetCheckEvaluation]:
+    tags = {"sync/checks": "sweep"} if sweep else {}
+    result = defs.resolve_job_def("safety_checks_job").execute_in_process(raise_on_error=False, tags=tags)
+    return {(e.asset_key.to_user_string(), e.check_name): e for e in result.get_asset_check_evaluations()}
+
+
+def _corrupt_grace(topology, pending: bool) -> None:
+    """Grace's golden record breaks its contract; `pending`: as a new version no store has seen yet."""
+    with topology.hub.connect() as conn:
+        conn.execute("""update sync.golden set data = jsonb_set(data, '{email}', '"not-an-email"'),
+                               version = version + %s::int
+                        where entity = 'people' and data->>'first_name' = 'Grace'""", (int(pending),))
+
+
+def _age_out_of_the_window(topology) -> None:
+    """Ten later runs that touched nothing: the records of the first runs are out of the checks' window."""
+    for i in range(Thresholds().recent_runs):
+        topology.hub.start_run(f"later-{i}", "test")
+
+
+def test_the_window_validates_what_will_be_published_and_the_sweep_everything(synced, topology):
+    _age_out_of_the_window(topology)
+    _corrupt_grace(topology, pending=False)  # at rest, seen by every store: nothing will send it anywhere
+    window = _checks_alone(synced.defs, sweep=False)
+    assert window[("safety/preflight", "people_contract")].passed
+    swept = _checks_alone(synced.defs, sweep=True)[("safety/preflight", "people_contract")]
+    assert not swept.passed and "email" in (swept.description or "")
+    _corrupt_grace(topology, pending=True)  # a new version every store has still to receive: it would spread
+    verdict = safety.pending_golden_contract(topology.hub, PEOPLE, [], ["local_db", "supabase"])
+    assert verdict.status is Status.FAIL and verdict.metadata["failure_cases"][0]["failure_case"] == "not-an-email"
+    result = _sync(synced.defs, "sync_with_safety_check")
+    assert not result.success
+    assert "not-an-email" not in {p["email"] for p in topology.local_db.rows(PEOPLE)}
+
+
+def test_the_window_sees_what_its_runs_applied_twice_and_the_conflicts_they_recorded(synced, topology):
+    _edit_grace_on_both_sides(synced, topology)
+    recent = topology.hub.recent_run_ids(Thresholds().recent_runs)
+    assert safety.conflicts_recorded(topology.hub, PEOPLE, recent).status is Status.PASS
+    with topology.hub.connect() as conn:
+        conn.execute("""update sync.conflicts set incoming_side = jsonb_set(incoming_side, '{data,city}', '"Oslo"'),
+                                                 golden_side = jsonb_set(golden_side, '{data,city}', '"Oslo"')""")
+        conn.execute("""insert into sync.golden_history (entity, record_id, version, data, deleted, content_hash,
+                                                         origin_store, origin_modified_at)
+                        select entity, record_id, version + 100, data, deleted, content_hash, origin_store,
+                               origin_modified_at
+                        from sync.golden_history where entity = 'people' and data->>'first_name' = 'Grace'
+                        order by version desc limit 1""")
+    assert safety.conflicts_recorded(topology.hub, PEOPLE, recent).status is Status.FAIL
+    assert safety.applied_once(topology.hub, PEOPLE, recent).status is Status.FAIL
+    assert safety.conflicts_recorded(topology.hub, PEOPLE, []).status is Status.PASS  # no run in the window
+    assert safety.applied_once(topology.hub, PEOPLE, []).status is Status.PASS
+
+
+def test_the_window_finds_a_held_back_duplicate_and_a_record_that_never_arrived(synced, topology):
+    with psycopg.connect(topology.local_dsn) as conn:
+        twin = insert_person(conn, first_name="Twin", email="grace@navy.mil")
+    assert not _sync(synced.defs).success  # held back by the resolve; unique_keys fails, the verdict is UNSAFE
+    assert twin not in {str(p["id"]) for p in topology.supabase.rows(PEOPLE)}
+    recent = topology.hub.recent_run_ids(Thresholds().recent_runs)
+    verdict = safety.unique_keys_in_window(topology.hub, PEOPLE, recent)
+    assert verdict.status is Status.FAIL and verdict.metadata["duplicates"] == {"local_db": ["grace@navy.mil"]}
+    held = safety.delivered(topology.hub, "local_db", PEOPLE, recent)  # the twin waits in its source's quarantine
+    assert held.status is Status.WARN and held.metadata["quarantined_ids"] == [twin]
+    assert safety.delivered(topology.hub, "supabase", PEOPLE, recent).status is Status.PASS
+    with topology.hub.connect() as conn:  # the hub forgets that Supabase received a record: no error says why
+        conn.execute("""delete from sync.record_state where store = 'supabase' and entity = 'people'
+                        and record_id = (select record_id from sync.golden where entity = 'people'
+                                         and data->>'first_name' = 'Grace')""")
+    verdict = safety.delivered(topology.hub, "supabase", PEOPLE, recent)
+    assert verdict.status is Status.FAIL and len(verdict.metadata["missing"]) == 1
+
+
+def test_the_checks_of_a_sync_list_no_whole_store(synced, topology, twenty_standin, twenty_client):
+    twenty_client.batch_create("people", [{"name": {"firstName": f"Many{i}"},
+                                           "emails": {"primaryEmail": f"many{i}@example.com"}} for i in range(150)])
+    assert _sync(synced.defs).success
+
+    def twenty_requests(sweep: bool) -> int:
+        before = twenty_standin.stats()["requests"]
+        evaluations = _checks_alone(synced.defs, sweep)
+        assert all(e.passed for e in evaluations.values()), [e.description for e in evaluations.values()
+                                                            if not e.passed]
+        return twenty_standin.stats()["requests"] - before
+
+    window, sweep = twenty_requests(sweep=False), twenty_requests(sweep=True)
+    # A listing of 151 people takes 3 pages of 60, and the sweep lists each entity for three checks.
+    assert sweep >= window + 9, (window, sweep)
+    twenty_client.batch_create("people", [{"name": {"firstName": f"More{i}"},
+                                           "emails": {"primaryEmail": f"more{i}@example.com"}} for i in range(120)])
+    assert _sync(synced.defs).success
+    assert twenty_requests(sweep=False) == window  # twice the people, the same requests

@@ -1,32 +1,83 @@
 """What drives the sync: the CDC and webhook-inbox sensors, the interval sync schedule, the nightly
-reconciliation and the hourly safety checks. Sensors keep an explicit JSON cursor, derive their run keys
-from it, and only read a few indexed rows per tick.
+reconciliation (followed by the checks' full sweep) and the hourly safety checks. Sensors keep an explicit
+JSON cursor, derive their run keys from it, and only read a few indexed rows per tick.
+
+A sensor's run is targeted: it materializes what moved (the gate, the captures of the stores and entities
+whose changes arrived, and downstream of them: those entities' golden records, their publishes to every
+target, the sync log and the verdict), not every store. Runs are coalesced: while a run that covers the same
+selection is queued, a tick skips (the queued run will read the change); while one is running, it skips
+without moving its cursor, so the change is asked for again once that run ends.
 
 No `from __future__ import annotations` here: Dagster inspects annotations at definition time.
 """
 
 import hashlib
 import json
+from collections.abc import Iterable
 from typing import Any
 
 import dagster as dg
 
 from sync_pipeline import pipeline
 from sync_pipeline.defs.alerts import alert_on_run_failure
+from sync_pipeline.defs.assets import PREFLIGHT_KEY, capture_key, hub_key, publish_key, sync_log_key
+from sync_pipeline.defs.checks import SCOPE_TAG, SWEEP
 from sync_pipeline.defs.jobs import safety_checks_job, sync_job, sync_with_safety_check
 from sync_pipeline.defs.resources import HubResource
 from sync_pipeline.defs.verdict import VERDICT_KEY, safety_verdict_job
 from sync_pipeline.model.entities import ENTITIES
 from sync_pipeline.settings import sync_interval_minutes
-from sync_pipeline.stores.registry import STORES
+from sync_pipeline.stores.registry import STORES, sync_log_host
 
 SYNC_INTERVAL_MINUTES = sync_interval_minutes()
 CHANGE_LOG_STORES = [s for s in STORES if s.has_change_log]
 CHANGE_LOG_KEYS = [s.key for s in CHANGE_LOG_STORES]
+HINTED_STORES = [s for s in STORES if s.captures and not s.has_change_log]  # polled, and woken by webhooks
+
+
+QUEUED = {dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED}
+RUNNING = {dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED}
 
 
 def _run_key(prefix: str, state: dict) -> str:
     return f"{prefix}:{hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()[:16]}"
+
+
+def targeted_selection(moved: Iterable[tuple[str, str]]) -> list[dg.AssetKey]:
+    """The assets of a run for changes of these (store, entity) pairs: the gate, their captures, the golden
+    records of their entities, those entities' publishes to every target, the sync log and the verdict."""
+    moved = sorted(set(moved))
+    names = {name for _, name in moved}
+    entities = [e for e in ENTITIES if e.name in names]
+    keys = [PREFLIGHT_KEY, *(capture_key(store, e) for store, name in moved for e in entities if e.name == name)]
+    keys += [hub_key(e) for e in entities]
+    keys += [publish_key(s.key, e) for e in entities for s in STORES if s.publishes]
+    host = sync_log_host()
+    return [*keys, *([sync_log_key(host)] if host is not None else []), VERDICT_KEY]
+
+
+def covering_run(instance: dg.DagsterInstance, job_name: str, selection: list[dg.AssetKey]
+                 ) -> dg.DagsterRun | None:
+    """A queued or running run of the job that materializes at least this selection (a whole-job run covers
+    every one); a queued one first, as it will still read what moved."""
+    runs = instance.get_runs(dg.RunsFilter(job_name=job_name, statuses=[*QUEUED, *RUNNING]))
+    covering = [r for r in runs if r.asset_selection is None or set(selection) <= set(r.asset_selection)]
+    return next((r for r in covering if r.status in QUEUED), covering[0] if covering else None)
+
+
+def coalesced(context: dg.SensorEvaluationContext, selection: list[dg.AssetKey], moved_cursor: str,
+              kept_cursor: str | None) -> dg.SensorResult | None:
+    """None when no run of the same selection is queued or running; else the tick's skip: with the cursor
+    moved past the change when the run is still queued (it will read it), kept when it is already running."""
+    run = covering_run(context.instance, sync_with_safety_check.name, selection)
+    if run is None:
+        return None
+    queued = run.status in QUEUED
+    return dg.SensorResult(
+        skip_reason=dg.SkipReason(f"run {run.run_id} of the same selection is {run.status.value.lower()}: "
+                                  + ("it will read these changes" if queued else
+                                     "these changes are asked for again once it ends")),
+        cursor=moved_cursor if queued else kept_cursor)
 
 
 @dg.sensor(
@@ -52,10 +103,12 @@ def cdc_sensor(context: dg.SensorEvaluationContext, **resources):
     moved = {k: v for k, v in positions.items() if v is not None and v != seen.get(k)}
     if not moved:
         return dg.SkipReason("no new changes in the change logs")
-    return dg.SensorResult(
-        run_requests=[dg.RunRequest(run_key=_run_key("cdc", moved),
+    selection = targeted_selection((store, entity) for store, entity in (key.split(":", 1) for key in moved))
+    cursor = json.dumps({**seen, **positions}, sort_keys=True)
+    return coalesced(context, selection, cursor, context.cursor) or dg.SensorResult(
+        run_requests=[dg.RunRequest(run_key=_run_key("cdc", moved), asset_selection=selection,
                                     tags={"sync/trigger": "cdc", "sync/changed": ",".join(sorted(moved))})],
-        cursor=json.dumps({**seen, **positions}, sort_keys=True))
+        cursor=cursor)
 
 
 @dg.sensor(
@@ -69,9 +122,12 @@ def webhook_inbox_sensor(context: dg.SensorEvaluationContext, hub: HubResource):
     latest = hub.hub().latest_hint()
     if latest <= seen["hint_id"]:
         return dg.SkipReason("no new webhook hints in the inbox")
-    return dg.SensorResult(
-        run_requests=[dg.RunRequest(run_key=f"inbox:{latest}", tags={"sync/trigger": "webhook"})],
-        cursor=json.dumps({"hint_id": latest}))
+    selection = targeted_selection((s.key, e.name) for s in HINTED_STORES for e in ENTITIES)
+    cursor = json.dumps({"hint_id": latest})
+    return coalesced(context, selection, cursor, context.cursor) or dg.SensorResult(
+        run_requests=[dg.RunRequest(run_key=f"inbox:{latest}", asset_selection=selection,
+                                    tags={"sync/trigger": "webhook"})],
+        cursor=cursor)
 
 
 sync_schedule = dg.ScheduleDefinition(
@@ -140,6 +196,15 @@ nightly_reconciliation = dg.ScheduleDefinition(
 )
 
 
+@dg.run_status_sensor(run_status=dg.DagsterRunStatus.SUCCESS, monitored_jobs=[reconciliation_job],
+                      request_job=safety_checks_job, default_status=dg.DefaultSensorStatus.RUNNING,
+                      description="After the nightly reconciliation, every safety check looks at everything the hub "
+                                  "and the stores hold (a sync's checks look at its window only).")
+def sweep_after_reconciliation(context: dg.RunStatusSensorContext):
+    return dg.RunRequest(run_key=f"sweep:{context.dagster_run.run_id}",
+                         tags={"sync/trigger": "nightly-sweep", SCOPE_TAG: SWEEP})
+
+
 SYNC_JOBS: list[Any] = [sync_job, sync_with_safety_check, reconciliation_job]  # the runs the hub's run log records
 
 
@@ -174,7 +239,8 @@ def verdict_after_failed_checks(context: dg.RunFailureSensorContext):
     return dg.RunRequest(run_key=f"verdict:{context.dagster_run.run_id}", tags={"sync/trigger": "safety-checks"})
 
 
-SENSORS = [cdc_sensor, webhook_inbox_sensor, run_succeeded, run_failed, verdict_after_safety_checks,
+SENSORS = [cdc_sensor, webhook_inbox_sensor, run_succeeded, run_failed, sweep_after_reconciliation,
+           verdict_after_safety_checks,
            verdict_after_failed_checks, alert_on_run_failure]
 SCHEDULES = [sync_schedule, hourly_safety_checks, nightly_reconciliation]
 JOBS = [reconciliation_job]

@@ -4,14 +4,24 @@ The gate is `safety/preflight`, upstream of every capture: its checks run first 
 Only the hub's own integrity blocks everything (contract, applied once, conflicts recorded): with it broken,
 nothing may spread. What one store or one record breaks holds back that store or that record only: a store
 that is down or whose change capture is gone fails its own steps (recorded; the others sync), and a
-duplicate natural key is held back by the resolve, which quarantines it with its reason; their checks FAIL
-and the verdict names the store and the records, but they do not stop the other stores. Monitoring checks
-sit on the store and hub assets they describe. The safety command runs all of them through Dagster.
+duplicate natural key is held back by the resolve, which quarantines it with its reason; `unique_keys` on the
+hub asset, evaluated after the resolve, names it. Their checks FAIL and the verdict names the store and the
+records, but they do not stop the other stores. Monitoring checks sit on the store and hub assets they
+describe. The safety command runs all of them through Dagster.
+
+A check is evaluated in one Dagster step with the others of its group (the gate, the hub, one per store):
+about 74 checks in six steps, where a step each made the sync slow. Each keeps its own name, asset, blocking
+flag and result; one that cannot run fails alone. A group can be subset, so a run of some assets (a sensor's
+targeted run, the UI's "Execute" of one check) evaluates only their checks.
+
+Every sync evaluates its checks over a window (the latest runs and what is pending; `safety.checks.Scope`);
+a run tagged `sync/checks: sweep` (the nightly one after the reconciliation) looks at everything.
 
 No `from __future__ import annotations` here: Dagster inspects the context annotation at definition time.
 """
 
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
 
 import dagster as dg
 
@@ -19,9 +29,11 @@ from sync_pipeline.defs.assets import PREFLIGHT_KEY, capture_key, hub_key, publi
 from sync_pipeline.model.entities import ENTITIES, Entity
 from sync_pipeline.redaction import redact_text
 from sync_pipeline.safety import checks as safety
-from sync_pipeline.safety.checks import Status, Verdict
+from sync_pipeline.safety.checks import Scope, Status, Verdict
 from sync_pipeline.stores.base import StoreSpec
 from sync_pipeline.stores.registry import STORES, sources
+
+SCOPE_TAG, SWEEP = "sync/checks", "sweep"  # a run tagged so evaluates every check over everything
 
 
 @dg.asset(
@@ -30,93 +42,133 @@ from sync_pipeline.stores.registry import STORES, sources
     kinds={"python"},
     description="The gate of a safe sync, evaluated before anything is written. The hub's integrity (contract, "
                 "idempotency, conflict invariants) blocks everything; a store that is down or lost its change "
-                "capture, or a duplicate natural key, fails its check and holds back that store or record only.",
+                "capture fails its check and holds back that store only.",
 )
 def preflight() -> dg.MaterializeResult:
     return dg.MaterializeResult(metadata={"gate": "the blocking checks decide"})
 
 
-def to_result(verdict: Verdict) -> dg.AssetCheckResult:
+@dataclass(frozen=True)
+class SafetyCheck:
+    """One check: its spec (asset, name, description, blocking flag), the resources it reads, and how it is
+    evaluated from the resources and the scope."""
+
+    spec: dg.AssetCheckSpec
+    resources: frozenset[str]
+    evaluate: Callable[[Any, Scope], Verdict]
+
+
+def to_result(spec: dg.AssetCheckSpec, verdict: Verdict) -> dg.AssetCheckResult:
     metadata: dict[str, Any] = {"status": verdict.status.value, "reason": verdict.reason}
     for key, value in verdict.metadata.items():
         metadata[key] = dg.MetadataValue.json(value) if isinstance(value, (list, dict)) else value
     # A warning passes in Dagster's terms (its UI labels any failed check "Failed"); the `status` metadata, the
     # description and the verdict say WARN.
     warned = verdict.status is Status.WARN
-    return dg.AssetCheckResult(passed=verdict.status is not Status.FAIL, severity=dg.AssetCheckSeverity.ERROR,
+    return dg.AssetCheckResult(asset_key=spec.asset_key, check_name=spec.name,
+                               passed=verdict.status is not Status.FAIL, severity=dg.AssetCheckSeverity.ERROR,
                                description=f"WARN: {verdict.reason}" if warned else verdict.reason,
                                metadata=metadata)
 
 
 def _check(asset: dg.AssetKey, name: str, description: str, resources: set[str],
-           evaluate: Callable[[Any], Verdict], blocking: bool = False) -> dg.AssetChecksDefinition:
-    @dg.asset_check(asset=asset, name=name, description=description, blocking=blocking,
-                    required_resource_keys={"hub", "sync_settings", *resources})
-    def _run(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-        try:
-            verdict = evaluate(context.resources)
-        except Exception as exc:  # noqa: BLE001 - a check that cannot run is a failed check, never a silent one
-            verdict = Verdict.fail(f"the check could not run: {type(exc).__name__}: {redact_text(str(exc))[:300]}")
-        return to_result(verdict)
+           evaluate: Callable[[Any, Scope], Verdict], blocking: bool = False) -> SafetyCheck:
+    return SafetyCheck(dg.AssetCheckSpec(name, asset=asset, description=description, blocking=blocking),
+                       frozenset(resources), evaluate)
+
+
+def _evaluate(check: SafetyCheck, resources: Any, scope: Scope) -> Verdict:
+    try:
+        return check.evaluate(resources, scope)
+    except Exception as exc:  # noqa: BLE001 - a check that cannot run is a failed check, never a silent one
+        return Verdict.fail(f"the check could not run: {type(exc).__name__}: {redact_text(str(exc))[:300]}")
+
+
+def check_group(name: str, description: str, checks: list[SafetyCheck]) -> dg.AssetChecksDefinition:
+    """The checks evaluated in one step, each on its own (one that cannot run fails alone), in order."""
+    by_key = {check.spec.key: check for check in checks}
+
+    @dg.multi_asset_check(name=name, description=description, specs=[c.spec for c in checks], can_subset=True,
+                          required_resource_keys={"hub", "sync_settings", *(r for c in checks for r in c.resources)})
+    def _run(context: dg.AssetCheckExecutionContext) -> Iterator[dg.AssetCheckResult]:
+        resources = context.resources
+        scope = Scope(resources.hub.hub(), resources.sync_settings.thresholds().recent_runs,
+                      sweep=context.run.tags.get(SCOPE_TAG) == SWEEP)
+        selected = context.selected_asset_check_keys
+        for key, check in by_key.items():
+            if key in selected:
+                yield to_result(check.spec, _evaluate(check, resources, scope))
 
     return _run
 
 
-def _store_check(spec: StoreSpec, evaluate: Callable[[Any, Any], Verdict]) -> Callable[[Any], Verdict]:
+def _store_check(spec: StoreSpec, evaluate: Callable[[Any, Any, Scope], Verdict]) -> Callable[[Any, Scope], Verdict]:
     """Evaluate against the store when it is configured; an optional store that is not is a WARN, one that is
     set up by halves is a FAIL."""
-    def run(resources: Any) -> Verdict:
+    def run(resources: Any, scope: Scope) -> Verdict:
         resource = getattr(resources, spec.key)
         if resource.misconfiguration:
             return Verdict.fail(f"{spec.label} is misconfigured: {resource.misconfiguration}")
         if not resource.configured:
             return safety.not_configured(spec.label)
-        return evaluate(resources, resource.store(resources.hub.hub()))
+        return evaluate(resources, resource.store(resources.hub.hub()), scope)
 
     return run
 
 
-def _configured_sources(resources: Any) -> list:
-    hub = resources.hub.hub()
-    return [getattr(resources, s.key).store(hub) for s in sources() if getattr(resources, s.key).configured]
+def _configured(resources: Any, specs: list[StoreSpec]) -> list[StoreSpec]:
+    return [s for s in specs if getattr(resources, s.key).configured]
 
 
-def _connection_check(spec: StoreSpec) -> dg.AssetChecksDefinition:
+# -- the gate ---------------------------------------------------------------------------------------------
+
+
+def _connection_check(spec: StoreSpec) -> SafetyCheck:
     return _check(PREFLIGHT_KEY, f"{spec.key}_connection",
                   f"{spec.label} is reachable, accepts our credentials and allows what the sync needs.",
-                  {spec.key}, _store_check(spec, lambda r, store: safety.connection(store)))
+                  {spec.key}, _store_check(spec, lambda r, store, scope: safety.connection(store)))
 
 
-def _capture_installed_check(spec: StoreSpec, entity: Entity) -> dg.AssetChecksDefinition:
+def _capture_installed_check(spec: StoreSpec, entity: Entity) -> SafetyCheck:
     return _check(PREFLIGHT_KEY, f"{spec.key}_{entity.name}_capture_installed",
                   f"The change log and triggers of {entity.name} in {spec.label} are in place: without them "
                   f"edits there would be missed.", {spec.key},
-                  _store_check(spec, lambda r, store: safety.capture_installed(store, entity, r.hub.hub())))
+                  _store_check(spec, lambda r, store, scope: safety.capture_installed(store, entity, r.hub.hub())))
 
 
-def _hub_preflight_checks(entity: Entity) -> list[dg.AssetChecksDefinition]:
-    checks = [
+def _golden_contract(resources: Any, scope: Scope, entity: Entity) -> Verdict:
+    hub = resources.hub.hub()
+    if scope.sweep:
+        return safety.golden_contract(hub, entity)
+    targets = [s.key for s in _configured(resources, [s for s in STORES if s.publishes])]
+    return safety.pending_golden_contract(hub, entity, scope.run_ids, targets)
+
+
+def _window(scope: Scope) -> list[str] | None:
+    """The runs a window check looks at; None (everything) in a sweep."""
+    return None if scope.sweep else scope.run_ids
+
+
+def _hub_preflight_checks(entity: Entity) -> list[SafetyCheck]:
+    stores = {s.key for s in STORES if s.publishes}
+    return [
         _check(PREFLIGHT_KEY, f"{entity.name}_contract",
-               f"Every golden {entity.name} record meets the pandera contract (required fields, types, "
-               f"formats): nothing invalid can spread from the hub.", set(),
-               lambda r: safety.golden_contract(r.hub.hub(), entity), blocking=True),
+               f"The golden {entity.name} records the latest runs resolved and those still to be published meet "
+               f"the pandera contract (required fields, types, formats): nothing invalid can spread from the hub. "
+               f"The nightly sweep validates every one.", stores,
+               lambda r, scope: _golden_contract(r, scope, entity), blocking=True),
         _check(PREFLIGHT_KEY, f"{entity.name}_applied_once",
-               f"No captured {entity.name} change was applied twice (ledger vs per-record outcomes).", set(),
-               lambda r: safety.applied_once(r.hub.hub(), entity), blocking=True),
+               f"No captured {entity.name} change of the latest runs was applied twice (ledger vs per-record "
+               f"outcomes, and the golden history); the nightly sweep reads all of them.", set(),
+               lambda r, scope: safety.applied_once(r.hub.hub(), entity, _window(scope)), blocking=True),
         _check(PREFLIGHT_KEY, f"{entity.name}_conflicts_recorded",
-               f"Every {entity.name} conflict has a recorded winner the hub holds or superseded.", set(),
-               lambda r: safety.conflicts_recorded(r.hub.hub(), entity), blocking=True),
+               f"Every {entity.name} conflict of the latest runs has a recorded winner the hub holds or "
+               f"superseded; the nightly sweep reads all of them.", set(),
+               lambda r, scope: safety.conflicts_recorded(r.hub.hub(), entity, _window(scope)), blocking=True),
     ]
-    if entity.natural_key:
-        checks.append(_check(
-            PREFLIGHT_KEY, f"{entity.name}_unique_keys",
-            f"No {entity.natural_key} of {entity.name} is held by two records, in the hub or any store.",
-            {s.key for s in sources()},
-            lambda r: safety.unique_natural_keys(r.hub.hub(), _configured_sources(r), entity)))
-    return checks
 
 
-def preflight_checks() -> list[dg.AssetChecksDefinition]:
+def gate_checks() -> list[SafetyCheck]:
     checks = [_connection_check(spec) for spec in STORES]
     checks += [_capture_installed_check(spec, entity)
                for spec in STORES if spec.has_change_log for entity in ENTITIES]
@@ -125,50 +177,97 @@ def preflight_checks() -> list[dg.AssetChecksDefinition]:
     return checks
 
 
-def store_checks(spec: StoreSpec, entity: Entity) -> list[dg.AssetChecksDefinition]:
+# -- monitoring -------------------------------------------------------------------------------------------
+
+
+def _store_contract(spec: StoreSpec, entity: Entity) -> Callable[[Any, Any, Scope], Verdict]:
+    def run(resources: Any, store: Any, scope: Scope) -> Verdict:
+        hub = resources.hub.hub()
+        if scope.sweep:
+            return safety.store_contract(store, entity, hub)
+        return safety.held_back(hub, spec.key, entity, scope.run_ids)
+
+    return run
+
+
+def _consistency(spec: StoreSpec, entity: Entity) -> Callable[[Any, Any, Scope], Verdict]:
+    def run(resources: Any, store: Any, scope: Scope) -> Verdict:
+        hub = resources.hub.hub()
+        if scope.sweep:
+            return safety.consistency(store, entity, hub)
+        return safety.delivered(hub, spec.key, entity, scope.run_ids)
+
+    return run
+
+
+def store_checks(spec: StoreSpec, entity: Entity) -> list[SafetyCheck]:
     checks = []
     if spec.captures:
         checks.append(_check(
             capture_key(spec.key, entity), "capture_lag",
             f"How far capture of {entity.name} is behind {spec.label}, and how long webhook hints have waited.",
-            {spec.key}, _store_check(spec, lambda r, store: safety.capture_lag(
+            {spec.key}, _store_check(spec, lambda r, store, scope: safety.capture_lag(
                 store, entity, r.hub.hub(), r.sync_settings.thresholds()))))
     target = publish_key(spec.key, entity)
     checks += [
         _check(target, "store_contract",
-               f"What {spec.label} holds of {entity.name} meets the contract; failure cases as metadata.",
-               {spec.key}, _store_check(spec, lambda r, store: safety.store_contract(store, entity, r.hub.hub()))),
+               f"What the latest runs wrote to {spec.label} of {entity.name} meets the contract, and what they "
+               f"read from it that did not waits in quarantine (a warning); the nightly sweep validates every "
+               f"row it holds. Failure cases as metadata.",
+               {spec.key}, _store_check(spec, _store_contract(spec, entity))),
         _check(target, "consistent_with_hub",
-               f"Row counts and content checksums of {entity.name} in {spec.label} against the hub.",
-               {spec.key}, _store_check(spec, lambda r, store: safety.consistency(store, entity, r.hub.hub()))),
+               f"Every {entity.name} the latest runs resolved reached {spec.label} at its golden version or "
+               f"waits for a reason; the nightly sweep compares row counts and content checksums of all of them.",
+               {spec.key}, _store_check(spec, _consistency(spec, entity))),
         _check(target, "write_errors",
                f"Error rate writing {entity.name} to {spec.label} in the latest run, and errors left unresolved.",
-               {spec.key}, _store_check(spec, lambda r, store: safety.errors(
+               {spec.key}, _store_check(spec, lambda r, store, scope: safety.errors(
                    r.hub.hub(), spec.key, entity, r.sync_settings.thresholds()))),
     ]
     if spec.rate_limited_errors and entity is ENTITIES[0]:  # the budget is the store's, not an entity's
         checks.append(_check(
             target, "rate_limits",
             f"429s and seconds throttled by {spec.label} over the recent runs; none may fail.",
-            {spec.key}, _store_check(spec, lambda r, store: safety.rate_limits(
+            {spec.key}, _store_check(spec, lambda r, store, scope: safety.rate_limits(
                 r.hub.hub(), spec, r.sync_settings.thresholds()))))
     return checks
 
 
-def hub_checks(entity: Entity) -> list[dg.AssetChecksDefinition]:
-    return [
+def _unique_keys(resources: Any, scope: Scope, entity: Entity) -> Verdict:
+    hub = resources.hub.hub()
+    if not scope.sweep:
+        return safety.unique_keys_in_window(hub, entity, scope.run_ids)
+    stores = [getattr(resources, s.key).store(hub) for s in _configured(resources, sources())]
+    return safety.unique_natural_keys(hub, stores, entity)
+
+
+def hub_checks(entity: Entity) -> list[SafetyCheck]:
+    checks = [
         _check(hub_key(entity), "quarantine", f"{entity.name.capitalize()} records waiting in quarantine.", set(),
-               lambda r: safety.quarantine(r.hub.hub(), entity)),
+               lambda r, scope: safety.quarantine(r.hub.hub(), entity)),
         _check(hub_key(entity), "conflict_rate",
                f"Share of {entity.name} changes that conflicted over the recent runs.", set(),
-               lambda r: safety.conflict_rate(r.hub.hub(), entity, r.sync_settings.thresholds())),
+               lambda r, scope: safety.conflict_rate(r.hub.hub(), entity, r.sync_settings.thresholds())),
     ]
+    if entity.natural_key:
+        checks.append(_check(
+            hub_key(entity), "unique_keys",
+            f"No {entity.natural_key} of the {entity.name} the latest runs resolved is held by two records, and "
+            f"none read from a store waits in quarantine because another record owns it (held back by the "
+            f"resolve); the nightly sweep reads every store.", {s.key for s in sources()},
+            lambda r, scope: _unique_keys(r, scope, entity)))
+    return checks
 
 
 def build_checks() -> list[dg.AssetChecksDefinition]:
-    checks = preflight_checks()
-    for entity in ENTITIES:
-        checks += hub_checks(entity)
-        for spec in STORES:
-            checks += store_checks(spec, entity)
-    return checks
+    groups = [
+        check_group("safety_gate", "The gate's checks on safety/preflight, before anything is written.",
+                    gate_checks()),
+        check_group("hub_checks", "The hub's checks: quarantine, conflict rate, unique natural keys.",
+                    [check for entity in ENTITIES for check in hub_checks(entity)]),
+    ]
+    groups += [check_group(f"{spec.key}_checks", f"{spec.label}'s checks: capture lag, contract, consistency with "
+                                                 f"the hub, write errors, rate limits.",
+                           [check for entity in ENTITIES for check in store_checks(spec, entity)])
+               for spec in STORES]
+    return groups

@@ -16,6 +16,16 @@ def _recent_runs(conn: Conn, limit: int) -> list[str]:
         "select run_id from sync.runs order by started_at desc limit %s", (limit,)).fetchall()]
 
 
+# Record ids resolved by some runs (their resolve outcomes, found through the outcomes' run index): the records
+# a window of runs touched. A resolve outcome names the canonical id; the pattern keeps out anything else.
+_RESOLVED_IN_RUNS = """select distinct record_id::uuid from sync.record_outcomes
+                       where run_id = any(%s) and entity = %s and stage = 'resolve'
+                         and record_id ~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'"""
+_PUBLISHED_IN_RUNS = """select distinct record_id::uuid from sync.record_outcomes
+                        where run_id = any(%s) and entity = %s and stage = 'publish' and store = %s
+                          and record_id ~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'"""
+
+
 class Evidence(HubConnection):
     """Queries that only read, each answering one safety check."""
 
@@ -89,30 +99,37 @@ class Evidence(HubConnection):
                    where entity = %s and resolved_at is null group by store order by store""",
                 (entity,)).fetchall()
 
-    def events_recorded_twice(self, entity: str) -> list[dict[str, Any]]:
-        """Ledger vs outcomes: an event key the ledger let through once must have one resolve outcome."""
+    def events_recorded_twice(self, entity: str, run_ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """Ledger vs outcomes: an event key the ledger let through once must have one resolve outcome. With
+        `run_ids`, only the outcomes those runs recorded (a window), else all."""
         with self.connect() as conn:
             return conn.execute(
                 """select o.store, o.event_key, count(*) as outcomes from sync.record_outcomes o
                    join sync.processed_events p on p.store = o.store and p.event_key = o.event_key
                    where o.entity = %s and o.stage = 'resolve' and o.outcome <> 'duplicate'
+                     and (%s::text[] is null or o.run_id = any(%s::text[]))
                    group by o.store, o.event_key having count(*) > 1
                    order by o.store, o.event_key limit 100""",
-                (entity,)).fetchall()
+                (entity, run_ids, run_ids)).fetchall()
 
-    def changes_applied_twice(self, entity: str) -> list[dict[str, Any]]:
+    def changes_applied_twice(self, entity: str, run_ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
         """One source change (same store, modification time and content) that made more than one golden
-        version: applied twice, whatever event keys it came under. Independent of the ledger."""
+        version: applied twice, whatever event keys it came under. Independent of the ledger. With `run_ids`,
+        only the histories of the records those runs resolved, else every record's."""
+        window = "" if run_ids is None else f"and record_id in ({_RESOLVED_IN_RUNS})"
         with self.connect() as conn:
             return conn.execute(
-                """select record_id::text as record_id, origin_store, origin_modified_at::text as modified_at,
-                          array_agg(version order by version) as versions
-                   from sync.golden_history where entity = %s and origin_store <> all(%s)
-                   group by record_id, origin_store, origin_modified_at, content_hash having count(*) > 1
-                   order by record_id limit 100""", (entity, [MERGED_ORIGIN, REASSERTED_ORIGIN])).fetchall()
+                f"""select record_id::text as record_id, origin_store, origin_modified_at::text as modified_at,
+                           array_agg(version order by version) as versions
+                    from sync.golden_history where entity = %s and origin_store <> all(%s) {window}
+                    group by record_id, origin_store, origin_modified_at, content_hash having count(*) > 1
+                    order by record_id limit 100""",
+                (entity, [MERGED_ORIGIN, REASSERTED_ORIGIN],
+                 *(() if run_ids is None else (list(run_ids), entity)))).fetchall()
 
-    def broken_conflicts(self, entity: str) -> list[dict[str, Any]]:
-        """Conflicts whose recorded result the hub never held, or whose winner's content it did not take."""
+    def broken_conflicts(self, entity: str, run_ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """Conflicts whose recorded result the hub never held, or whose winner's content it did not take. With
+        `run_ids`, only the conflicts those runs recorded, else all."""
         with self.connect() as conn:
             return conn.execute(
                 """select c.id, c.record_id::text as record_id, c.resolution, c.result_version,
@@ -121,7 +138,7 @@ class Evidence(HubConnection):
                    left join sync.golden g on g.entity = c.entity and g.record_id = c.record_id
                    left join sync.golden_history h
                      on h.entity = c.entity and h.record_id = c.record_id and h.version = c.result_version
-                   where c.entity = %s and (
+                   where c.entity = %s and (%s::text[] is null or c.run_id = any(%s::text[])) and (
                      g.version is null or h.version is null or g.version < c.result_version
                      -- a tombstone's data is SQL NULL, a conflict side's is JSON null
                      or (c.resolution = 'incoming_wins'
@@ -129,7 +146,67 @@ class Evidence(HubConnection):
                      or (c.resolution = 'golden_wins'
                          and coalesce(h.data, 'null'::jsonb) is distinct from c.golden_side->'data')
                      or (c.resolution = 'merged' and h.origin_store <> 'merged'))
-                   order by c.id limit 100""", (entity,)).fetchall()
+                   order by c.id limit 100""", (entity, run_ids, run_ids)).fetchall()
+
+    def recent_run_ids(self, limit: int) -> list[str]:
+        """The latest runs, newest first: the window the checks of a sync look at."""
+        with self.connect() as conn:
+            return _recent_runs(conn, limit)
+
+    def touched_golden(self, entity: str, run_ids: Sequence[str], published_to: str | None = None
+                       ) -> dict[str, dict[str, Any] | None]:
+        """Record id -> golden data (None when deleted) of the records these runs resolved, or, with
+        `published_to`, of those they published to that store."""
+        touched = _RESOLVED_IN_RUNS if published_to is None else _PUBLISHED_IN_RUNS
+        with self.connect() as conn:
+            rows = conn.execute(
+                f"""select record_id::text as record_id, data, deleted from sync.golden
+                    where entity = %s and record_id in ({touched})""",
+                (entity, list(run_ids), entity, *(() if published_to is None else (published_to,)))).fetchall()
+            return {r["record_id"]: None if r["deleted"] else r["data"] for r in rows}
+
+    def held_back_keys(self, entity: str, key: str) -> list[dict[str, Any]]:
+        """Open quarantine rows of records held back because another record owns their natural key."""
+        with self.connect() as conn:
+            return conn.execute(
+                """select store, record_id, payload->>%s as value, reason from sync.quarantine
+                   where entity = %s and resolved_at is null
+                     and failures @> '[{"check": "unique natural key"}]'::jsonb
+                   order by store, record_id limit 100""", (key, entity)).fetchall()
+
+    def shared_keys(self, entity: str, key: str, values: Sequence[str]) -> list[str]:
+        """Those of `values` that more than one live golden record holds as its natural key."""
+        if not values:
+            return []
+        with self.connect() as conn:
+            return [r["value"] for r in conn.execute(
+                """select data->>%s as value from sync.golden
+                   where entity = %s and not deleted and data->>%s = any(%s::text[])
+                   group by 1 having count(*) > 1 order by 1 limit 100""",
+                (key, entity, key, list(values))).fetchall()]
+
+    def undelivered(self, store: str, entity: str, run_ids: Sequence[str]) -> dict[str, Any]:
+        """Records these runs resolved or published to the store whose golden version the store has not
+        seen: `explained` when an open publish error of the store names them (or its whole step failed),
+        `unexplained` otherwise (what a sync would have dropped without a word)."""
+        with self.connect() as conn:
+            rows = conn.execute(
+                f"""with touched as ({_RESOLVED_IN_RUNS} union {_PUBLISHED_IN_RUNS})
+                    select t.record_id::text as record_id, exists (
+                             select from sync.errors e
+                             where e.resolved_at is null and e.store = %s and e.entity = %s
+                               and e.operation = 'publish'
+                               and (e.record_id = t.record_id::text or t.record_id::text = any(e.record_ids)
+                                    or (e.record_id is null and e.record_ids is null))) as explained
+                    from touched t
+                    join sync.golden g on g.entity = %s and g.record_id = t.record_id
+                    left join sync.record_state s on s.entity = g.entity and s.record_id = g.record_id
+                                                 and s.store = %s
+                    where coalesce(s.seen_version, 0) < g.version
+                    order by 1 limit 1000""",
+                (list(run_ids), entity, list(run_ids), entity, store, store, entity, entity, store)).fetchall()
+        return {"explained": [r["record_id"] for r in rows if r["explained"]],
+                "unexplained": [r["record_id"] for r in rows if not r["explained"]]}
 
     def conflict_rate(self, entity: str, runs: int) -> dict[str, int]:
         with self.connect() as conn:

@@ -2,14 +2,21 @@
 
 Dagster wraps them as asset checks (`defs/checks.py`); tests call them directly. A verdict is PASS, WARN
 or FAIL with a reason an operator can act on, and metadata with the evidence.
+
+Most checks come in two scopes. A sync's checks (and the checks run alone) look at a window: the records the
+latest runs resolved or published, what is pending for the stores, the ledger rows and conflicts of those
+runs, and what capture held back; none lists a whole store or loads the whole hub, so a sync costs what
+changed. The nightly sweep (after the reconciliation) looks at everything the hub and every store hold.
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import cached_property
 from typing import Any
 
 import pandera.pandas as pa
@@ -46,6 +53,22 @@ class Verdict:
     @classmethod
     def fail(cls, reason: str, **metadata: Any) -> Verdict:
         return cls(Status.FAIL, reason, metadata)
+
+
+class Scope:
+    """What the checks of one evaluation look at: the window of the latest runs, or (`sweep`) everything."""
+
+    def __init__(self, hub: Hub, recent_runs: int, sweep: bool = False) -> None:
+        self.sweep = sweep
+        self._hub, self._recent_runs = hub, recent_runs
+
+    @cached_property
+    def run_ids(self) -> list[str]:
+        """The window: the latest runs in the hub's run log (read once, when a check first needs it)."""
+        return self._hub.recent_run_ids(self._recent_runs)
+
+
+PENDING_PAGE = 1000  # golden records read and validated at a time, so a long backlog stays in bounded memory
 
 
 def not_configured(store: str) -> Verdict:
@@ -96,36 +119,87 @@ def capture_lag(store: SourceStore, entity: Entity, hub: Hub, limits: Thresholds
 # -- integrity ------------------------------------------------------------------------------------------
 
 
-def _contract(entity: Entity, rows: list[dict[str, Any]], where: str) -> Verdict:
-    frame = frame_for(entity, [{k: (str(v) if k == "id" else v) for k, v in r.items()} for r in rows])
-    try:
-        schema_for(entity).validate(frame, lazy=True)
-    except pa.errors.SchemaErrors as exc:
-        cases = failure_records(exc)
-        sample = json.loads(cases.head(20).to_json(orient="records"))
-        return Verdict.fail(
-            f"{len(cases)} contract failures in {entity.name} of {where} "
-            f"({', '.join(sorted(cases['column'].astype(str).unique()))})",
-            rows=len(rows), failure_cases=sample,
-            failed_checks=sorted(cases["check"].astype(str).unique().tolist()))
-    return Verdict.passed(f"{len(rows)} {entity.name} in {where} meet the contract", rows=len(rows))
+def _contract(entity: Entity, pages: Iterable[list[dict[str, Any]]], where: str) -> Verdict:
+    """Validate rows page by page (memory bounded by a page), summing the failures."""
+    rows = failures = 0
+    columns: set[str] = set()
+    checks: set[str] = set()
+    sample: list[dict[str, Any]] = []
+    for page in pages:
+        rows += len(page)
+        frame = frame_for(entity, [{k: (str(v) if k == "id" else v) for k, v in r.items()} for r in page])
+        try:
+            schema_for(entity).validate(frame, lazy=True)
+        except pa.errors.SchemaErrors as exc:
+            cases = failure_records(exc)
+            failures += len(cases)
+            columns |= set(cases["column"].astype(str))
+            checks |= set(cases["check"].astype(str))
+            if len(sample) < 20:
+                sample += json.loads(cases.head(20 - len(sample)).to_json(orient="records"))
+    if failures:
+        return Verdict.fail(f"{failures} contract failures in {entity.name} of {where} ({', '.join(sorted(columns))})",
+                            rows=rows, failure_cases=sample, failed_checks=sorted(checks))
+    return Verdict.passed(f"{rows} {entity.name} in {where} meet the contract", rows=rows)
 
 
 def golden_contract(hub: Hub, entity: Entity) -> Verdict:
     """Every live golden record meets the entity's contract: nothing invalid can spread from the hub."""
     rows = [{"id": record_id, **data} for record_id, (_, data) in hub.golden_snapshot(entity.name).items()
             if data is not None]
-    return _contract(entity, rows, "the hub")
+    return _contract(entity, [rows], "the hub")
+
+
+def _pending_pages(hub: Hub, entity: Entity, run_ids: Sequence[str], targets: Sequence[str]
+                   ) -> Iterable[list[dict[str, Any]]]:
+    """The live golden records the window resolved, then every page of those a target has not seen yet
+    (each record once)."""
+    validated: set[str] = set()
+    resolved = hub.touched_golden(entity.name, run_ids)
+    validated.update(resolved)
+    yield [{"id": record_id, **data} for record_id, data in resolved.items() if data is not None]
+    for store in targets:
+        after = None
+        while page := hub.unseen_by(store, entity.name, PENDING_PAGE, after):
+            after = page[-1].record_id
+            fresh = [g for g in page if g.record_id not in validated and not g.deleted and g.data is not None]
+            validated.update(g.record_id for g in fresh)
+            yield [{"id": g.record_id, **(g.data or {})} for g in fresh]
+            if len(page) < PENDING_PAGE:
+                break
+
+
+def pending_golden_contract(hub: Hub, entity: Entity, run_ids: Sequence[str], targets: Sequence[str]) -> Verdict:
+    """The window's form of `golden_contract`: the golden records the latest runs resolved and every one a
+    configured target has not seen yet (what this run will publish) meet the contract."""
+    return _contract(entity, _pending_pages(hub, entity, run_ids, targets),
+                     "the hub's latest runs and pending publishes")
 
 
 def store_contract(store: ReconcilableStore, entity: Entity, hub: Hub) -> Verdict:
     """What the store holds meets the contract (invalid records there are quarantined, not synced)."""
-    verdict = _contract(entity, store.rows(entity), store.name)
+    verdict = _contract(entity, [store.rows(entity)], store.name)
     quarantined = hub.open_quarantine(store.name, entity.name)
     verdict.metadata["open_quarantine"] = quarantined
     if verdict.status is Status.FAIL:
         verdict.status = Status.WARN  # the sync quarantines these; the store's owners must fix them
         verdict.reason += f"; {quarantined} quarantined, waiting for a fix in {store.name}"
+    return verdict
+
+
+def held_back(hub: Hub, store: str, entity: Entity, run_ids: Sequence[str]) -> Verdict:
+    """The window's form of `store_contract`, from what the sync reads and writes anyway: the records it
+    published to the store in the latest runs meet the contract, and those it read from the store that did
+    not wait in quarantine (a WARN naming them, to be fixed in the store)."""
+    published = hub.touched_golden(entity.name, run_ids, published_to=store)
+    verdict = _contract(entity, [[{"id": i, **d} for i, d in published.items() if d is not None]],
+                        f"what the latest runs wrote to {store}")
+    quarantined = hub.open_quarantine(store, entity.name)
+    verdict.metadata["open_quarantine"] = quarantined
+    if verdict.status is Status.PASS and quarantined:
+        shown = ", ".join(str(r["record_id"]) for r in hub.open_quarantine_rows(store, entity.name, 5))
+        return Verdict.warn(f"{quarantined} {entity.name} read from {store} break the contract and wait in "
+                            f"quarantine for a fix in {store}: {shown}", **verdict.metadata)
     return verdict
 
 
@@ -141,12 +215,13 @@ def quarantine(hub: Hub, entity: Entity) -> Verdict:
 # -- idempotency ----------------------------------------------------------------------------------------
 
 
-def applied_once(hub: Hub, entity: Entity) -> Verdict:
+def applied_once(hub: Hub, entity: Entity, run_ids: Sequence[str] | None = None) -> Verdict:
     """No change was applied twice: each event the ledger let through has one outcome, and in the golden
     history one source change (store, modification time, content) made at most one version, whatever
-    event keys it arrived under (a re-capture after a cursor reset, say)."""
-    events = hub.events_recorded_twice(entity.name)
-    changes = hub.changes_applied_twice(entity.name)
+    event keys it arrived under (a re-capture after a cursor reset, say). With `run_ids`, the ledger rows
+    and records of those runs (a window), else all."""
+    events = hub.events_recorded_twice(entity.name, run_ids)
+    changes = hub.changes_applied_twice(entity.name, run_ids)
     if events or changes:
         return Verdict.fail(f"{len(events) + len(changes)} {entity.name} changes were applied more than once",
                             events=events[:20], changes=changes[:20])
@@ -175,19 +250,44 @@ def unique_natural_keys(hub: Hub, stores: list[ReconcilableStore], entity: Entit
         if dupes:
             found[where] = dupes[:10]
     if found:
-        named = "; ".join(f"{where}: {', '.join(values[:5])}" for where, values in found.items())
-        return Verdict.fail(f"duplicate {key} values (held back from the hub until fixed) in {named}",
-                            duplicates=found)
+        return _duplicates(key, found)
     return Verdict.passed(f"every {key} of {entity.name} is unique in the hub and "
                           f"{len(stores)} store{'s' if len(stores) != 1 else ''}")
+
+
+def _duplicates(key: str, found: dict[str, list[str]]) -> Verdict:
+    named = "; ".join(f"{where}: {', '.join(values[:5])}" for where, values in found.items())
+    return Verdict.fail(f"duplicate {key} values (held back from the hub until fixed) in {named}",
+                        duplicates=found)
+
+
+def unique_keys_in_window(hub: Hub, entity: Entity, run_ids: Sequence[str]) -> Verdict:
+    """The window's form of `unique_natural_keys`, from what the sync reads anyway: no natural key the latest
+    runs resolved is held by two live golden records, and no record read from a store (Twenty included)
+    waits in quarantine because another record owns its key (the resolve held it back)."""
+    key = entity.natural_key
+    if key is None:
+        return Verdict.passed(f"{entity.name} have no natural key")
+    touched = {str(d[key]) for d in hub.touched_golden(entity.name, run_ids).values()
+               if d is not None and d.get(key) is not None}
+    found: dict[str, list[str]] = {}
+    if shared := hub.shared_keys(entity.name, key, sorted(touched)):
+        found["hub"] = shared[:10]
+    for row in hub.held_back_keys(entity.name, key):
+        found.setdefault(row["store"], []).append(str(row["value"]))
+    if found:
+        return _duplicates(key, found)
+    return Verdict.passed(f"the {len(touched)} {key} values the latest runs resolved are unique in the hub, and "
+                          f"no record read from a store is held back for a {key} another record owns")
 
 
 # -- conflicts ------------------------------------------------------------------------------------------
 
 
-def conflicts_recorded(hub: Hub, entity: Entity) -> Verdict:
-    """Every conflict names a winner whose content the hub took (or a later version superseded)."""
-    broken = hub.broken_conflicts(entity.name)
+def conflicts_recorded(hub: Hub, entity: Entity, run_ids: Sequence[str] | None = None) -> Verdict:
+    """Every conflict names a winner whose content the hub took (or a later version superseded). With
+    `run_ids`, the conflicts of those runs (a window), else all."""
+    broken = hub.broken_conflicts(entity.name, run_ids)
     if broken:
         return Verdict.fail(f"{len(broken)} {entity.name} conflicts whose recorded winner the hub does not hold",
                             conflicts=broken[:20])
@@ -269,3 +369,23 @@ def consistency(store: ReconcilableStore, entity: Entity, hub: Hub) -> Verdict:
     held = f", {len(quarantined)} quarantined" if quarantined else ""
     return Verdict.fail(f"{entity.name} in {store.name} differ from the hub: {len(report.missing)} missing, "
                         f"{len(extra)} extra, {len(mismatched)} different{held}", **evidence)
+
+
+def delivered(hub: Hub, store: str, entity: Entity, run_ids: Sequence[str]) -> Verdict:
+    """The window's form of `consistency`, from the hub's own record of what each store holds: every record
+    the latest runs resolved or published reached the store at its golden version, or waits for a reason
+    (an open write error of the store, which `write_errors` reports; quarantine, a WARN naming it)."""
+    report = hub.undelivered(store, entity.name, run_ids)
+    held_back = sorted(quarantined_record_ids(hub, store, entity))
+    evidence = {"runs": len(run_ids), "missing": report["unexplained"][:20],
+                "waiting_on_errors": len(report["explained"]), "quarantined": len(held_back),
+                "quarantined_ids": held_back[:20]}
+    if report["unexplained"]:
+        return Verdict.fail(f"{len(report['unexplained'])} {entity.name} of the latest runs never reached {store} "
+                            f"and no error says why: {', '.join(report['unexplained'][:5])}", **evidence)
+    if held_back:
+        shown = ", ".join(held_back[:5]) + (f" and {len(held_back) - 5} more" if len(held_back) > 5 else "")
+        return Verdict.warn(f"{entity.name} in {store} match the hub except {len(held_back)} quarantined, held "
+                            f"back until fixed in {store}: {shown}", **evidence)
+    waiting = f"; {len(report['explained'])} wait on open errors" if report["explained"] else ""
+    return Verdict.passed(f"every {entity.name} of the latest runs reached {store}{waiting}", **evidence)
