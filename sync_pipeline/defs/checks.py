@@ -25,12 +25,15 @@ from typing import Any, Callable, Iterator
 
 import dagster as dg
 
+from sync_pipeline.config import active_config
 from sync_pipeline.defs.assets import PREFLIGHT_KEY, capture_key, hub_key, publish_key
 from sync_pipeline.model.entities import ENTITIES, Entity
 from sync_pipeline.redaction import redact_text
 from sync_pipeline.safety import checks as safety
+from sync_pipeline.safety import schema_checks
 from sync_pipeline.safety.checks import Scope, Status, Verdict
 from sync_pipeline.stores.base import StoreSpec
+from sync_pipeline.stores.postgres.store import DATA_API_STORES, PostgresStore
 from sync_pipeline.stores.registry import STORES, sources
 
 SCOPE_TAG, SWEEP = "sync/checks", "sweep"  # a run tagged so evaluates every check over everything
@@ -168,10 +171,29 @@ def _hub_preflight_checks(entity: Entity) -> list[SafetyCheck]:
     ]
 
 
+def _postgres_schema_checks(spec: StoreSpec, entity: Entity) -> list[SafetyCheck]:
+    """The mapped table's drift (a blocking problem holds back that store: its capture and publish refuse
+    to run) and, where Supabase's Data API reaches the store, its row-level security."""
+    checks = [_check(PREFLIGHT_KEY, f"{spec.key}_{entity.name}_schema",
+                     f"The configured columns of {entity.name} in {spec.label} exist with types the sync writes "
+                     f"(FAIL, the store is held back); a column neither mapped nor ignored is a WARN.", {spec.key},
+                     _store_check(spec, lambda r, store, scope: schema_checks.schema_drift(store, entity)))]
+    if spec.key in DATA_API_STORES:
+        checks.append(_check(
+            PREFLIGHT_KEY, f"{spec.key}_{entity.name}_row_level_security",
+            f"The {entity.name} table in {spec.label}, if in a schema the Data API exposes, has row-level security "
+            f"on: else anyone holding the project's anon key reads and writes it.", {spec.key},
+            _store_check(spec, lambda r, store, scope: schema_checks.row_level_security(
+                store, entity, getattr(r, spec.key).data_api_schemas))))
+    return checks
+
+
 def gate_checks() -> list[SafetyCheck]:
     checks = [_connection_check(spec) for spec in STORES]
     checks += [_capture_installed_check(spec, entity)
                for spec in STORES if spec.has_change_log for entity in ENTITIES]
+    checks += [check for spec in STORES if issubclass(spec.store_class, PostgresStore) for entity in ENTITIES
+               if active_config().carries(spec.key, entity.name) for check in _postgres_schema_checks(spec, entity)]
     for entity in ENTITIES:
         checks += _hub_preflight_checks(entity)
     return checks
