@@ -8,6 +8,7 @@ import os
 from dataclasses import dataclass, field
 
 from sync_pipeline.engine.adoption import AdoptWins
+from sync_pipeline.hub.connection import HUB_LOCK_TIMEOUT_MS, HUB_STATEMENT_TIMEOUT_MS
 from sync_pipeline.stores.postgres.store import LOCK_TIMEOUT_MS, STATEMENT_TIMEOUT_MS
 from sync_pipeline.stores.registry import STORES, priority_order
 
@@ -60,6 +61,9 @@ class SyncSettings:
     # fails, and its rows wait for the next run; none runs longer than the statement timeout.
     lock_timeout_ms: int = LOCK_TIMEOUT_MS
     statement_timeout_ms: int = STATEMENT_TIMEOUT_MS
+    # The same bounds on the hub's statements (its resolve locks golden rows; a stuck one must not hang a run).
+    hub_lock_timeout_ms: int = HUB_LOCK_TIMEOUT_MS
+    hub_statement_timeout_ms: int = HUB_STATEMENT_TIMEOUT_MS
     thresholds: Thresholds = field(default_factory=Thresholds)
 
 

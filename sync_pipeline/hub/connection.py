@@ -66,19 +66,35 @@ def copy_rows(conn: Conn, table: str, columns: Sequence[str], rows: Iterable[Seq
             copy.write_row(row)
 
 
+# Bounded waits on the hub (the defaults of `SyncSettings` and of the hub's resource).
+HUB_LOCK_TIMEOUT_MS = 30_000
+HUB_STATEMENT_TIMEOUT_MS = 300_000
+HUB_CONNECT_TIMEOUT_S = 10
+
+
 @dataclass(frozen=True)
 class HubTimeouts:
-    """Bounded waits on the hub: a statement waiting on a lock or running longer than this fails."""
+    """A statement waiting on a lock, or running, longer than this fails; so does a connection attempt."""
 
-    lock_timeout_ms: int = 10_000
-    statement_timeout_ms: int = 300_000
-    connect_timeout_s: int = 10
+    lock_timeout_ms: int = HUB_LOCK_TIMEOUT_MS
+    statement_timeout_ms: int = HUB_STATEMENT_TIMEOUT_MS
+    connect_timeout_s: int = HUB_CONNECT_TIMEOUT_S
 
 
 def connect_kwargs(timeouts: HubTimeouts) -> dict[str, Any]:
     # No prepared statements: the hub may sit behind a transaction pooler (PgBouncer, Supavisor), where a
     # statement prepared on one server connection is unknown on the next.
     return {"row_factory": dict_row, "prepare_threshold": None, "connect_timeout": timeouts.connect_timeout_s}
+
+
+def open_pool(dsn: str, timeouts: HubTimeouts, max_size: int) -> ConnectionPool[Conn]:
+    """A pool of hub connections for one process: one opened at once, more only while units of work overlap
+    (a nested `connect()`), none kept past `max_idle`. Closed by its owner (the hub's Dagster resource)."""
+    pool: ConnectionPool[Conn] = ConnectionPool(
+        dsn, kwargs=connect_kwargs(timeouts), min_size=1, max_size=max_size, max_idle=300,
+        timeout=3 * timeouts.connect_timeout_s, name="sync-hub", open=False)
+    pool.open(wait=True, timeout=3 * timeouts.connect_timeout_s)
+    return pool
 
 
 class HubConnection:
