@@ -4,9 +4,13 @@ and the threshold that waits for the operator's confirmation, through the pipeli
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -25,6 +29,7 @@ from sync_pipeline.engine.adoption import (
     winner,
 )
 from sync_pipeline.model.entities import entity
+from sync_pipeline.settings import DEFAULTS
 from sync_pipeline_tests.helpers import SETTINGS, sync_once
 
 PEOPLE = entity("people")
@@ -129,8 +134,13 @@ def _by_email(store) -> dict[str, dict[str, object]]:
     return {row["email"]: row for row in store.rows(PEOPLE)}
 
 
+def _values_by_email(store) -> dict[str, dict[str, object]]:
+    """Each row's values without its id (the stores hold the same people under different ids)."""
+    return {e: {k: v for k, v in row.items() if k != "id"} for e, row in _by_email(store).items()}
+
+
 def _own_ids(dsn: str) -> set[str]:
-    """The ids of the store's rows as the store holds them (its listing gives the canonical ids)."""
+    """The ids of the store's rows as the store holds them."""
     with psycopg.connect(dsn) as conn:
         return {str(i) for (i,) in conn.execute("select id from public.people")}
 
@@ -177,7 +187,7 @@ def test_two_stores_holding_the_same_thousand_people_end_with_a_thousand_golden_
     assert _own_ids(t.supabase_dsn) == {p["id"] for p in supabase}
     assert _own_ids(t.local_dsn) == {p["id"] for p in local}
     assert all(local_rows[p["email"]]["job_title"] == "Director" for p in supabase[:50])
-    assert all(local_rows[e] == {**supabase_rows[e], "id": local_rows[e]["id"]} for e in local_rows)
+    assert _values_by_email(t.local_db) == _values_by_email(t.supabase)
 
     # Linked, later changes flow both ways through the id map, and a further run finds nothing to adopt.
     edited_there, edited_here = supabase[60], local[61]
@@ -292,8 +302,56 @@ def test_the_sync_job_refuses_an_adoption_over_the_threshold_until_the_run_confi
 
     confirmed = job.execute_in_process(run_config=confirm_config(True), raise_on_error=False)
 
-    assert confirmed.run_id
+    [adopted] = [m.materialization.metadata for m in confirmed.get_asset_materialization_events()
+                 if m.asset_key.to_user_string() == "supabase/people_changes"]
+    assert (adopted["adoption_linked"].value, adopted["adoption_overwrites"].value) == (5, 5)
     assert t.hub.recent_errors("supabase", "people", 20) == []
     assert len(_live_golden(t.hub)) == 5
     assert {r["job_title"] for r in t.local_db.rows(PEOPLE)} == {"Director"}
     assert _own_ids(t.supabase_dsn) == {p["id"] for p in supabase}
+
+
+# -- the commands --------------------------------------------------------------------------------------------
+
+SCRIPT = str(Path(sys.executable).with_name("sync-pipeline"))
+SUBPROCESS_SECONDS = 600  # each command imports Dagster, the sync runs the gated job: minutes on a loaded machine
+
+
+def _command(topology, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The console script in a new terminal pointed at the test's databases (Twenty and BigQuery unset)."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/root"),
+           "SYNC_HUB_DATABASE_URL": topology.local_dsn, "LOCAL_DATABASE_URL": topology.local_dsn,
+           "SUPABASE_DATABASE_URL": topology.supabase_dsn, "SUPABASE_SSLMODE": "disable"}
+    return subprocess.run([SCRIPT, *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=SUBPROCESS_SECONDS)
+
+
+@pytest.mark.timeout(3 * SUBPROCESS_SECONDS)
+def test_plan_then_sync_then_sync_confirm_from_the_command_line(topology, tmp_path):
+    t = topology
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'elsewhere'\n")  # no project .env is read
+    over = DEFAULTS.adoption_confirm_threshold + 1
+    local = _people(over)
+    _hold_people(t.local_dsn, local)
+    _hold_people(t.supabase_dsn, [{**p, "id": str(uuid.uuid4()), "job_title": "Director"} for p in local])
+
+    plan = _command(t, tmp_path, "plan")
+
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    assert "Stores it would adopt" in plan.stdout and "linked by 'person" in plan.stdout
+    assert f"The sync will refuse to run until confirmed: adopting would overwrite {over} records" in plan.stdout
+    assert t.hub.golden_snapshot("people") == {}
+
+    refused = _command(t, tmp_path, "sync")
+
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert len(_live_golden(t.hub)) == over  # the first store adopted; the second waits
+    assert any(e["error_class"] == "AdoptionRefused"
+               for store in ("local_db", "supabase") for e in t.hub.recent_errors(store, "people", 20))
+
+    confirmed = _command(t, tmp_path, "sync", "--confirm")
+
+    assert "succeeded" in confirmed.stdout, confirmed.stdout + confirmed.stderr
+    assert len(_live_golden(t.hub)) == over
+    assert len(t.local_db.rows(PEOPLE)) == len(t.supabase.rows(PEOPLE)) == over
+    assert _values_by_email(t.local_db) == _values_by_email(t.supabase)

@@ -109,7 +109,7 @@ def text_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], limit: in
     """Rows as an aligned plain-text table for the terminal; at most `limit` rows, then how many more."""
     if not rows:
         return "  (none)"
-    cells = [[" ".join(str(r.get(c, "")).split())[:100] for c in columns] for r in rows[:limit]]
+    cells = [[" ".join(str(r.get(c, "")).split())[:160] for c in columns] for r in rows[:limit]]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
     lines = ["  " + "  ".join(c.ljust(w) for c, w in zip(columns, widths))]
     lines += ["  " + "  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
