@@ -142,6 +142,8 @@ def build_capture_asset(spec: StoreSpec, entity: Entity, interval_minutes: int) 
             "cursor_after": dg.MetadataValue.json(stats.cursor_after or {}),
             **{k: v for k, v in stats.status.items() if isinstance(v, (int, float)) and not isinstance(v, bool)},
             "duration_seconds": round(stats.seconds, 3),
+            # The store's first capture adopted the records it held: linked, new, kept out (listed below).
+            **({f"adoption_{k}": n for k, n in stats.adoption.counts().items()} if stats.adoption else {}),
             "duplicate_deliveries_24h": hub.duplicate_deliveries(spec.key, entity.name),
             # Listed on every capture until fixed at the source, whatever this run saw.
             "open_quarantine": md_table(hub.open_quarantine_rows(spec.key, entity.name),
