@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Mapping
+from typing import Any
 
 import click
 import dagster as dg
@@ -48,14 +50,14 @@ def sessions(server: PostgresServer, database: str) -> int:
         return int(row[0])
 
 
-def run_sync(resources: dict[str, object]) -> None:
+def run_sync(resources: Mapping[str, Any]) -> None:
     job = dg.Definitions(assets=defs.assets, asset_checks=defs.asset_checks, jobs=defs.jobs,
                          resources=resources).resolve_job_def("sync_job")
     with dg.DagsterInstance.ephemeral() as instance:
         assert job.execute_in_process(instance=instance).success
 
 
-def counted(server: PostgresServer, resources: dict[str, object]) -> int:
+def counted(server: PostgresServer, resources: Mapping[str, Any]) -> int:
     before = sessions(server, "hub")
     run_sync(resources)
     return sessions(server, "hub") - before

@@ -39,12 +39,12 @@ def test_every_hub_statement_runs_bounded_and_unprepared(topology):
     resource = HubResource(dsn=topology.local_dsn, lock_timeout_ms=1234, statement_timeout_ms=56789)
     with dg.build_resources({"hub": resource}) as resources:
         with resources.hub.hub().connect() as conn:
-            assert conn.execute("show lock_timeout").fetchone()["lock_timeout"] == "1234ms"  # type: ignore[index]
-            assert conn.execute("show statement_timeout").fetchone()["statement_timeout"] == "56789ms"  # type: ignore[index]
+            assert conn.execute("show lock_timeout").fetchone() == {"lock_timeout": "1234ms"}
+            assert conn.execute("show statement_timeout").fetchone() == {"statement_timeout": "56789ms"}
             assert conn.prepare_threshold is None  # transaction poolers cannot keep prepared statements
     # Local to each transaction: a pooled connection hands no setting on.
     with psycopg.connect(topology.local_dsn) as conn:
-        assert conn.execute("show lock_timeout").fetchone()[0] == "0"  # type: ignore[index]
+        assert conn.execute("show lock_timeout").fetchone() == ("0",)
 
 
 def test_a_lock_held_longer_than_the_hubs_lock_timeout_fails_the_statement(topology):
