@@ -45,6 +45,7 @@ import psycopg
 from sync_pipeline.sandbox.postgres import PostgresServer, run_postgres
 
 CHANGES = 100
+SLOWEST = 5  # steps named per 100-change run, where its time goes
 UNLIMITED = 1_000_000  # requests/min for the stand-in: the bench measures the sync, not Twenty's budget
 READY_SECONDS = 240
 RESULT_PREFIX = "SCALE_RESULT "
@@ -182,10 +183,14 @@ def measure_size(people: int, change_runs: int, with_twenty: bool, with_bigquery
         instance = stack.enter_context(dg.DagsterInstance.local_temp(tempdir=home))
         quiet = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 
-        def gated_run() -> None:
+        def gated_run() -> dict[str, float]:
+            """Runs the job; returns each step's seconds."""
             result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=quiet)
             if not result.success:
                 raise SystemExit(f"the gated run failed at {people:,} people (run {result.run_id})")
+            return {event.step_key: event.step_success_data.duration_ms / 1000
+                    for event in result.all_events
+                    if event.event_type == dg.DagsterEventType.STEP_SUCCESS and event.step_key}
 
         ids = seed_people(local_dsn, people)
         rss = PeakRss()
@@ -201,11 +206,12 @@ def measure_size(people: int, change_runs: int, with_twenty: bool, with_bigquery
             edit_people(local_dsn, ids[run * CHANGES:(run + 1) * CHANGES], title)
             requests_before = twenty.stats()["requests"] if twenty else 0
             with rss.watching(), statements_logged(server) as counts:
-                seconds, _ = timed(gated_run)
+                seconds, steps = timed(gated_run)
             held = count_holding(supabase_dsn, title)
             assert held == CHANGES, f"Supabase holds {held} of the {CHANGES} edits after the run"
             figures["runs"].append({
-                "seconds": seconds, "peak_rss_mib": rss.mib, **counts,
+                "seconds": seconds, "peak_rss_mib": rss.mib, **counts, "steps": len(steps),
+                "slowest_steps": sorted(steps.items(), key=lambda item: -item[1])[:SLOWEST],
                 "twenty_requests": twenty.stats()["requests"] - requests_before if twenty else None})
         return figures
 
@@ -238,6 +244,10 @@ def print_table(results: list[dict[str, Any]], with_twenty: bool) -> None:
     print("(100-change figures: median of the runs; every run: "
           + "; ".join(f"{r['people']:,}: " + ", ".join(f"{run['seconds']:.2f}" for run in r["runs"]) + " s"
                       for r in results) + ")")
+    for r in results:
+        last = r["runs"][-1]
+        print(f"slowest steps of the last 100-change run at {r['people']:,} ({last['steps']} steps, "
+              f"{last['seconds']:.1f} s): " + ", ".join(f"{step} {sec:.1f} s" for step, sec in last["slowest_steps"]))
     smallest, largest = results[0], results[-1]
     ratio = median_of(largest["runs"], "seconds") / median_of(smallest["runs"], "seconds")
     print(f"time(100 changes @ {largest['people']:,}) / time(100 changes @ {smallest['people']:,}) = "
