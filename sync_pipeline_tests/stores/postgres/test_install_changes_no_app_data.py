@@ -3,6 +3,7 @@ only thing it adds to each is the capture trigger. `--print-sql` shows every sta
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import psycopg
@@ -122,3 +123,51 @@ def test_tables_the_configuration_asks_for_are_created_with_row_level_security_i
         [row] = run_sql(dsn, "insert into public.leads (given_name, email_address) values ('Ann', %s) "
                              "returning id", (new_email(),))
         assert isinstance(row["id"], int)
+
+
+LEGACY_INSTALL = """
+create schema sync_cdc;
+create table sync_cdc.change_log (
+  seq bigserial primary key, txid xid8 not null default pg_current_xact_id(), tbl text not null,
+  op char(1) not null, pk uuid not null, row_data jsonb not null,
+  changed_at timestamptz not null default clock_timestamp());
+create function sync_cdc.touch_updated_at() returns trigger language plpgsql as $$
+begin NEW.updated_at := clock_timestamp(); return NEW; end $$;
+create table public.people (
+  id uuid primary key, first_name text, last_name text, email text, phone text, job_title text, city text,
+  linkedin_url text, company_id uuid,
+  sync_version bigint not null default 0, updated_at timestamptz not null default clock_timestamp());
+create trigger people_sync_touch before update on public.people for each row
+  execute function sync_cdc.touch_updated_at();
+insert into public.people (id, first_name, email, city, sync_version)
+  values ('00000000-0000-0000-0000-000000000001', 'Ada', 'ada@example.com', 'London', 3);
+insert into sync_cdc.change_log (tbl, op, pk, row_data)
+  select 'people', 'U', id, to_jsonb(p) from public.people p;
+"""
+
+
+def test_an_earlier_install_is_taken_over_without_touching_the_app_columns(postgres_server) -> None:
+    """An install of an earlier version kept the row version in the app table and overwrote updated_at by a
+    trigger: install drops that trigger, moves the versions into sync_cdc, converts the pending changes,
+    and leaves both columns to the application."""
+    name = f"legacy_{uuid.uuid4().hex[:8]}"
+    dsn = postgres_server.create_database(name)
+    try:
+        _take_over_legacy(dsn)
+    finally:
+        postgres_server.drop_database(name)
+
+
+def _take_over_legacy(dsn: str) -> None:
+    run_sql(dsn, LEGACY_INSTALL)
+    store = PostgresStore("local_db", dsn)
+    store.install()
+    assert _triggers(dsn, "public.people") == {"people_sync_cdc"}
+    assert run_sql(dsn, "select tbl, pk, version from sync_cdc.row_versions") == [
+        {"tbl": "public.people", "pk": "00000000-0000-0000-0000-000000000001", "version": 3}]
+    [change] = store.capture(entity("people"), None, 10).changes
+    assert (change.store_record_id, change.base_version, change.row["city"]) == (
+        "00000000-0000-0000-0000-000000000001", 3, "London")
+    assert {"sync_version", "updated_at"} <= {r["attname"] for r in run_sql(
+        dsn, "select attname from pg_attribute where attrelid = 'public.people'::regclass and attnum > 0")}
+    store.install()  # and installs again as usual
