@@ -38,5 +38,5 @@ def install(say: Callable[[str], None] = print, print_sql: bool = False) -> None
                 for statement in store.install_sql():
                     say(f"{statement.strip()};")
             else:
-                say(f"-- {spec.key}: creates what is missing of {spec.label}'s dataset and tables (API calls, "
-                    "no SQL)")
+                say(f"-- {spec.key}: creates what is missing of {spec.label}'s dataset and tables "
+                    "(API calls, no SQL)")

@@ -27,7 +27,8 @@ def drift_verdict(store: str, entity: Entity, problems: Sequence[Drift]) -> Verd
     blocking = [p for p in problems if p.blocking]
     if blocking:
         return Verdict.fail("; ".join(p.message for p in blocking)
-                            + f": {store} is held back until the table or the configuration is fixed", **evidence)
+                            + f": {store} is held back until the table or the configuration is fixed",
+                            **evidence)
     if problems:
         return Verdict.warn("; ".join(p.message for p in problems) + " (add them to the mapping or to "
                             "ignore_columns)", **evidence)

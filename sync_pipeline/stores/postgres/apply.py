@@ -56,8 +56,9 @@ class UnresolvedReference(Exception):
 Connect = Callable[[], AbstractContextManager[psycopg.Connection[DictRow]]]
 
 
-def apply_batch(connect: Connect, id_map: IdMap, table: MappedTable, live: Callable[[psycopg.Connection[DictRow]],
-                LiveTable], records: list[GoldenRecord], lock_timeout_ms: str) -> ApplyResult:
+def apply_batch(connect: Connect, id_map: IdMap, table: MappedTable,
+                live: Callable[[psycopg.Connection[DictRow]], LiveTable], records: list[GoldenRecord],
+                lock_timeout_ms: str) -> ApplyResult:
     """Write golden records: upserts through COPY + the guarded upsert, tombstones as guarded deletes.
     `live` reads the table from the catalog (and refuses a drifted one) in the write's transaction."""
     result = ApplyResult()
@@ -67,13 +68,14 @@ def apply_batch(connect: Connect, id_map: IdMap, table: MappedTable, live: Calla
     unknown = set() if table.mapping.id_type != "bigint" else {
         g.record_id for g in records if row_ids[g.record_id] == g.record_id}
     refused: dict[str, BaseException] = dict(refusals(LIMITS, table.entity, records))  # fail alone, unsent
-    references = _references(table, id_map, [g for g in records if not g.deleted and g.record_id not in refused])
+    references = _references(table, id_map,
+                             [g for g in records if not g.deleted and g.record_id not in refused])
     for g in records:
         unresolved = [f"{f} {live_data(g)[f]}" for f, known in references.items()
                       if not g.deleted and live_data(g).get(f) is not None and live_data(g)[f] not in known]
         if unresolved and g.record_id not in refused:
-            refused[g.record_id] = UnresolvedReference(
-                f"{table.store} does not hold the record of {', '.join(unresolved)} yet; written once it does")
+            refused[g.record_id] = UnresolvedReference(f"{table.store} does not hold the record of "
+                                                       f"{', '.join(unresolved)} yet; written once it does")
     upserts = [g for g in records if not g.deleted and g.record_id not in refused]
     # A tombstone of a record a bigint table never received has no row to delete.
     deletes = [g for g in records if g.deleted and g.record_id not in unknown]
@@ -99,8 +101,9 @@ def apply_batch(connect: Connect, id_map: IdMap, table: MappedTable, live: Calla
 
         copied_directly = False
         # COPY writes the table's own types only, and no id into a `generated always` identity.
+        app_columns = [table.mapping.id_column, *table.columns]
         direct = columns.columns[table.mapping.id_column].identity != "a" and all(
-            columns.columns[c].type == t for c, t in zip([table.mapping.id_column, *table.columns], stage_types))
+            columns.columns[c].type == t for c, t in zip(app_columns, stage_types))
         if direct and latest and not any_exists(conn, table, list(latest)[:_NEW_ROWS_SAMPLE]):
             # The batch looks new (an initial load, a batch of new records): COPY straight into the
             # table, inside a savepoint. Should any row exist after all (beyond the sample, or written
@@ -134,7 +137,8 @@ def apply_batch(connect: Connect, id_map: IdMap, table: MappedTable, live: Calla
     written_rows = [row_id for row_id in latest if row_id not in stale_rows | locked] + deleted_rows
     result.applied = [record_of_row[row_id] for row_id in written_rows]
     result.failed = {record_of_row[row_id]: RowLocked(
-        f"row locked by another transaction for over {lock_timeout_ms} ms; retried next run") for row_id in locked}
+        f"row locked by another transaction for over {lock_timeout_ms} ms; retried next run")
+        for row_id in locked}
     result.failed.update(refused)
     done = set(result.applied) | result.failed.keys()
     result.stale = [g.record_id for g in records if g.record_id not in done]

@@ -21,7 +21,8 @@ ROW_VERSIONS = sql.Identifier(CDC_SCHEMA, "row_versions")
 # Our own writes set this for their transaction (`set_config(..., true)`: transaction-scoped, so it holds
 # behind a transaction pooler); the capture trigger's WHEN clause skips them, so they are not logged.
 WRITER_SETTING = "sync_pipeline.writer"
-_NOT_OUR_WRITE = sql.SQL("current_setting({}, true) is distinct from 'sync'").format(sql.Literal(WRITER_SETTING))
+_NOT_OUR_WRITE = sql.SQL("current_setting({}, true) is distinct from 'sync'").format(
+    sql.Literal(WRITER_SETTING))
 LOCK = sql.SQL("select pg_advisory_xact_lock(hashtext('sync_pipeline.install'))")
 Statement = sql.SQL | sql.Composed
 
@@ -104,8 +105,8 @@ def table_statements(table: MappedTable, live: LiveTable | None, data_api: bool)
     statements: list[Statement] = []
     if live is None:
         if not table.mapping.create:
-            raise InstallRefused(
-                f"{table.label} does not exist, and the configuration does not ask to create it (create: false)")
+            raise InstallRefused(f"{table.label} does not exist, and the configuration does not ask to "
+                                 "create it (create: false)")
         statements.append(_create_table(table))
     elif table.mapping.create:
         # A table the sync created for the sandbox takes the fields added to the configuration since.
@@ -131,7 +132,8 @@ def _create_table(table: MappedTable) -> Statement:
                 for name, column in table.mapping.columns.items()]
     # Free room in each page lets an update write the new row version beside the old one (a HOT update,
     # no index entry to add): the sync rewrites rows far more often than it adds them.
-    return sql.SQL("create table {} ({}) with (fillfactor = 70)").format(table.ident, sql.SQL(", ").join(columns))
+    return sql.SQL("create table {} ({}) with (fillfactor = 70)").format(
+        table.ident, sql.SQL(", ").join(columns))
 
 
 def _leave_legacy_install(table: MappedTable, live: LiveTable) -> list[Statement]:

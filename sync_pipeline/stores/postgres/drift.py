@@ -31,7 +31,8 @@ def table_drift(table: MappedTable, live: LiveTable | None) -> list[Drift]:
             problems.append(Drift(True, column, f"{table.label}: column {column} is {found.declared}, "
                                                 f"the sync writes {expected}"))
     known = {table.mapping.id_column, *table.columns, *table.mapping.ignore_columns}
-    problems += [Drift(False, column, f"{table.label}: column {column} is neither mapped nor in ignore_columns")
+    problems += [Drift(False, column,
+                       f"{table.label}: column {column} is neither mapped nor in ignore_columns")
                  for column in live.columns if column not in known]
     return problems
 

@@ -180,7 +180,8 @@ class PostgresStore:
             record_id=r["pk"],
             deleted=r["op"] == "D",
             row=row,
-            # The trigger's own clock: an app may write any time into its columns; last write wins must not trust it.
+            # The trigger's own clock: an app may write any time into its columns, which last write wins
+            # must not trust.
             modified_at=r["changed_at"],
             event_key=f"{r['txid_text']}:{r['seq']}",
             store_record_id=r["pk"],
@@ -242,7 +243,7 @@ class PostgresStore:
     # -- apply -------------------------------------------------------------------------------------
 
     def apply(self, entity: Entity, records: Sequence[GoldenRecord]) -> ApplyResult:
-        """Write golden records to the entity's table (`apply.apply_batch`); nothing where it is not carried."""
+        """Write golden records to the entity's table (`apply.apply_batch`); nothing where not carried."""
         if not self.carries(entity):
             return ApplyResult()
         table = self.table(entity)

@@ -10,7 +10,7 @@ from psycopg import sql
 from sync_pipeline.config import SyncConfig, TableMapping
 from sync_pipeline.model.entities import Entity, FieldType
 
-# The column type the sync writes for each canonical type (the stage's types, and those of a table it creates).
+# The column type the sync writes for each canonical type (the stage's types, those of a table it creates).
 PG_TYPES: dict[FieldType, str] = {
     FieldType.UUID: "uuid",
     FieldType.TEXT: "text",
@@ -24,8 +24,8 @@ PG_TYPES: dict[FieldType, str] = {
 }
 ID_TYPES = {"uuid": "uuid", "bigint": "int8", "text": "text"}
 
-# The app column types (`pg_type.typname`) the sync reads and writes for each type it expects, by cast (a value
-# a narrower column cannot hold fails alone); any other type is drift. A user enum type also holds text.
+# The app column types (`pg_type.typname`) the sync reads and writes for each type it expects, by cast (a
+# value a narrower column cannot hold fails alone); any other type is drift. A user enum type holds text too.
 COMPATIBLE: dict[str, frozenset[str]] = {
     "uuid": frozenset({"uuid"}),
     "text": frozenset({"text", "varchar", "bpchar", "citext"}),

@@ -65,8 +65,8 @@ def copy_direct(cur: psycopg.Cursor[DictRow], table: MappedTable, types: list[st
     copy_rows(cur, ROW_VERSIONS, sql.SQL("tbl, pk, version, modified_at"), _VERSION_TYPES, versions)
 
 
-def upsert_staged(conn: psycopg.Connection[DictRow], table: MappedTable, live: LiveTable, stage_types: list[str],
-                  stage_rows: Rows, rows: int) -> set[str]:
+def upsert_staged(conn: psycopg.Connection[DictRow], table: MappedTable, live: LiveTable,
+                  stage_types: list[str], stage_rows: Rows, rows: int) -> set[str]:
     """Stage the batch's `rows` rows (id, carried fields, version, modification time), write the app rows
     whose version entry the guard lets this batch take, insert those missing; returns the rows the guard
     skipped. Each step runs only while rows are left: a batch of updates is one statement after the stage."""
@@ -123,7 +123,8 @@ def upsert_staged(conn: psycopg.Connection[DictRow], table: MappedTable, live: L
     return set()
 
 
-def delete_older(conn: psycopg.Connection[DictRow], table: MappedTable, versions: list[tuple[str, int]]) -> list[str]:
+def delete_older(conn: psycopg.Connection[DictRow], table: MappedTable,
+                 versions: list[tuple[str, int]]) -> list[str]:
     """Delete rows older than their tombstone, and their version entries; returns the rows deleted."""
     if not versions:
         return []
@@ -131,7 +132,8 @@ def delete_older(conn: psycopg.Connection[DictRow], table: MappedTable, versions
         with gone as (
           delete from {t} t using unnest(%s::text[], %s::int8[]) as d(pk, version)
           where t.{id} = d.pk::{id_type}
-            and coalesce((select v.version from {versions} v where v.tbl = {key} and v.pk = d.pk), 0) < d.version
+            and coalesce((select v.version from {versions} v where v.tbl = {key} and v.pk = d.pk), 0)
+                < d.version
           returning d.pk),
         forgotten as (delete from {versions} v using gone where v.tbl = {key} and v.pk = gone.pk)
         select pk from gone""").format(
