@@ -96,3 +96,13 @@ class HubIdMap:
                          and i.store_record_id = coalesce(s.store_record_id, s.record_id::text))""",
                 (self._store, entity, DELETED_HASH)).fetchall()
             return {r["store_id"]: str(r["record_id"]) for r in rows}
+
+    def read_as_gone(self, entity: str, store_ids: Sequence[str]) -> set[str]:
+        """Those of the store's ids whose newest change captured from the store is a delete."""
+        with self._hub.connect() as conn:
+            rows = conn.execute(
+                """select distinct on (store_record_id) store_record_id, op from sync.inbox
+                   where store = %s and entity = %s and kind = 'change' and store_record_id = any(%s)
+                   order by store_record_id, modified_at desc, id desc""",
+                (self._store, entity, list(store_ids))).fetchall()
+            return {r["store_record_id"] for r in rows if r["op"] == "delete"}

@@ -49,6 +49,11 @@ class IdMap(Protocol):
         a change or hint of the store still waiting in the inbox (what a listing of the store must show)."""
         ...
 
+    def read_as_gone(self, entity: str, store_ids: Sequence[str]) -> set[str]:
+        """Those of the store's ids whose newest change captured from the store is a delete: the hub has read
+        that the store no longer has them."""
+        ...
+
 
 class SameIds:
     """The id map of a store whose ids are all canonical (a store on its own, as in a benchmark)."""
@@ -67,6 +72,9 @@ class SameIds:
 
     def held(self, entity: str) -> dict[str, str]:
         return {}  # without a hub nothing is known to be held, so nothing can be found missing
+
+    def read_as_gone(self, entity: str, store_ids: Sequence[str]) -> set[str]:
+        return set()
 
 
 def translate_references(entity: Entity, rows: Sequence[dict[str, Any]], id_map: IdMap, to_store: bool) -> None:

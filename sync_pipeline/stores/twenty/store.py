@@ -11,7 +11,13 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Mapping, Sequence
 
 from sync_pipeline.engine.records import ApplyResult, ConcurrentEdit, GoldenRecord
-from sync_pipeline.model.canonical import CanonicalValueError, canonical_record, content_hash, parse_timestamp
+from sync_pipeline.model.canonical import (
+    DELETED_HASH,
+    CanonicalValueError,
+    canonical_record,
+    content_hash,
+    parse_timestamp,
+)
 from sync_pipeline.model.entities import ENTITIES, Entity
 from sync_pipeline.stores.base import (
     CaptureBatch,
@@ -310,13 +316,26 @@ class TwentyStore:
                            ) -> dict[str, RawChange]:
         """Record id -> the record as re-read now, for those Twenty holds in a content that is neither what
         the hub last knew it to hold nor the version about to be written, with an `updatedAt` past every
-        change captured from Twenty for it (a content that lost a conflict was read, and is overwritten)."""
+        change captured from Twenty for it (a content that lost a conflict was read, and is overwritten).
+
+        A record the hub knows Twenty to hold alive that is gone, with no delete of it read yet, was destroyed
+        since: written, it would be recreated unread. It comes back as a delete dated by this re-read, the
+        first moment it was seen missing (its webhook, when it comes, is an echo of it)."""
         if not records:
             return {}
         last_read = self.id_map.last_read(entity.name, [g.record_id for g in records])
         twenty_ids = {known.get(g.record_id, g.record_id): g for g in records}
         found = self._reread(entity, list(twenty_ids))
-        edited = {}
+        missing = [i for i in twenty_ids if i not in found]
+        read_as_gone = self.id_map.read_as_gone(entity.name, missing) if missing else set()
+        seen_missing_at = _iso_ms(datetime.now(timezone.utc))
+        edited: dict[str, RawChange] = {}
+        for store_id in missing:
+            record_id = twenty_ids[store_id].record_id
+            held_alive = last_read.get(record_id, (None, None))[0] not in (None, DELETED_HASH)
+            if held_alive and store_id not in read_as_gone:
+                edited[record_id] = _gone(store_id, parse_timestamp(seen_missing_at),
+                                          f"destroyed:{store_id}:{seen_missing_at}")
         for change in self._raw_changes(entity, list(found.values())):
             g = twenty_ids[change.record_id]
             seen_hash, read_at = last_read.get(g.record_id, (None, None))
