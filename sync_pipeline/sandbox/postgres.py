@@ -23,7 +23,8 @@ import psycopg
 def _pg_bin() -> Path:
     candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(p.split("/")[4]))
     if not candidates:
-        raise RuntimeError("PostgreSQL is not installed: run scripts/bootstrap.sh (apt-get install postgresql)")
+        raise RuntimeError("PostgreSQL is not installed: run scripts/bootstrap.sh "
+                           "(apt-get install postgresql)")
     return Path(candidates[-1])
 
 
@@ -73,7 +74,8 @@ def _chown(path: Path) -> None:
 
 
 def _tls_options(root: Path, tls: ServerTls) -> str:
-    """`ssl=on` with copies of the certificate and key that the server may read (it refuses a key others can)."""
+    """`ssl=on` with copies of the certificate and key that the server may read (and others may not: it
+    refuses a key others can read)."""
     options = "-c ssl=on"
     for name, source in (("ssl_cert_file", tls.cert_file), ("ssl_key_file", tls.key_file)):
         copy = root / f"{name}.pem"
@@ -98,8 +100,8 @@ def run_postgres(data_dir: Path | None = None, port: int | None = None, durable:
     _chown(root)
     pgdata = root / "data"
     if not (pgdata / "PG_VERSION").exists():
-        subprocess.run(as_postgres([str(pg_bin / "initdb"), "-D", str(pgdata), "-U", "postgres", "-A", "trust",
-                                     "-E", "UTF8"]), check=True, capture_output=True)
+        initdb = [str(pg_bin / "initdb"), "-D", str(pgdata), "-U", "postgres", "-A", "trust", "-E", "UTF8"]
+        subprocess.run(as_postgres(initdb), check=True, capture_output=True)
     port = port or free_port()
     options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c max_connections=200"
     if not durable:

@@ -20,14 +20,13 @@ from urllib.parse import urlsplit
 
 import psycopg
 import pytest
-from psycopg_pool import ConnectionPool
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from sync_pipeline.defs.resources import SupabaseResource
-from sync_pipeline.hub.connection import HubTimeouts, connect_kwargs
+from sync_pipeline.hub.connection import HubTimeouts, open_pool
 from sync_pipeline.hub.hub import Hub
 from sync_pipeline.safety import checks as safety
 from sync_pipeline.safety.checks import Status
@@ -36,7 +35,8 @@ from sync_pipeline.stores.postgres import PostgresStore
 from sync_pipeline_tests.fixtures.pgbouncer import POOLER_PASSWORD, Pooler
 from sync_pipeline_tests.helpers import insert_person, people, sync_once
 
-PASSWORD = "tls-Pa55w0rd-5432"  # the test server trusts loopback; libpq still carries it, and must not tell it
+# The test server trusts loopback; libpq still carries the password, and must not tell it.
+PASSWORD = "tls-Pa55w0rd-5432"
 _tls_databases = itertools.count()
 
 
@@ -54,8 +54,9 @@ def _name(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
-def _certificate(subject: str, key: ec.EllipticCurvePrivateKey, issuer: str, issuer_key: ec.EllipticCurvePrivateKey,
-                 *, ca: bool, hosts: tuple[str, ...] = ()) -> x509.Certificate:
+def _certificate(subject: str, key: ec.EllipticCurvePrivateKey, issuer: str,
+                 issuer_key: ec.EllipticCurvePrivateKey, *, ca: bool, hosts: tuple[str, ...] = ()
+                 ) -> x509.Certificate:
     now = dt.datetime.now(dt.timezone.utc)
     builder = (x509.CertificateBuilder().subject_name(_name(subject)).issuer_name(_name(issuer))
                .public_key(key.public_key()).serial_number(x509.random_serial_number())
@@ -93,14 +94,14 @@ def certificates(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
                                                         ca=False, hosts=("localhost",))))
     (root / "server.key").write_bytes(server_key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-    return Certificates(root / "ca.pem", root / "other_ca.pem", ServerTls(root / "server.pem", root / "server.key"))
+    return Certificates(root / "ca.pem", root / "other_ca.pem",
+                        ServerTls(root / "server.pem", root / "server.key"))
 
 
 @contextmanager
 def _hub_on_a_pool(dsn: str) -> Iterator[Hub]:
-    """The hub on a pool of connections, as a Dagster run holds it: each connection is reused for many
-    transactions."""
-    with ConnectionPool(dsn, kwargs=connect_kwargs(HubTimeouts()), min_size=2, max_size=4, open=True) as pool:
+    """The hub on the pool its Dagster resource opens for a run: each connection serves many transactions."""
+    with open_pool(dsn, HubTimeouts(), max_size=4) as pool:
         yield Hub(dsn, pool=pool)
 
 
@@ -112,7 +113,8 @@ def tls_server(certificates: Certificates) -> Iterator[PostgresServer]:
 
 def _url(server: PostgresServer, database: str, host: str = "localhost", **params: str) -> str:
     query = "&".join(f"{k}={v}" for k, v in params.items())
-    return f"postgresql://postgres:{PASSWORD}@{host}:{server.port}/{database}" + (f"?{query}" if query else "")
+    url = f"postgresql://postgres:{PASSWORD}@{host}:{server.port}/{database}"
+    return f"{url}?{query}" if query else url
 
 
 def _on_tls(conn: psycopg.Connection[Any]) -> bool:
