@@ -171,11 +171,11 @@ def build_hub_asset(entity: Entity, sources: list[StoreSpec], interval_minutes: 
         hub.start_run(context.run.run_id, run_trigger(context))
         stats = pipeline.resolve(hub, entity, context.run.run_id, context.resources.sync_settings.settings())
         hub.add_run_counts(context.run.run_id, f"resolve:{entity.name}", stats.as_dict())
-        snapshot = hub.golden_snapshot(entity.name)
+        counts = hub.golden_counts(entity.name)  # counted in the hub, never loaded
         return dg.MaterializeResult(metadata={
             **stats.as_dict(),
-            "golden_records": sum(1 for _, data in snapshot.values() if data is not None),
-            "tombstones": sum(1 for _, data in snapshot.values() if data is None),
+            "golden_records": counts["live"],
+            "tombstones": counts["deleted"],
             "last_conflicts": md_table(conflict_rows(hub.recent_conflicts(entity.name, 5)),
                                        ["id", "record_id", "field", "golden", "incoming", "winner", "resolution"]),
         })
