@@ -150,6 +150,7 @@ def measure(stores: Stores, emails: list[str], changes: int, every: float, poll:
 def own_sandbox(port: int, ready_timeout: float) -> Iterator[dict[str, str]]:
     """A sandbox in a temporary project directory; stopped (Ctrl-C's signal) and deleted on exit."""
     directory = Path(tempfile.mkdtemp(prefix="bench-latency-"))
+    directory.chmod(0o755)  # as root the sandbox's Postgres runs as `postgres`, which must reach its data
     for name in ("workspace.yaml", "dagster.yaml"):
         shutil.copyfile(PROJECT_DIR / name, directory / name)
     log_path = directory / "sandbox.out"
@@ -168,8 +169,8 @@ def own_sandbox(port: int, ready_timeout: float) -> Iterator[dict[str, str]]:
         deadline = time.monotonic() + ready_timeout
         while not ready.wait(1):
             if process.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"the sandbox was not ready within {ready_timeout:.0f} s (exit code "
-                                 f"{process.poll()}); its output ends with:\n"
+                raise SystemExit(f"the sandbox did not get ready (exit code {process.poll()}, waited at most "
+                                 f"{ready_timeout:.0f} s); its output ends with:\n"
                                  + log_path.read_text(errors="replace")[-2000:])
         yield read_sandbox_env(directory)
     finally:
@@ -184,7 +185,29 @@ def own_sandbox(port: int, ready_timeout: float) -> Iterator[dict[str, str]]:
             process.wait()
         reader.join(timeout=5)
         log.close()
+        _wait_for_leftovers(directory)
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def _wait_for_leftovers(directory: Path, timeout: float = 90) -> None:
+    """Dagster's code servers outlive `dagster dev` until their heartbeat times out (30-45 s); wait for
+    every process whose command line names the sandbox's directory, then stop any still there."""
+    def leftovers() -> list[int]:
+        found = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit() and entry.name != str(os.getpid()):
+                with contextlib.suppress(OSError):
+                    if str(directory).encode() in (entry / "cmdline").read_bytes():
+                        found.append(int(entry.name))
+        return found
+
+    deadline = time.monotonic() + timeout
+    while (pids := leftovers()) and time.monotonic() < deadline:
+        time.sleep(2)
+    for pid in pids:
+        print(f"stopping process {pid}, left by the sandbox", flush=True)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
 
 
 def _copy_output(stream: IO[str] | None, log: IO[str], ready: threading.Event) -> None:
