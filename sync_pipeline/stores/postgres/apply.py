@@ -40,6 +40,8 @@ from sync_pipeline.stores.postgres.writes import (
 
 # Ids probed to tell a batch of new rows (COPY straight in) from one with updates (guarded upsert).
 _NEW_ROWS_SAMPLE = 1_000
+# Memory for the hash joins of one batch against its stage (the server's default, 4 MB, spills to disk).
+_WORK_MEM = "64MB"
 # Writes of a batch tried after a lock timeout, each without the rows found locked.
 _LOCK_ATTEMPTS = 3
 
@@ -83,7 +85,10 @@ def apply_batch(connect: Connect, id_map: IdMap, table: MappedTable,
     deleted_rows: list[str] = []
     locked: set[str] = set()  # rows an application holds locked: left for the next run
     with connect() as conn, conn.transaction():
-        conn.execute("select set_config(%s, 'sync', true)", (WRITER_SETTING,))
+        # Transaction-scoped, as a transaction pooler needs: our writes are not captured, and the stage's
+        # joins hash in memory instead of sorting on disk.
+        conn.execute("select set_config(%s, 'sync', true), set_config('work_mem', %s, true)",
+                     (WRITER_SETTING, _WORK_MEM))
         columns = live(conn)
         new_records = unknown & {g.record_id for g in upserts}
         new_ids = iter(allocate_ids(conn, table, len(new_records)) if new_records else [])

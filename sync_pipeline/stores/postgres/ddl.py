@@ -57,7 +57,7 @@ create table if not exists {versions} (
   pk          text collate "C" not null,
   version     bigint           not null,
   modified_at timestamptz      not null,
-  primary key (tbl, pk)) with (fillfactor = 70)""")
+  primary key (tbl, pk)) with (fillfactor = 50)""")
 
 # One function for every table; the trigger passes its id column. A change carries the row version it was
 # made over (the hub's version the store last received: an older one means the record changed elsewhere

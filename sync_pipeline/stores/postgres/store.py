@@ -280,6 +280,7 @@ class PostgresStore:
                     ids=table.ids_param()), (table.key, list(store_ids))).fetchall()
             data = [{k: v for k, v in row.items() if k not in ("sync_version", "written_at")} for row in rows]
             translate_references(entity, data, self.id_map, to_store=False)
+            self._canonical_ids(table, data)  # as captured: a bigint or text id is no uuid to the contract
             found = {row["id"]: RawChange(
                 record_id=row["id"], deleted=False, row=canonical, modified_at=row["written_at"] or now,
                 event_key=f"read:{row['id']}:{row['sync_version']}", store_record_id=row["id"],

@@ -65,6 +65,11 @@ def copy_direct(cur: psycopg.Cursor[DictRow], table: MappedTable, types: list[st
     copy_rows(cur, ROW_VERSIONS, sql.SQL("tbl, pk, version, modified_at"), _VERSION_TYPES, versions)
 
 
+def _assignments(table: MappedTable, live: LiveTable, source: str) -> sql.Composable:
+    return sql.SQL(", ").join(sql.SQL("{} = {}").format(sql.Identifier(table.mapping.columns[n]),
+                                                        _cast(table, live, n, source)) for n in table.fields)
+
+
 def upsert_staged(conn: psycopg.Connection[DictRow], table: MappedTable, live: LiveTable,
                   stage_types: list[str], stage_rows: Rows, rows: int) -> set[str]:
     """Stage the batch's `rows` rows (id, carried fields, version, modification time), write the app rows
@@ -79,19 +84,18 @@ def upsert_staged(conn: psycopg.Connection[DictRow], table: MappedTable, live: L
              "key": sql.Literal(table.key), "stage": stage, "t": table.ident,
              "id": table.id_column, "cols": _app_columns(table),
              "values": sql.SQL(", ").join(_cast(table, live, n, "s") for n in table.fields),
-             "assign": sql.SQL(", ").join(sql.SQL("{} = {}").format(
-                 sql.Identifier(table.mapping.columns[n]), _cast(table, live, n, "s")) for n in table.fields)}
+             "assign": _assignments(table, live, "s"), "assign_won": _assignments(table, live, "won")}
     with conn.cursor() as cur:
         cur.adapters.register_dumper(None, UuidTextBinaryDumper)
         copy_rows(cur, stage, sql.SQL(", ").join(map(sql.Identifier, names)), stage_types, stage_rows())
-        # Rows whose entry holds an older version: the entry and the row move to this batch's version.
+        # Rows whose entry holds an older version: the entry and the row move to this batch's version (the
+        # entries' update hands on the staged rows it took, so the rows' update is one join).
         cur.execute(sql.SQL("""
             with won as (
               update {versions} v set version = s.sync_version, modified_at = s.modified_at from {stage} s
               where v.tbl = {key} and v.pk = s.id::text and s.sync_version > v.version
-              returning s.id)
-            update {t} set {assign} from {stage} s join won on won.id = s.id
-            where {t}.{id} = s.id""").format(**parts))
+              returning s.*)
+            update {t} set {assign_won} from won where {t}.{id} = won.id""").format(**parts))
         written = cur.rowcount
         if written < rows:
             # Rows without an entry (the application's own rows, never written by the sync) take one.
