@@ -57,6 +57,11 @@ class PendingReference(Exception):
     """A record that cannot be written before the record it references."""
 
 
+class DestroyedUnread(Exception):
+    """A record destroyed in Twenty whose destroy the hub has not read yet: written, it would be recreated
+    unread. It waits until its webhook or the next listing of ids brings the destroy in, dated."""
+
+
 def _iso_ms(ts: datetime) -> str:
     return ts.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -282,11 +287,15 @@ class TwentyStore:
             except MappingError as exc:
                 result.failed[g.record_id] = exc
         # An edit made in Twenty since the hub last read the record would be overwritten unread: it is
-        # taken in as a change instead, and the record waits for the next run.
-        edited = self._edited_since_read(entity, sent, known)
+        # taken in as a change instead, and the record waits for the next run. A destroy would be undone.
+        edited, destroyed = self._edited_since_read(entity, sent, known)
         for record_id, change in edited.items():
             result.failed[record_id] = ConcurrentEdit(STORE_NAME, change)
-        kept = [i for i, g in enumerate(sent) if g.record_id not in edited]
+        for record_id in destroyed:
+            result.failed[record_id] = DestroyedUnread(
+                "destroyed in Twenty since the hub last read it; waits for the destroy to be read (its webhook "
+                "or the next listing of ids)")
+        kept = [i for i, g in enumerate(sent) if g.record_id not in result.failed]
         payloads, sent = [payloads[i] for i in kept], [sent[i] for i in kept]
         if payloads:
             batch = self.client.batch_create(twenty_object(entity), payloads, upsert=True)
@@ -313,29 +322,27 @@ class TwentyStore:
         return result
 
     def _edited_since_read(self, entity: Entity, records: Sequence[GoldenRecord], known: dict[str, str]
-                           ) -> dict[str, RawChange]:
+                           ) -> tuple[dict[str, RawChange], list[str]]:
         """Record id -> the record as re-read now, for those Twenty holds in a content that is neither what
         the hub last knew it to hold nor the version about to be written, with an `updatedAt` past every
         change captured from Twenty for it (a content that lost a conflict was read, and is overwritten).
-
-        A record the hub knows Twenty to hold alive that is gone, with no delete of it read yet, was destroyed
-        since: written, it would be recreated unread. It comes back as a delete dated by this re-read, the
-        first moment it was seen missing (its webhook, when it comes, is an echo of it)."""
+        And the ids of the records the hub knows Twenty to hold alive that are gone, with no delete of them
+        read yet: destroyed since. Their destroy is not dated here (the re-read only bounds it): the webhook's
+        event date, or the listing that finds it, dates it."""
         if not records:
-            return {}
+            return {}, []
         last_read = self.id_map.last_read(entity.name, [g.record_id for g in records])
         twenty_ids = {known.get(g.record_id, g.record_id): g for g in records}
         found = self._reread(entity, list(twenty_ids))
         missing = [i for i in twenty_ids if i not in found]
         read_as_gone = self.id_map.read_as_gone(entity.name, missing) if missing else set()
-        seen_missing_at = _iso_ms(datetime.now(timezone.utc))
-        edited: dict[str, RawChange] = {}
+        destroyed = []
         for store_id in missing:
             record_id = twenty_ids[store_id].record_id
             held_alive = last_read.get(record_id, (None, None))[0] not in (None, DELETED_HASH)
             if held_alive and store_id not in read_as_gone:
-                edited[record_id] = _gone(store_id, parse_timestamp(seen_missing_at),
-                                          f"destroyed:{store_id}:{seen_missing_at}")
+                destroyed.append(record_id)
+        edited = {}
         for change in self._raw_changes(entity, list(found.values())):
             g = twenty_ids[change.record_id]
             seen_hash, read_at = last_read.get(g.record_id, (None, None))
@@ -347,7 +354,7 @@ class TwentyStore:
             if (change.error is None and digest not in (seen_hash, g.content_hash)
                     and (read_at is None or updated_at > read_at)):
                 edited[g.record_id] = change
-        return edited
+        return edited, destroyed
 
     # -- reads -------------------------------------------------------------------------------------
 
