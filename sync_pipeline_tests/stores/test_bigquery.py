@@ -81,7 +81,7 @@ def test_insert_update_delete_in_one_apply_with_one_load_and_one_merge(bigquery_
     )
 
     stats = result.stats
-    assert (stats.load_jobs, stats.merge_statements, stats.dml_statements) == (1, 1, 2)
+    assert (stats.load_jobs, stats.merge_statements, stats.dml_statements) == (1, 1, 3)
     assert (stats.inserted, stats.updated, stats.deleted, stats.stale) == (1, 1, 1, 0)
     assert stats.duplicates_dropped == 1
     assert sorted(result.applied) == sorted([a, b, c]) and result.stale == []

@@ -47,6 +47,12 @@ HISTORY_SCHEMA = (
     SF("origin_modified_at", "TIMESTAMP"),
     SF("synced_at", "TIMESTAMP", mode="REQUIRED"),
 )
+# The last delete of each record, so that a publish finds it by key instead of reading the history.
+TOMBSTONES_SCHEMA = (
+    SF("entity", "STRING", mode="REQUIRED"),
+    SF("record_id", "STRING", mode="REQUIRED"),
+    SF("version", "INT64", mode="REQUIRED", description="The hub version that deleted the record"),
+)
 
 _NUMERIC_QUANTUM = Decimal(1).scaleb(-9)  # BigQuery NUMERIC keeps 9 fractional digits
 

@@ -1,14 +1,14 @@
 """BigQuery as the analytics target: current-state tables and an append-only change history.
 
-Each `apply` is ONE load job into a private staging table and ONE script that appends the history and runs
-ONE `MERGE` into the entity table, inside a transaction, so a run costs one table modification per table
-(BigQuery allows 1,500 a day). Table and column names come from the entity registry.
+Each `apply` (one page of what the hub has to publish) is ONE load job into a private staging table and
+ONE script, inside a transaction, that appends the page's changes to the day-partitioned history and runs
+ONE `MERGE` into the entity table, every statement reading only the page's keys (see `merge.py`). Table
+and column names come from the entity registry.
 """
 
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -29,10 +29,12 @@ from sync_pipeline.model.entities import Entity, FieldType
 from sync_pipeline.model.entities import entity as entity_by_name
 from sync_pipeline.stores.base import ConsistencyReport, Health
 from sync_pipeline.stores.bigquery.limits import LIMITS
+from sync_pipeline.stores.bigquery.merge import TOMBSTONES_TABLE, publish_script, tombstones_backfill
 from sync_pipeline.stores.bigquery.digest import checksum_hex, fold, row_digest, sql_fold, sql_row_digest
 from sync_pipeline.stores.bigquery.schema import (
     HISTORY_SCHEMA,
     HISTORY_TABLE,
+    TOMBSTONES_SCHEMA,
     bq_numeric,
     entity_schema,
     staging_schema,
@@ -53,8 +55,8 @@ class ApplyStats:
     """What one `apply` cost and did; the quota-relevant figures are `load_jobs` and `dml_statements`."""
 
     load_jobs: int = 0
-    dml_statements: int = 0  # MERGE + history INSERT
-    merge_statements: int = 0
+    dml_statements: int = 0  # history INSERT, MERGE into the entity table, MERGE into the tombstones
+    merge_statements: int = 0  # into the entity table
     rows_loaded: int = 0  # after de-duplication
     duplicates_dropped: int = 0
     inserted: int = 0
@@ -123,9 +125,15 @@ class BigQueryStore:
         self._tables.ensure_dataset()
         for ent in self.entities.values():
             self._tables.ensure_table(warehouse_table(ent), entity_schema(ent), clustering=["id"])
-        self._tables.ensure_table(
+        history_is_new = self._tables.ensure_table(
             HISTORY_TABLE, HISTORY_SCHEMA, clustering=["entity", "record_id"], partition_by="synced_at"
         )
+        tombstones_are_new = self._tables.ensure_table(
+            TOMBSTONES_TABLE, TOMBSTONES_SCHEMA, clustering=["entity", "record_id"]
+        )
+        if tombstones_are_new and not history_is_new:  # a dataset written before the tombstones existed
+            self._tables.query(tombstones_backfill(self._tables.table_id(HISTORY_TABLE),
+                                                   self._tables.table_id(TOMBSTONES_TABLE)))
         self._installed = True
 
     def _ensure_installed(self) -> None:
@@ -136,7 +144,7 @@ class BigQueryStore:
     # --- writes -----------------------------------------------------------------------------------------
 
     def apply(self, entity: Entity | str, records: list[GoldenRecord]) -> BigQueryApplyResult:
-        """Publish golden records: one load job, one transaction of history INSERT + MERGE.
+        """Publish one page of golden records: one load job, one transaction (history INSERT, MERGE).
 
         Only newer hub versions overwrite; tombstones delete; a replay changes nothing. A record with a
         value beyond BigQuery's types is not sent, and a batch BigQuery refuses for its data is split until
@@ -181,8 +189,8 @@ class BigQueryStore:
         staged = [_staging_row(ent, record, synced_at) for record in records]
         with self._tables.staging_table(ent.name, staging_schema(ent), staged) as staging:
             stats.load_jobs += 1
-            outcome = self._merge_entity(ent, staging)
-        stats.dml_statements += 2
+            outcome = self._merge_entity(ent, staging, [record.record_id for record in records])
+        stats.dml_statements += 3
         stats.merge_statements += 1
         stats.rows_loaded += len(records)
         counts = {op: n for op, n, _ in outcome}
@@ -195,54 +203,10 @@ class BigQueryStore:
         for record in records:
             (result.stale if record.record_id in stale_ids else result.applied).append(record.record_id)
 
-    def _merge_entity(self, ent: Entity, staging: str) -> list[tuple[str, int, list[str]]]:
-        target = self._tables.table_id(warehouse_table(ent))
-        history = self._tables.table_id(HISTORY_TABLE)
-        data_columns = [f.name for f in ent.fields] + ["hub_version", "origin_store", "origin_modified_at"]
-        insert_columns = ["id", *data_columns, "synced_at"]
-        update_set = ", ".join(f"`{c}` = S.`{c}`" for c in [*data_columns, "synced_at"])
-        insert_values = ", ".join(f"S.`{c}`" for c in insert_columns)
-        # The plan classifies each incoming row once, before anything changes, so that the history gets
-        # exactly the changes the MERGE makes. A row absent from the table is only inserted when its
-        # version is newer than the last delete recorded for it: a late, older upsert cannot resurrect it.
-        # The run's values (entity, synced_at) are staged columns, not query parameters: bqemulator 1.4
-        # drops query parameters of multi-statement scripts. The temp table's name is unique because
-        # bqemulator keeps temp tables after the script ends (BigQuery scopes them to the script).
-        plan = f"_plan_{uuid.uuid4().hex[:12]}"
-        script = f"""
-BEGIN TRANSACTION;
-CREATE TEMP TABLE {plan} AS
-WITH last_delete AS (
-  SELECT H.record_id, MAX(H.version) AS version
-  FROM `{history}` AS H JOIN `{staging}` AS S ON H.entity = S.entity AND H.record_id = S.id
-  WHERE H.op = 'delete'
-  GROUP BY H.record_id
-)
-SELECT S.*, CASE
-    WHEN T.id IS NOT NULL AND S.hub_version <= T.hub_version THEN 'stale'
-    WHEN T.id IS NULL AND S.hub_version <= IFNULL(D.version, 0) THEN 'stale'
-    WHEN T.id IS NULL AND S.deleted THEN 'absent'
-    WHEN S.deleted THEN 'delete'
-    WHEN T.id IS NULL THEN 'insert'
-    ELSE 'update'
-  END AS op
-FROM `{staging}` AS S
-LEFT JOIN `{target}` AS T ON T.id = S.id
-LEFT JOIN last_delete AS D ON D.record_id = S.id;
-INSERT INTO `{history}` (entity, record_id, version, op, origin_store, origin_modified_at, synced_at)
-SELECT entity, id, hub_version, op, origin_store, origin_modified_at, synced_at
-FROM {plan} WHERE op IN ('insert', 'update', 'delete');
-MERGE `{target}` AS T
-USING (SELECT * FROM {plan} WHERE op IN ('insert', 'update', 'delete')) AS S
-ON T.id = S.id
-WHEN MATCHED AND S.op = 'delete' THEN DELETE
-WHEN MATCHED AND S.op = 'update' THEN UPDATE SET {update_set}
-WHEN NOT MATCHED BY TARGET AND S.op = 'insert' THEN
-  INSERT ({", ".join(f"`{c}`" for c in insert_columns)}) VALUES ({insert_values});
-COMMIT TRANSACTION;
-SELECT op, COUNT(*) AS n, ARRAY_AGG(IF(op = 'stale', id, NULL) IGNORE NULLS) AS stale_ids
-FROM {plan} GROUP BY op;
-"""
+    def _merge_entity(self, ent: Entity, staging: str, keys: list[str]) -> list[tuple[str, int, list[str]]]:
+        table_id = self._tables.table_id
+        script = publish_script(ent, table_id(warehouse_table(ent)), table_id(HISTORY_TABLE),
+                                table_id(TOMBSTONES_TABLE), staging, keys)
         rows = self._tables.run(script)
         return [(row["op"], row["n"], list(row["stale_ids"] or [])) for row in rows]
 

@@ -79,8 +79,10 @@ class BigQueryTables:
         schema: Iterable[bigquery.SchemaField],
         clustering: list[str],
         partition_by: str | None = None,
-    ) -> None:
-        """Create the table when missing; add the columns new to an existing one, never retype a column.
+    ) -> bool:
+        """Create the table when missing (True); add the columns new to an existing one, never retype a
+        column, and give it the clustering asked for when it has another (BigQuery applies it to rows
+        written from then on). Partitioning cannot change on an existing table: it stays as created.
 
         Raises `SchemaMismatchError` when an existing column has another type than `schema` says.
         """
@@ -94,7 +96,10 @@ class BigQueryTables:
             if partition_by:
                 table.time_partitioning = bigquery.TimePartitioning(field=partition_by)
             self.client.create_table(table, exists_ok=True)
-            return
+            return True
+        if (table.clustering_fields or []) != clustering:
+            table.clustering_fields = clustering
+            table = self.client.update_table(table, ["clustering_fields"])
         found = {f.name: f for f in table.schema}
         for column in schema:
             existing = found.get(column.name)
@@ -103,6 +108,7 @@ class BigQueryTables:
         missing = [c for c in schema if c.name not in found]
         if missing:
             self._add_columns(table, missing)
+        return False
 
     def _add_columns(self, table: bigquery.Table, columns: list[bigquery.SchemaField]) -> None:
         # One statement per column: bqemulator refuses several ALTER commands in one statement.
