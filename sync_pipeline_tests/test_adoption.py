@@ -31,6 +31,8 @@ from sync_pipeline.engine.adoption import (
 from sync_pipeline.model.entities import entity
 from sync_pipeline.settings import DEFAULTS
 from sync_pipeline_tests.helpers import SETTINGS, sync_once
+from sync_pipeline_tests.stores.postgres.conftest import mapped  # noqa: F401 - the fixture, used below
+from sync_pipeline_tests.stores.postgres.mapped import run_sql
 
 PEOPLE = entity("people")
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -355,3 +357,40 @@ def test_plan_then_sync_then_sync_confirm_from_the_command_line(topology, tmp_pa
     assert len(_live_golden(t.hub)) == over
     assert len(t.local_db.rows(PEOPLE)) == len(t.supabase.rows(PEOPLE)) == over
     assert _values_by_email(t.local_db) == _values_by_email(t.supabase)
+
+
+# -- app schemas of their own ------------------------------------------------------------------------------
+
+
+def test_app_tables_holding_the_same_people_before_install_are_adopted_under_their_own_ids(mapped):
+    """The case the issue starts from: a back office (bigint identity ids) and a Supabase app (text ids)
+    that hold the same people, under other table and column names, before the sync is installed."""
+    m = mapped
+    people = 200
+    run_sql(m.local_dsn, """insert into crm.contacts (given_name, family_name, email_address, title)
+                            select 'First' || n, 'Last' || n, 'person' || n || '@example.com', 'Engineer'
+                            from generate_series(1, %s) n""", (people,))
+    run_sql(m.supabase_dsn, """insert into public.members (first, last, mail, job)
+                               select 'First' || n, 'Last' || n, 'person' || n || '@example.com',
+                                      case when n <= 20 then 'Director' else 'Engineer' end
+                               from generate_series(1, %s) n""", (people,))
+    m.local_db.install()
+    m.supabase.install()
+    settings = replace(SETTINGS, adopt_wins={"local_db": "others", "supabase": "others"})
+
+    stats = sync_once(m.hub, m.stores, settings)  # Supabase first, then the local DB
+
+    assert len(_live_golden(m.hub)) == people
+    report = stats[("capture", "local_db", "people")].adoption
+    assert (len(report.links), report.new, report.unmatched, report.overwrites) == (people, [], [], 20)
+    assert run_sql(m.local_dsn, "select count(*) as n from crm.contacts") == [{"n": people}]
+    assert run_sql(m.supabase_dsn, "select count(*) as n from public.members") == [{"n": people}]
+    # The hub's (Supabase's) values won: the back office now holds them, under its own ids.
+    titles = run_sql(m.local_dsn, "select title, count(*) as n from crm.contacts group by title order by title")
+    assert titles == [{"title": "Director", "n": 20}, {"title": "Engineer", "n": people - 20}]
+
+    [member] = run_sql(m.supabase_dsn, "select id from public.members where mail = 'person7@example.com'")
+    run_sql(m.supabase_dsn, "update public.members set town = 'Paris' where id = %s", (member["id"],))
+    sync_once(m.hub, m.stores, settings)
+    assert run_sql(m.local_dsn, "select city from crm.contacts where email_address = 'person7@example.com'") == [
+        {"city": "Paris"}]
