@@ -249,9 +249,10 @@ def print_table(results: list[dict[str, Any]], with_twenty: bool) -> None:
         print(f"slowest steps of the last 100-change run at {r['people']:,} ({last['steps']} steps, "
               f"{last['seconds']:.1f} s): " + ", ".join(f"{step} {sec:.1f} s" for step, sec in last["slowest_steps"]))
     smallest, largest = results[0], results[-1]
-    ratio = median_of(largest["runs"], "seconds") / median_of(smallest["runs"], "seconds")
-    print(f"time(100 changes @ {largest['people']:,}) / time(100 changes @ {smallest['people']:,}) = "
-          f"{ratio:.2f}  (goal <= 1.5 between 1M and 10k)")
+    if len(results) > 1:
+        ratio = median_of(largest["runs"], "seconds") / median_of(smallest["runs"], "seconds")
+        print(f"time(100 changes @ {largest['people']:,}) / time(100 changes @ {smallest['people']:,}) = "
+              f"{ratio:.2f}  (goal <= 1.5 between 1M and 10k)")
     best = max(r["first_sync_records_per_s"] for r in results)
     print(f"first sync: best {best:,.0f} records/s (goal >= 5,000); peak RSS at {largest['people']:,}: "
           f"{largest['first_sync_peak_rss_mib']:,.0f} MiB (goal < 1 GiB at 1M)")
