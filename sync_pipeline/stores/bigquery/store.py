@@ -9,7 +9,7 @@ and column names come from the entity registry.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -143,7 +143,7 @@ class BigQueryStore:
 
     # --- writes -----------------------------------------------------------------------------------------
 
-    def apply(self, entity: Entity | str, records: list[GoldenRecord]) -> BigQueryApplyResult:
+    def apply(self, entity: Entity | str, records: Sequence[GoldenRecord]) -> BigQueryApplyResult:
         """Publish one page of golden records: one load job, one transaction (history INSERT, MERGE).
 
         Only newer hub versions overwrite; tombstones delete; a replay changes nothing. A record with a
@@ -318,7 +318,7 @@ class BigQueryStore:
         )
 
 
-def _latest_per_id(records: list[GoldenRecord]) -> list[GoldenRecord]:
+def _latest_per_id(records: Sequence[GoldenRecord]) -> list[GoldenRecord]:
     """Keep the highest version of each record: BigQuery's MERGE rejects two source rows per target row."""
     latest: dict[str, GoldenRecord] = {}
     for record in records:
