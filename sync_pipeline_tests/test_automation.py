@@ -65,8 +65,8 @@ def test_a_run_of_the_same_selection_queued_or_running_coalesces_the_ticks(four_
         [request] = tick(cdc_sensor, instance, resources, start).run_requests
         selection = set(request.asset_selection)
         queued = instance.create_run_for_job(job.get_subset(asset_selection=selection), asset_selection=selection,
-                                             status=dg.DagsterRunStatus.QUEUED)
-        # queued: it will read the change, so the tick skips and moves its cursor past it
+                                             status=dg.DagsterRunStatus.NOT_STARTED)
+        # queued (not started yet): it will read the change, so the tick skips and moves its cursor past it
         skipped = tick(cdc_sensor, instance, resources, start)
         assert not skipped.run_requests and queued.run_id in skipped.skip_reason.skip_message
         assert json.loads(skipped.cursor)["supabase:people"]
@@ -80,7 +80,7 @@ def test_a_run_of_the_same_selection_queued_or_running_coalesces_the_ticks(four_
         with psycopg.connect(topology.local_dsn) as conn:
             insert_person(conn)
         instance.create_run_for_job(job.get_subset(asset_selection=selection), asset_selection=selection,
-                                    status=dg.DagsterRunStatus.QUEUED)
+                                    status=dg.DagsterRunStatus.NOT_STARTED)
         [other] = tick(cdc_sensor, instance, resources, skipped.cursor).run_requests
         assert other.tags["sync/changed"] == "local_db:people"
 
@@ -94,8 +94,7 @@ def test_the_nightly_reconciliation_is_followed_by_the_checks_full_sweep(four_st
                 dagster_event=dg.DagsterEvent(event_type_value="PIPELINE_SUCCESS", job_name=run.job_name)
         ) as context:
             request = sweep_after_reconciliation(context)
-    assert request.tags["sync/checks"] == "sweep" and sweep_after_reconciliation.request_job.name == (
-        "safety_checks_job")
+    assert request.tags["sync/checks"] == "sweep" and sweep_after_reconciliation.job_name == "safety_checks_job"
 
 
 def test_webhook_inbox_sensor_requests_a_run_per_new_hint(four_stores, topology):
