@@ -18,7 +18,12 @@ from sync_pipeline.engine.adoption import (
     refusal,
 )
 from sync_pipeline.engine.records import CapturedChange, ConcurrentEdit, Op, QuarantinedRecord, ResolveStats
-from sync_pipeline.hub.adoption import adoption_refused, golden_by_natural_key, record_links, unknown_store_ids
+from sync_pipeline.hub.adoption import (
+    adoption_refused,
+    golden_by_natural_key,
+    record_links,
+    unknown_store_ids,
+)
 from sync_pipeline.hub.hub import Hub
 from sync_pipeline.model.canonical import CanonicalValueError, parse_timestamp
 from sync_pipeline.model.contracts import validate_records
@@ -57,7 +62,7 @@ class CaptureStats:
     cursor_before: dict[str, Any] | None = None
     cursor_after: dict[str, Any] | None = None
     status: dict[str, Any] = field(default_factory=dict)  # the store's capture status after the run
-    adoption: AdoptionReport | None = None  # the store's first capture: its records linked, taken in, left out
+    adoption: AdoptionReport | None = None  # a store's first capture: its records linked, taken in, left out
     seconds: float = 0.0
 
 

@@ -23,7 +23,8 @@ from sync_pipeline.stores.base import Source, SourceStore, Target, TargetStore
 
 COUNTS = ["insert", "update", "delete", "conflicts", "quarantine", "link"]
 SUMMARY_COLUMNS = ["store", "entity", *COUNTS]
-CONFLICT_COLUMNS = ["entity", "record_id", "incoming_store", "golden_store", "winner_store", "resolution", "fields"]
+CONFLICT_COLUMNS = ["entity", "record_id", "incoming_store", "golden_store", "winner_store", "resolution",
+                    "fields"]
 QUARANTINE_COLUMNS = ["store", "entity", "record_id", "reason"]
 LINK_COLUMNS = ["store", "entity", "record_id", "detail"]
 ADOPTION_COLUMNS = ["store", "entity", "policy", "linked", "new", "unmatched", "overwrites", "store_wins",
@@ -49,13 +50,15 @@ class SyncPlan:
             row[name] += n
 
     def summary(self) -> list[dict[str, Any]]:
-        return [{"store": store, "entity": entity, **counts} for (store, entity), counts in self.counts.items()]
+        return [{"store": store, "entity": entity, **counts}
+                for (store, entity), counts in self.counts.items()]
 
     def totals(self) -> dict[str, int]:
         return {name: sum(c[name] for c in self.counts.values()) for name in COUNTS}
 
     def adoption_rows(self) -> list[dict[str, Any]]:
-        return [{"store": r.store, "entity": r.entity, "policy": r.policy, **r.counts()} for r in self.adoptions]
+        return [{"store": r.store, "entity": r.entity, "policy": r.policy, **r.counts()}
+                for r in self.adoptions]
 
     @property
     def confirmation_needed(self) -> str | None:
@@ -72,7 +75,8 @@ def plan_sync(hub: Hub, stores: Sequence[Any], settings: SyncSettings,
     plan = SyncPlan(settings.adoption_confirm_threshold, failures=list(unavailable))
     sources = [cast(SourceStore, s) for s in stores if isinstance(s, Source)]
     targets = [cast(TargetStore, s) for s in stores if isinstance(s, Target)]
-    confirmed = replace(settings, confirm_adoption=True)  # a plan shows an adoption; the sync asks to confirm it
+    # A plan shows an adoption over the threshold (the sync asks to confirm it).
+    confirmed = replace(settings, confirm_adoption=True)
     with hub.rolled_back():
         for entity in ENTITIES:
             for source in sources:
@@ -152,7 +156,7 @@ def open_stores(hub: Hub, resources: Mapping[str, Any]) -> tuple[list[Any], list
 
 
 def run_plan(say: Callable[[str], None] = print) -> int:
-    """The command: plan against the stores the environment configures; 1 when a store could not be planned."""
+    """The command: plan against the stores the environment configures; 1 when one could not be planned."""
     from sync_pipeline.definitions import open_resources
     from sync_pipeline.stores.registry import STORES
 

@@ -19,7 +19,8 @@ def confirm_config(confirm: bool) -> dict[str, Any]:
 def run_sync(confirm: bool, say: Callable[[str], None] = print) -> int:
     from sync_pipeline.definitions import defs
 
-    with (dg.DagsterInstance.get() if os.getenv("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()) as instance:
+    instance = dg.DagsterInstance.get() if os.getenv("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    with instance:
         result = defs.resolve_job_def(GATED_SYNC).execute_in_process(
             instance=instance, raise_on_error=False, run_config=confirm_config(confirm),
             tags={"sync/trigger": "command"})

@@ -29,21 +29,22 @@ _DETAIL_ROWS = 50
     group_name="safety",
     kinds={"postgres"},
     description="What the next sync would do, per store and entity: records it would insert, update and "
-                "delete, conflicts and who would win, records it would quarantine and why, records it would link "
-                "by natural key. Captured and resolved in a hub transaction that is rolled back: nothing is "
-                "written anywhere, no cursor moves.",
+                "delete, conflicts and who would win, records it would quarantine and why, records it would "
+                "link by natural key. Captured and resolved in a hub transaction that is rolled back: nothing "
+                "is written anywhere, no cursor moves.",
     required_resource_keys={"hub", "sync_settings", *(spec.key for spec in STORES)},
     tags={"stage": "plan"},
 )
 def sync_plan(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     hub = context.resources.hub.hub()
-    stores, unavailable = open_stores(hub, {spec.key: getattr(context.resources, spec.key) for spec in STORES})
+    resources = {spec.key: getattr(context.resources, spec.key) for spec in STORES}
+    stores, unavailable = open_stores(hub, resources)
     plan = plan_sync(hub, stores, context.resources.sync_settings.settings(), unavailable)
     if plan.confirmation_needed:
         context.log.warning(plan.confirmation_needed)
     for failure in plan.failures:
-        context.log.error(f"{failure['store']} could not be planned ({failure['step']} of {failure['entity']}): "
-                          f"{failure['error']}")
+        context.log.error(f"{failure['store']} could not be planned ({failure['step']} of "
+                          f"{failure['entity']}): {failure['error']}")
     return dg.MaterializeResult(metadata={
         **{f"total_{name}": n for name, n in plan.totals().items()},
         "plan": md_table(plan.summary(), SUMMARY_COLUMNS),

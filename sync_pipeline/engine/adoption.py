@@ -127,45 +127,45 @@ def match(store: str, entity: str, natural_key: str | None, records: Sequence[St
     report = AdoptionReport(store, entity, policy)
     if natural_key is None:
         report.new = [r.store_record_id for r in records]
-        report.unmatched = [Unmatched(r.store_record_id, f"{entity} have no natural key: taken in as a new record",
-                                      taken_in=True) for r in records]
+        reason = f"{entity} have no natural key: taken in as a new record"
+        report.unmatched = [Unmatched(r.store_record_id, reason, taken_in=True) for r in records]
         return report
     by_key: dict[str, list[StoreRecord]] = defaultdict(list)
     for r in records:
         value = r.data.get(natural_key)
         if value is None:
             report.new.append(r.store_record_id)
-            report.unmatched.append(Unmatched(r.store_record_id, f"no {natural_key}: taken in as a new record",
-                                              taken_in=True))
+            reason = f"no {natural_key}: taken in as a new record"
+            report.unmatched.append(Unmatched(r.store_record_id, reason, taken_in=True))
         else:
             by_key[str(value)].append(r)
     for key, sharing in by_key.items():
         candidates = hub_records.get(key, ())
         if len(sharing) > 1:
             ids = ", ".join(r.store_record_id for r in sharing)
-            report.unmatched += [Unmatched(r.store_record_id, f"{natural_key} {key!r} is shared by {len(sharing)} "
-                                           f"records of {store} ({ids}): cannot tell which to link", taken_in=False)
-                                 for r in sharing]
+            reason = (f"{natural_key} {key!r} is shared by {len(sharing)} records of {store} ({ids}): "
+                      "cannot tell which to link")
+            report.unmatched += [Unmatched(r.store_record_id, reason, taken_in=False) for r in sharing]
             continue
         [record] = sharing
         if not candidates:
             report.new.append(record.store_record_id)
         elif len(candidates) > 1:
             ids = ", ".join(c.record_id for c in candidates)
-            report.unmatched.append(Unmatched(record.store_record_id, f"{natural_key} {key!r} is shared by "
-                                              f"{len(candidates)} hub records ({ids}): cannot tell which to link",
-                                              taken_in=False))
+            reason = (f"{natural_key} {key!r} is shared by {len(candidates)} hub records ({ids}): "
+                      "cannot tell which to link")
+            report.unmatched.append(Unmatched(record.store_record_id, reason, taken_in=False))
         elif candidates[0].linked_store_id not in (None, record.store_record_id):
             c = candidates[0]
-            report.unmatched.append(Unmatched(record.store_record_id, f"{natural_key} {key!r} belongs to record "
-                                              f"{c.record_id}, already linked to {store} record "
-                                              f"{c.linked_store_id}", taken_in=False))
+            reason = (f"{natural_key} {key!r} belongs to record {c.record_id}, already linked to {store} "
+                      f"record {c.linked_store_id}")
+            report.unmatched.append(Unmatched(record.store_record_id, reason, taken_in=False))
         else:
             c = candidates[0]
             differing = differing_fields(record.data, c.data)
             side = winner(policy, record.modified_at, c.modified_at) if differing else Winner.SAME
-            report.links.append(Link(record.store_record_id, c.record_id, c.version, c.content_hash, key, side,
-                                     differing))
+            report.links.append(Link(record.store_record_id, c.record_id, c.version, c.content_hash, key,
+                                     side, differing))
     return report
 
 
@@ -176,6 +176,6 @@ def refusal(reports: Sequence[AdoptionReport], threshold: int) -> str | None:
     if overwrites <= threshold:
         return None
     parts = ", ".join(f"{r.overwrites} {r.entity} in {r.store}" for r in reports if r.overwrites)
-    return (f"adopting would overwrite {overwrites} records ({parts}), more than the threshold of {threshold}: "
-            f"review `sync-pipeline plan`, then confirm (run config `confirm: true` on the sync_settings "
-            f"resource, or `sync-pipeline sync --confirm`)")
+    return (f"adopting would overwrite {overwrites} records ({parts}), more than the threshold of "
+            f"{threshold}: review `sync-pipeline plan`, then confirm (run config `confirm: true` on the "
+            "sync_settings resource, or `sync-pipeline sync --confirm`)")

@@ -41,10 +41,11 @@ def golden_by_natural_key(hub: HubConnection, store: str, entity: str, natural_k
         return {}
     with hub.connect() as conn:
         rows = conn.execute(
-            """select g.data->>%s as key, g.record_id, g.version, g.content_hash, g.data, g.origin_modified_at,
-                      s.store_record_id
+            """select g.data->>%s as key, g.record_id, g.version, g.content_hash, g.data,
+                      g.origin_modified_at, s.store_record_id
                from sync.golden g
-               left join sync.record_state s on s.entity = g.entity and s.record_id = g.record_id and s.store = %s
+               left join sync.record_state s
+                 on s.entity = g.entity and s.record_id = g.record_id and s.store = %s
                where g.entity = %s and not g.deleted and g.data->>%s = any(%s)""",
             (natural_key, store, entity, natural_key, list(values))).fetchall()
     found: dict[str, list[HubRecord]] = defaultdict(list)
@@ -67,7 +68,8 @@ def record_links(hub: HubConnection, report: AdoptionReport, run_id: str | None)
                    on conflict (entity, record_id, store) do update set
                      store_record_id = excluded.store_record_id, seen_version = 0, seen_hash = null,
                      updated_at = now()""",
-                [(report.entity, link.record_id, report.store, link.store_record_id) for link in report.links])
+                [(report.entity, link.record_id, report.store, link.store_record_id)
+                 for link in report.links])
         record_outcomes(conn, [
             *(RecordOutcome(run_id, report.store, report.entity, link.record_id, "capture", "linked",
                             version=link.version,

@@ -22,7 +22,8 @@ def publish_forecast(hub: HubConnection, store: str, entity: str) -> dict[str, i
                         coalesce(s.store_record_id is not null or s.seen_version > 0, false)
                           and s.seen_hash is distinct from %s as held
                  from sync.golden g
-                 left join sync.record_state s on s.entity = g.entity and s.record_id = g.record_id and s.store = %s
+                 left join sync.record_state s
+                   on s.entity = g.entity and s.record_id = g.record_id and s.store = %s
                  where g.entity = %s and (s.seen_version is null or s.seen_version < g.version))
                select count(*) filter (where not deleted and not held) as insert,
                       count(*) filter (where not deleted and held) as update,
@@ -35,7 +36,8 @@ def run_conflicts(hub: HubConnection, run_id: str, entity: str) -> list[dict[str
         return conn.execute(
             """select record_id::text as record_id, incoming_store, golden_store, winner_store, resolution,
                       array_to_string(differing_fields, ', ') as fields
-               from sync.conflicts where run_id = %s and entity = %s order by id""", (run_id, entity)).fetchall()
+               from sync.conflicts where run_id = %s and entity = %s order by id""",
+            (run_id, entity)).fetchall()
 
 
 def run_quarantined(hub: HubConnection, run_id: str, entity: str) -> list[dict[str, Any]]:
@@ -57,7 +59,9 @@ def run_links(hub: HubConnection, run_id: str, entity: str) -> list[dict[str, An
                union all
                select o.store, o.record_id,
                       o.store || ' record ' || i.store_record_id || ' linked by natural key; ' || o.outcome
-               from sync.record_outcomes o join sync.inbox i on i.store = o.store and i.event_key = o.event_key
-               where o.run_id = %s and o.entity = %s and o.stage = 'resolve' and o.outcome in ('echo', 'conflict')
+               from sync.record_outcomes o
+               join sync.inbox i on i.store = o.store and i.event_key = o.event_key
+               where o.run_id = %s and o.entity = %s and o.stage = 'resolve'
+                 and o.outcome in ('echo', 'conflict')
                  and i.record_id is null and o.record_id <> i.store_record_id""",
             (run_id, entity, run_id, entity)).fetchall()
