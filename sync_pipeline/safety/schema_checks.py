@@ -61,4 +61,4 @@ def row_level_security(store: PostgresStore, entity: Entity,
                        exposed: Collection[str] = DATA_API_SCHEMAS) -> Verdict:
     if not store.carries(entity):
         return Verdict.passed(f"{store.name} does not carry {entity.name}")
-    return rls_verdict(store.name, entity, store.describe(entity), exposed)
+    return rls_verdict(store.name, entity, store.live_table(entity), exposed)

@@ -125,7 +125,8 @@ class PostgresStore:
         with self.connect() as conn:
             return table_drift(table, describe(conn, table.mapping.schema, table.mapping.table))
 
-    def describe(self, entity: Entity) -> LiveTable | None:
+    def live_table(self, entity: Entity) -> LiveTable | None:
+        """The entity's table as the catalog holds it, or None when it does not exist."""
         table = self.table(entity)
         with self.connect() as conn:
             return describe(conn, table.mapping.schema, table.mapping.table)
