@@ -40,10 +40,12 @@ T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 def _hub(record_id: str, email: str, first_name: str = "Ada", at: datetime = T0,
          linked: str | None = None) -> HubRecord:
-    return HubRecord(record_id, 3, f"hash-{record_id}", {"email": email, "first_name": first_name}, at, linked)
+    data = {"email": email, "first_name": first_name}
+    return HubRecord(record_id, 3, f"hash-{record_id}", data, at, linked)
 
 
-def _store(store_id: str, email: str | None, first_name: str = "Ada", at: datetime | None = T0) -> StoreRecord:
+def _store(store_id: str, email: str | None, first_name: str = "Ada",
+           at: datetime | None = T0) -> StoreRecord:
     return StoreRecord(store_id, {"email": email, "first_name": first_name}, at)
 
 
@@ -75,12 +77,15 @@ def test_match_links_by_natural_key_and_says_why_it_could_not():
 
     report = match("supabase", "people", "email", records, hub)
 
-    assert {(link.store_record_id, link.record_id, link.winner, link.differing_fields) for link in report.links} == {
-        ("s-ada", "g-ada", Winner.SAME, ()), ("s-grace", "g-grace", Winner.STORE, ("first_name",))}
+    links = {(link.store_record_id, link.record_id, link.winner, link.differing_fields)
+             for link in report.links}
+    assert links == {("s-ada", "g-ada", Winner.SAME, ()),
+                     ("s-grace", "g-grace", Winner.STORE, ("first_name",))}
     assert sorted(report.new) == ["s-new", "s-nokey"]
     why = {u.store_record_id: (u.taken_in, u.reason) for u in report.unmatched}
     assert why["s-nokey"] == (True, "no email: taken in as a new record")
-    assert why["s-dup1"][0] is False and "shared by 2 records of supabase (s-dup1, s-dup2)" in why["s-dup1"][1]
+    assert why["s-dup1"][0] is False
+    assert "shared by 2 records of supabase (s-dup1, s-dup2)" in why["s-dup1"][1]
     assert why["s-dup2"][0] is False
     assert why["s-twin"][0] is False and "shared by 2 hub records (g-twin1, g-twin2)" in why["s-twin"][1]
     assert why["s-taken"][0] is False and "already linked to supabase record s-other" in why["s-taken"][1]
@@ -92,8 +97,8 @@ def test_match_links_by_natural_key_and_says_why_it_could_not():
 def test_a_field_the_store_does_not_carry_is_no_difference():
     hub = {"ada@x.com": [HubRecord("g", 1, "h", {"email": "ada@x.com", "first_name": "Ada", "city": "London"},
                                    T0)]}
-    report = match("local_db", "people", "email", [StoreRecord("s", {"email": "ada@x.com", "first_name": "Ada"},
-                                                               T0)], hub, "this_store")
+    record = StoreRecord("s", {"email": "ada@x.com", "first_name": "Ada"}, T0)
+    report = match("local_db", "people", "email", [record], hub, "this_store")
     assert [link.winner for link in report.links] == [Winner.SAME]
 
 
@@ -109,7 +114,8 @@ def test_refusal_counts_the_overwrites_of_every_report_against_the_threshold():
                    [_store(f"s{i}", f"p{i}@x.com", first_name="Other") for i in range(5)], hub, "others")
     assert refusal([report], threshold=5) is None
     reason = refusal([report], threshold=4)
-    assert reason is not None and "overwrite 5 records (5 people in supabase)" in reason and "confirm" in reason
+    assert reason is not None and "overwrite 5 records (5 people in supabase)" in reason
+    assert "sync-pipeline sync --confirm" in reason
 
 
 # -- two real stores ---------------------------------------------------------------------------------------
@@ -180,8 +186,8 @@ def test_two_stores_holding_the_same_thousand_people_end_with_a_thousand_golden_
     local_id = {p["email"]: p["id"] for p in local}
     assert len(linked) == 1000
     first, same = supabase[0], supabase[99]
-    assert linked[local_id[first["email"]]] == (f"supabase record {first['id']} linked by {first['email']!r}; "
-                                                "this store's values win (job_title)")
+    assert linked[local_id[first["email"]]] == (
+        f"supabase record {first['id']} linked by {first['email']!r}; this store's values win (job_title)")
     assert linked[local_id[same["email"]]].endswith("same values")
     # Each store keeps its own ids, and both now hold the winning values.
     local_rows, supabase_rows = _by_email(t.local_db), _by_email(t.supabase)
@@ -214,7 +220,8 @@ def test_adopt_wins_says_whose_values_win(topology, policy, job_title):
 
     stats = sync_once(t.hub, [t.local_db, t.supabase], replace(SETTINGS, adopt_wins={"supabase": policy}))
 
-    assert {link.winner for link in stats[("capture", "supabase", "people")].adoption.links} == {Winner(policy)}
+    report = stats[("capture", "supabase", "people")].adoption
+    assert {link.winner for link in report.links} == {Winner(policy)}
     assert {r["job_title"] for r in [*t.local_db.rows(PEOPLE), *t.supabase.rows(PEOPLE)]} == {job_title}
     assert len(_live_golden(t.hub)) == 3
 
@@ -269,7 +276,8 @@ def test_the_plan_shows_the_adoption_and_that_it_waits_for_confirmation_writing_
     assert plan.failures == []
     adopted = {(r["store"], r["entity"]): r for r in plan.adoption_rows()}
     assert adopted[("supabase", "people")]["new"] == 5
-    assert (adopted[("local_db", "people")]["linked"], adopted[("local_db", "people")]["overwrites"]) == (5, 5)
+    local_adoption = adopted[("local_db", "people")]
+    assert (local_adoption["linked"], local_adoption["overwrites"]) == (5, 5)
     assert sorted(link["detail"].split(" linked")[0] for link in plan.links) == sorted(
         f"local_db record {p['id']}" for p in local)
     assert plan.counts[("supabase", "people")]["update"] == 5  # the local values would overwrite them
@@ -316,7 +324,8 @@ def test_the_sync_job_refuses_an_adoption_over_the_threshold_until_the_run_confi
 # -- the commands --------------------------------------------------------------------------------------------
 
 SCRIPT = str(Path(sys.executable).with_name("sync-pipeline"))
-SUBPROCESS_SECONDS = 600  # each command imports Dagster, the sync runs the gated job: minutes on a loaded machine
+# Each command imports Dagster and the sync runs the gated job: minutes on a loaded machine.
+SUBPROCESS_SECONDS = 600
 
 
 def _command(topology, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -341,7 +350,8 @@ def test_plan_then_sync_then_sync_confirm_from_the_command_line(topology, tmp_pa
 
     assert plan.returncode == 0, plan.stdout + plan.stderr
     assert "Stores it would adopt" in plan.stdout and "linked by 'person" in plan.stdout
-    assert f"The sync will refuse to run until confirmed: adopting would overwrite {over} records" in plan.stdout
+    refusal_line = f"The sync will refuse to run until confirmed: adopting would overwrite {over} records"
+    assert refusal_line in plan.stdout
     assert t.hub.golden_snapshot("people") == {}
 
     refused = _command(t, tmp_path, "sync")
@@ -386,11 +396,12 @@ def test_app_tables_holding_the_same_people_before_install_are_adopted_under_the
     assert run_sql(m.local_dsn, "select count(*) as n from crm.contacts") == [{"n": people}]
     assert run_sql(m.supabase_dsn, "select count(*) as n from public.members") == [{"n": people}]
     # The hub's (Supabase's) values won: the back office now holds them, under its own ids.
-    titles = run_sql(m.local_dsn, "select title, count(*) as n from crm.contacts group by title order by title")
+    titles = run_sql(m.local_dsn,
+                     "select title, count(*) as n from crm.contacts group by title order by title")
     assert titles == [{"title": "Director", "n": 20}, {"title": "Engineer", "n": people - 20}]
 
     [member] = run_sql(m.supabase_dsn, "select id from public.members where mail = 'person7@example.com'")
     run_sql(m.supabase_dsn, "update public.members set town = 'Paris' where id = %s", (member["id"],))
     sync_once(m.hub, m.stores, settings)
-    assert run_sql(m.local_dsn, "select city from crm.contacts where email_address = 'person7@example.com'") == [
-        {"city": "Paris"}]
+    city = run_sql(m.local_dsn, "select city from crm.contacts where email_address = 'person7@example.com'")
+    assert city == [{"city": "Paris"}]

@@ -52,11 +52,14 @@ def _dump(topology, twenty_client, bigquery_emulator, bigquery_store) -> dict[An
     out: dict[Any, list[str]] = {}
     for name, dsn in (("local", topology.local_dsn), ("supabase", topology.supabase_dsn)):
         with psycopg.connect(dsn) as conn:
-            tables = conn.execute("""select table_schema, table_name from information_schema.tables
-                                     where table_type = 'BASE TABLE'
-                                       and table_schema not in ('pg_catalog', 'information_schema')""").fetchall()
+            tables = conn.execute(
+                """select table_schema, table_name from information_schema.tables
+                   where table_type = 'BASE TABLE'
+                     and table_schema not in ('pg_catalog', 'information_schema')"""
+            ).fetchall()
             for schema, table in tables:
-                rows = conn.execute(sql.SQL("select * from {}").format(sql.Identifier(schema, table))).fetchall()
+                query = sql.SQL("select * from {}").format(sql.Identifier(schema, table))
+                rows = conn.execute(query).fetchall()
                 out[(name, schema, table)] = sorted(map(repr, rows))
     assert ("local", "sync", "golden") in out and ("supabase", "sync_cdc", "change_log") in out
     for e in ENTITIES:
@@ -91,7 +94,8 @@ def _pending_edits_everywhere(topology, twenty_client, ids: dict[str, str]) -> N
         insert_person(conn, first_name="Broken", email="not-an-email")
         insert_person(conn, first_name="Twice", email="twice@example.com")
     twenty_client.update("people", ids["twenty"], {"city": "Oslo"})
-    twenty_client.create("people", {"name": {"firstName": "Twice"}, "emails": {"primaryEmail": "twice@example.com"}})
+    twenty_client.create("people", {"name": {"firstName": "Twice"},
+                                    "emails": {"primaryEmail": "twice@example.com"}})
     twenty_client.create("companies", {"name": "Initech"})
 
 
@@ -123,7 +127,8 @@ def test_the_plan_changes_nothing_and_counts_what_the_next_sync_applies(topology
         assert _applied(contents[key], after[key]) == expected, key
     for (store, e), counts in plan.counts.items():  # what publishing applied, store by store
         if ("publish", store, e) in stats:
-            assert stats[("publish", store, e)].applied == counts["insert"] + counts["update"] + counts["delete"]
+            written = counts["insert"] + counts["update"] + counts["delete"]
+            assert stats[("publish", store, e)].applied == written, (store, e)
     _assert_the_plan_names_what_the_sync_did(hub, plan, stats)
 
 
@@ -146,7 +151,8 @@ def _assert_the_plan_names_what_the_sync_did(hub, plan: SyncPlan, stats: dict[An
     assert "not-an-email" in text
 
 
-def test_the_sync_plan_job_shows_the_plan_as_metadata_and_writes_nothing(topology, four_stores, twenty_client):
+def test_the_sync_plan_job_shows_the_plan_as_metadata_and_writes_nothing(topology, four_stores,
+                                                                          twenty_client):
     with psycopg.connect(topology.local_dsn) as conn:
         insert_person(conn, email="planned@example.com")
         before = conn.execute("select count(*) from sync.inbox").fetchone()
