@@ -104,6 +104,7 @@ class SyncLogExport:
     runs: int = 0
     outcomes: int = 0
     conflicts: int = 0
+    batches: int = 0  # of at most `limit` outcomes and `limit` conflicts each, read until the log is drained
     rows_changed: dict[str, int] = field(default_factory=lambda: {name: 0 for name in LOG_TABLES})
     cursor_before: dict[str, Any] | None = None
     cursor_after: dict[str, Any] = field(default_factory=lambda: dict(_START))
@@ -119,7 +120,8 @@ def install_sync_log(tables: BigQueryTables) -> None:
 def export_sync_log(
     hub: LogHub, tables: BigQueryTables, store_key: str, limit: int = 10_000
 ) -> SyncLogExport:
-    """Copy the hub's log written since the last export into the warehouse, `limit` rows per batch.
+    """Copy the hub's log written since the last export into the warehouse, `limit` rows per batch, batch
+    after batch until it is drained: one run catches up with any backlog, holding one batch at a time.
 
     The cursor (`store_key`, "sync_log") moves after each batch is merged, so an export that fails resumes
     from its last whole batch, and a batch merged twice changes nothing.
@@ -132,6 +134,7 @@ def export_sync_log(
     _count(export, merge_sync_log(tables, runs, [], []))
     while True:
         outcomes, conflicts, after = _log_after(hub, export.cursor_after, limit)
+        export.batches += 1
         _count(export, merge_sync_log(tables, [], outcomes, conflicts))
         export.outcomes += len(outcomes)
         export.conflicts += len(conflicts)

@@ -87,3 +87,20 @@ def test_conflicts_carry_incoming_golden_and_winner_stores_beside_a_legacy_colum
                           " golden_side FROM {sync_conflicts}") == [
         {"incoming_store": "supabase", "golden_store": "twenty", "winner_store": "twenty",
          "loser_store": None, "differing_fields": ["city"], "golden_side": '{"city": "Paris"}'}]
+
+
+def test_one_export_drains_a_backlog_of_many_batches(topology, bigquery_store: BigQueryStore) -> None:
+    hub, tables = topology.hub, bigquery_store.tables
+    run_id = str(uuid.uuid4())
+    hub.start_run(run_id, "schedule")
+    log_outcomes(hub, run_id, 23)
+    conflict_ids = [log_conflict(hub, run_id) for _ in range(3)]
+
+    export = export_sync_log(hub, tables, "bigquery", limit=5)
+
+    assert (export.outcomes, export.conflicts, export.batches) == (23, 3, 5)  # 5 + 5 + 5 + 5 + 3
+    assert export.cursor_after["conflict_id"] == conflict_ids[-1]
+    assert select(tables, "SELECT COUNT(*) AS n FROM {sync_record_outcomes}") == [{"n": 23}]
+    assert select(tables, "SELECT COUNT(*) AS n FROM {sync_conflicts}") == [{"n": 3}]
+    caught_up = export_sync_log(hub, tables, "bigquery", limit=5)
+    assert (caught_up.outcomes, caught_up.conflicts, caught_up.batches) == (0, 0, 1)
