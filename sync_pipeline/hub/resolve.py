@@ -30,9 +30,10 @@ from sync_pipeline.hub.inbox import quarantine
 from sync_pipeline.hub.runs import RecordOutcome, record_outcomes
 from sync_pipeline.model.entities import Entity
 
-# Rows a resolve writes before the hub's statistics are refreshed, then again each time that doubles: after a
-# bulk load the planner would otherwise plan for the near-empty tables it last analyzed (seconds instead of
-# milliseconds per statement), and the doubling keeps the cost of analyzing a small share of the load's.
+# After a bulk load the planner would plan for the near-empty tables it last analyzed (seconds instead of
+# milliseconds per statement). Every this many rows a resolve writes, the hub's tables that changed by more
+# than their size at the last analysis (and by this many rows) are analyzed: a table is analyzed each time it
+# doubles, so the cost stays a small share of the load's.
 ANALYZE_AFTER_ROWS = 5_000
 _ANALYZED = ("golden", "golden_history", "record_state", "publish_pending", "processed_events")
 _CONFLICT_COLUMNS = ("run_id", "entity", "record_id", "golden_version", "base_version", "incoming_store",
@@ -170,7 +171,7 @@ class Resolver(HubConnection):
                         batch_size: int) -> ResolveStats:
         """Apply the inbox to the golden records, batch by batch, each batch in one transaction."""
         stats = ResolveStats()
-        written, analyze_at = 0, ANALYZE_AFTER_ROWS
+        written = 0
         while True:
             with self.connect() as conn, conn.transaction():
                 changes = _pending(conn, entity, batch_size)
@@ -182,14 +183,22 @@ class Resolver(HubConnection):
                     stats.add(done.stats)
                     written += _written_rows(done)
             finished = len(changes) < batch_size
-            if written >= analyze_at or (finished and written >= ANALYZE_AFTER_ROWS):
-                self.analyze()
-                analyze_at = 2 * written
+            if written >= ANALYZE_AFTER_ROWS or (finished and written):
+                self.analyze_grown()
+                written = 0
             if finished:
                 return stats
 
-    def analyze(self) -> None:
-        """Refresh the planner's statistics of the hub's tables (after a bulk load)."""
+    def analyze_grown(self) -> list[str]:
+        """Analyze the hub's tables that grew (or changed) by more than their size at their last analysis;
+        returns their names."""
         with self.connect() as conn:
-            conn.execute(sql.SQL("analyze {}").format(
-                sql.SQL(", ").join(sql.Identifier("sync", t) for t in _ANALYZED)))
+            grown = [r["relname"] for r in conn.execute(
+                """select s.relname from pg_stat_user_tables s join pg_class c on c.oid = s.relid
+                   where s.schemaname = 'sync' and s.relname = any(%s)
+                     and s.n_mod_since_analyze > greatest(c.reltuples, 0) + %s
+                   order by s.relname""", (list(_ANALYZED), ANALYZE_AFTER_ROWS))]
+            if grown:
+                conn.execute(sql.SQL("analyze {}").format(
+                    sql.SQL(", ").join(sql.Identifier("sync", t) for t in grown)))
+            return grown
