@@ -13,7 +13,8 @@ environment exactly as `sync_pipeline.definitions` reads it, installed by `sync-
   server received (counted from its log, with `log_statement = all` and `log_connections = on` switched on
   by ALTER SYSTEM for that run only: every simple-protocol statement, extended-protocol execute and COPY,
   COMMIT included; pg_stat_statements needs a server restart, which the bench's server does not offer), and
-  the API requests the Twenty stand-in answered; Supabase (and Twenty, BigQuery) must then hold the edits.
+  the API requests the Twenty stand-in answered; Supabase (and Twenty, BigQuery when measured) must then
+  hold the 100 edits.
 
 `--twenty` adds the Twenty stand-in (no rate limit), `--bigquery` the BigQuery emulator: both are targets of
 the N people in the first sync. Without them those stores are not configured (their checks warn).
@@ -37,12 +38,16 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 import psycopg
 
 from sync_pipeline.sandbox.postgres import PostgresServer, run_postgres
+
+if TYPE_CHECKING:
+    from sync_pipeline.defs.bigquery_resource import BigQueryStoreResource
+    from sync_pipeline.sandbox.twenty.server import StandinServer
 
 CHANGES = 100
 SLOWEST = 5  # steps named per 100-change run, where its time goes
@@ -147,6 +152,26 @@ def count_holding(dsn: str, title: str | None = None) -> int:
     return int(row[0])
 
 
+def twenty_holding(twenty: StandinServer, title: str) -> int:
+    """People in the Twenty stand-in whose job title is `title` (read after the run's requests are counted)."""
+    with twenty.client() as client:
+        response = client.get("/rest/people", params={"filter": f'jobTitle[eq]:"{title}"', "limit": 1})
+        response.raise_for_status()
+        return int(response.json()["totalCount"])
+
+
+def bigquery_holding(bigquery: BigQueryStoreResource, title: str) -> int:
+    """People in BigQuery's current-state table whose job title is `title`."""
+    from google.cloud.bigquery import QueryJobConfig, ScalarQueryParameter
+
+    with bigquery.get_client() as client:
+        job = client.query(f"select count(*) as n from `{bigquery.project}.{bigquery.dataset}.people` "
+                           "where job_title = @title",
+                           job_config=QueryJobConfig(query_parameters=[ScalarQueryParameter("title", "STRING",
+                                                                                            title)]))
+        return int(next(iter(job.result()))["n"])
+
+
 def measure_size(people: int, change_runs: int, with_twenty: bool, with_bigquery: bool) -> dict[str, Any]:
     """Every figure of one size; runs in its own process (the code location reads its environment once)."""
     with ExitStack() as stack:
@@ -156,7 +181,7 @@ def measure_size(people: int, change_runs: int, with_twenty: bool, with_bigquery
         local_dsn, supabase_dsn = server.create_database("local_db"), server.create_database("supabase")
         env = {"SYNC_HUB_DATABASE_URL": local_dsn, "LOCAL_DATABASE_URL": local_dsn,
                "SUPABASE_DATABASE_URL": supabase_dsn, "SUPABASE_SSLMODE": "disable", "DAGSTER_HOME": home}
-        twenty = None
+        twenty, bigquery = None, None
         if with_twenty:
             from sync_pipeline.sandbox.twenty.server import run_standin
 
@@ -171,6 +196,10 @@ def measure_size(people: int, change_runs: int, with_twenty: bool, with_bigquery
             emulator = stack.enter_context(run_bigquery_emulator(startup_timeout=READY_SECONDS))
             env |= {"BIGQUERY_PROJECT": emulator.project, "BIGQUERY_DATASET": "crm_sync_scale",
                     "BIGQUERY_EMULATOR_URL": emulator.endpoint}
+            from sync_pipeline.defs.bigquery_resource import BigQueryStoreResource
+
+            bigquery = BigQueryStoreResource(project=emulator.project, dataset="crm_sync_scale",
+                                             api_endpoint=emulator.endpoint)
         # The code location reads which stores are configured when it is imported: set them first.
         os.environ.update(env)
         import dagster as dg
@@ -207,12 +236,18 @@ def measure_size(people: int, change_runs: int, with_twenty: bool, with_bigquery
             requests_before = twenty.stats()["requests"] if twenty else 0
             with rss.watching(), statements_logged(server) as counts:
                 seconds, steps = timed(gated_run)
-            held = count_holding(supabase_dsn, title)
-            assert held == CHANGES, f"Supabase holds {held} of the {CHANGES} edits after the run"
+            twenty_requests = twenty.stats()["requests"] - requests_before if twenty else None
+            edited = {"Supabase": count_holding(supabase_dsn, title)}
+            if twenty:
+                edited["Twenty"] = twenty_holding(twenty, title)
+            if bigquery:
+                edited["BigQuery"] = bigquery_holding(bigquery, title)
+            missing = {store: n for store, n in edited.items() if n != CHANGES}
+            assert not missing, f"of the {CHANGES} edits, after the run: {missing}"
             figures["runs"].append({
                 "seconds": seconds, "peak_rss_mib": rss.mib, **counts, "steps": len(steps),
                 "slowest_steps": sorted(steps.items(), key=lambda item: -item[1])[:SLOWEST],
-                "twenty_requests": twenty.stats()["requests"] - requests_before if twenty else None})
+                "twenty_requests": twenty_requests})
         return figures
 
 
