@@ -53,7 +53,7 @@ def test_a_warehouse_carrying_only_people_writes_and_reads_only_people(people_on
     people_only.install()
     dataset = f"{people_only.client.project}.{people_only.dataset_id}"
     tables = {t.table_id for t in people_only.client.list_tables(dataset)}
-    assert tables == {"people", "change_history"}
+    assert tables == {"people", "change_history", "deleted_records"}  # the tombstones beside the history
 
     company_id, person_id = str(uuid.uuid4()), str(uuid.uuid4())
     data = canonical_record(PEOPLE, {"first_name": "Ada", "email": "ada@example.com",
