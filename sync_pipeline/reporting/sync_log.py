@@ -3,8 +3,8 @@
 Analysts ask the warehouse what changed, who won a conflict and what failed, so the hub's log is copied
 there. The copy is keyed (run id, outcome id, conflict id): exporting a row twice changes nothing, so an
 export that fails half-way is simply run again. Outcomes and conflicts only grow and are read after a
-cursor kept in the hub; runs change while they are in progress, so the last week's runs are read every time
-and a run's status, end and counts are updated when they differ.
+cursor kept in the hub; runs change while they are in progress, so a run is read while it is unfinished and
+once more after it finishes (its status, end and counts updated when they differ), never the whole week again.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
 
 import orjson
@@ -25,6 +25,9 @@ from sync_pipeline.stores.bigquery.tables import BigQueryTables, KeyedTable
 SF = bigquery.SchemaField
 CURSOR_NAME = "sync_log"  # the hub cursor's "entity", beside the store's key
 _START = {"outcome_id": 0, "conflict_id": 0}
+# Runs finished or started this long before an export began are read again by the next one: a run's
+# `now()` is its transaction's start, so it may commit after an export that began later.
+RUNS_OVERLAP = timedelta(minutes=10)
 
 RUNS, OUTCOMES, CONFLICTS = (
     KeyedTable(
@@ -129,17 +132,18 @@ def export_sync_log(
     install_sync_log(tables)
     before = hub.get_cursor(store_key, CURSOR_NAME)
     export = SyncLogExport(cursor_before=before, cursor_after=dict(before or _START))
-    runs = _recent_runs(hub)
+    runs, runs_after = _runs_changed(hub, export.cursor_after.get("runs_after"))
     export.runs = len(runs)
     _count(export, merge_sync_log(tables, runs, [], []))
+    export.cursor_after["runs_after"] = runs_after
     while True:
         outcomes, conflicts, after = _log_after(hub, export.cursor_after, limit)
         export.batches += 1
         _count(export, merge_sync_log(tables, [], outcomes, conflicts))
         export.outcomes += len(outcomes)
         export.conflicts += len(conflicts)
-        hub.set_cursor(store_key, CURSOR_NAME, after)
-        export.cursor_after = after
+        export.cursor_after = {**export.cursor_after, **after}
+        hub.set_cursor(store_key, CURSOR_NAME, export.cursor_after)
         if len(outcomes) < limit and len(conflicts) < limit:
             return export
 
@@ -168,17 +172,23 @@ def _count(export: SyncLogExport, changed: dict[str, int]) -> None:
         export.rows_changed[name] += n
 
 
-def _recent_runs(hub: LogHub) -> list[dict[str, Any]]:
-    """Runs of the last week: older ones are finished and were exported when they finished."""
+def _runs_changed(hub: LogHub, since: str | None) -> tuple[list[dict[str, Any]], str]:
+    """Runs of the last week (older ones were exported when they finished) that are unfinished, or started
+    or finished since `since` (every one when None); and the `since` of the next export."""
     with hub.connect() as conn:
-        return conn.execute(
+        now = conn.execute("select now() as now").fetchall()[0]["now"]
+        runs = conn.execute(
             """select run_id, started_at, finished_at, status, trigger, counts::text as counts from sync.runs
-               where started_at > now() - interval '7 days' order by started_at""").fetchall()
+               where started_at > now() - interval '7 days'
+                 and (%(since)s::timestamptz is null or finished_at is null
+                      or finished_at >= %(since)s::timestamptz or started_at >= %(since)s::timestamptz)
+               order by started_at""", {"since": since}).fetchall()
+    return runs, format_timestamp(now - RUNS_OVERLAP)
 
 
 def _log_after(hub: LogHub, cursor: dict[str, Any], limit: int) -> tuple[
-        list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
-    """Up to `limit` outcomes and `limit` conflicts after the cursor, and the cursor after them."""
+        list[dict[str, Any]], list[dict[str, Any]], dict[str, int]]:
+    """Up to `limit` outcomes and `limit` conflicts after the cursor, and the ids after them."""
     with hub.connect() as conn:
         outcomes = conn.execute(
             """select id as outcome_id, run_id, store, entity, record_id, stage, outcome, version, detail, at

@@ -63,7 +63,9 @@ def test_export_moves_the_cursor_in_batches_and_a_second_export_changes_nothing(
 
     assert (again.runs, again.outcomes, again.conflicts) == (1, 0, 0)
     assert again.rows_changed == {"sync_runs": 0, "sync_record_outcomes": 0, "sync_conflicts": 0}
-    assert again.cursor_before == again.cursor_after == first.cursor_after
+    ids = ("outcome_id", "conflict_id")
+    assert [again.cursor_after[k] for k in ids] == [first.cursor_after[k] for k in ids]
+    assert again.cursor_before == first.cursor_after
 
     hub.finish_run(run_id, "SUCCESS")
     finished = export_sync_log(hub, tables, "bigquery")
@@ -104,3 +106,26 @@ def test_one_export_drains_a_backlog_of_many_batches(topology, bigquery_store: B
     assert select(tables, "SELECT COUNT(*) AS n FROM {sync_conflicts}") == [{"n": 3}]
     caught_up = export_sync_log(hub, tables, "bigquery", limit=5)
     assert (caught_up.outcomes, caught_up.conflicts, caught_up.batches) == (0, 0, 1)
+
+
+def test_a_run_is_exported_while_unfinished_and_once_finished_not_every_time(
+        topology, bigquery_store: BigQueryStore) -> None:
+    hub, tables = topology.hub, bigquery_store.tables
+    old_run = str(uuid.uuid4())
+    hub.start_run(old_run, "schedule")
+    hub.finish_run(old_run, "SUCCESS")
+    with hub.connect() as conn:  # finished an hour ago, before the export's overlap
+        conn.execute("""update sync.runs set started_at = now() - interval '2 hours',
+                          finished_at = now() - interval '1 hour' where run_id = %s""", (old_run,))
+
+    assert export_sync_log(hub, tables, "bigquery").runs == 1  # the first export reads the whole week
+    assert export_sync_log(hub, tables, "bigquery").runs == 0
+
+    new_run = str(uuid.uuid4())
+    hub.start_run(new_run, "sensor")
+    assert export_sync_log(hub, tables, "bigquery").runs == 1
+    hub.finish_run(new_run, "FAILURE")
+    finished = export_sync_log(hub, tables, "bigquery")
+    assert (finished.runs, finished.rows_changed["sync_runs"]) == (1, 1)
+    assert select(tables, "SELECT run_id, status FROM {sync_runs} ORDER BY started_at") == [
+        {"run_id": old_run, "status": "SUCCESS"}, {"run_id": new_run, "status": "FAILURE"}]
