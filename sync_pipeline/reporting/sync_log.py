@@ -45,6 +45,7 @@ RUNS, OUTCOMES, CONFLICTS = (
         # A run exported while in progress is completed by a later export.
         updatable=("finished_at", "status", "counts"),
         touched=("exported_at",),
+        partition_by="started_at",
     ),
     KeyedTable(
         "sync_record_outcomes",
@@ -62,6 +63,7 @@ RUNS, OUTCOMES, CONFLICTS = (
             SF("at", "TIMESTAMP"),
             SF("exported_at", "TIMESTAMP"),
         ),
+        partition_by="at",
     ),
     KeyedTable(
         "sync_conflicts",
@@ -82,6 +84,7 @@ RUNS, OUTCOMES, CONFLICTS = (
             SF("incoming_side", "STRING", description="JSON object"),
             SF("exported_at", "TIMESTAMP"),
         ),
+        partition_by="detected_at",
         # Tables created before `incoming_store` and `golden_store` also have a `loser_store` column; it
         # held `incoming_store` under a misleading name, is nullable, and is no longer written.
     ),
@@ -117,7 +120,7 @@ def install_sync_log(tables: BigQueryTables) -> None:
     """Create the log tables when missing and add columns new to existing ones (idempotent)."""
     tables.ensure_dataset()
     for table in LOG_TABLES.values():
-        tables.ensure_table(table.name, table.schema, clustering=[table.key])
+        tables.ensure_table(table.name, table.schema, clustering=[table.key], partition_by=table.partition_by)
 
 
 def export_sync_log(

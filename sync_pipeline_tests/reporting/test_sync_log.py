@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 from google.cloud import bigquery
 from psycopg.types.json import Jsonb
 
-from sync_pipeline.reporting.sync_log import LOG_TABLES, LogHub, export_sync_log
+from sync_pipeline.reporting.sync_log import (
+    LOG_TABLES,
+    LogHub,
+    export_sync_log,
+    install_sync_log,
+    merge_sync_log,
+)
 from sync_pipeline.stores.bigquery import BigQueryStore, BigQueryTables
 
 pytestmark = pytest.mark.timeout(120)
@@ -129,3 +136,25 @@ def test_a_run_is_exported_while_unfinished_and_once_finished_not_every_time(
     assert (finished.runs, finished.rows_changed["sync_runs"]) == (1, 1)
     assert select(tables, "SELECT run_id, status FROM {sync_runs} ORDER BY started_at") == [
         {"run_id": old_run, "status": "SUCCESS"}, {"run_id": new_run, "status": "FAILURE"}]
+
+
+def test_log_tables_are_partitioned_by_day_and_a_merge_spanning_days_stays_idempotent(
+        bigquery_store: BigQueryStore) -> None:
+    tables = bigquery_store.tables
+    install_sync_log(tables)
+    for name, column in (("sync_runs", "started_at"), ("sync_record_outcomes", "at"),
+                         ("sync_conflicts", "detected_at")):
+        partitioning = tables.client.get_table(tables.table_id(name)).time_partitioning
+        assert partitioning is not None and (partitioning.field, partitioning.type_) == (column, "DAY")
+    monday = datetime(2026, 3, 2, 23, 59, 59, 999999, tzinfo=timezone.utc)
+    run_id = str(uuid.uuid4())
+    times = [monday, monday + timedelta(microseconds=1), monday + timedelta(days=3)]  # three rows, two days
+    outcomes = [{"outcome_id": str(n), "run_id": run_id, "store": "bigquery", "entity": "people",
+                 "record_id": str(uuid.uuid4()), "stage": "publish", "outcome": "applied", "version": 1,
+                 "detail": None, "at": at} for n, at in enumerate(times)]
+    undated = {**outcomes[0], "outcome_id": None, "at": None}  # keyed by a hash; no range to bound the merge
+
+    assert merge_sync_log(tables, [], [*outcomes, undated], [])["sync_record_outcomes"] == 4
+    assert merge_sync_log(tables, [], [*outcomes, undated], [])["sync_record_outcomes"] == 0
+    assert merge_sync_log(tables, [], outcomes[1:], [])["sync_record_outcomes"] == 0
+    assert select(tables, "SELECT COUNT(*) AS n FROM {sync_record_outcomes}") == [{"n": 4}]

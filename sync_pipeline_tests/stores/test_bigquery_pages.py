@@ -54,7 +54,8 @@ def test_history_is_partitioned_by_day_and_every_table_clustered_by_its_key(
     assert history.time_partitioning is not None
     assert (history.time_partitioning.field, history.time_partitioning.type_) == ("synced_at", "DAY")
     assert history.clustering_fields == ["entity", "record_id"]
-    assert table(bigquery_store.tables.table_id(TOMBSTONES_TABLE)).clustering_fields == ["entity", "record_id"]
+    tombstones = table(bigquery_store.tables.table_id(TOMBSTONES_TABLE))
+    assert tombstones.clustering_fields == ["entity", "record_id"]
     assert table(bigquery_store.tables.table_id("people")).clustering_fields == ["id"]
 
 

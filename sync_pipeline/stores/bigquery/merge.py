@@ -50,6 +50,8 @@ def publish_script(ent: Entity, target: str, history: str, tombstones: str, stag
     """
     data_columns = [f.name for f in ent.fields] + ["hub_version", "origin_store", "origin_modified_at"]
     insert_columns = ["id", *data_columns, "synced_at"]
+    columns = ", ".join(f"`{c}`" for c in insert_columns)
+    values = ", ".join(f"S.`{c}`" for c in insert_columns)
     update_set = ", ".join(f"`{c}` = S.`{c}`" for c in [*data_columns, "synced_at"])
     plan = f"_plan_{uuid.uuid4().hex[:12]}"
     entity = string_literal(ent.name)
@@ -77,7 +79,7 @@ ON T.id = S.id AND T.{key_filter("id", keys)}
 WHEN MATCHED AND S.op = 'delete' THEN DELETE
 WHEN MATCHED AND S.op = 'update' THEN UPDATE SET {update_set}
 WHEN NOT MATCHED BY TARGET AND S.op = 'insert' THEN
-  INSERT ({", ".join(f"`{c}`" for c in insert_columns)}) VALUES ({", ".join(f"S.`{c}`" for c in insert_columns)});
+  INSERT ({columns}) VALUES ({values});
 MERGE `{tombstones}` AS D
 USING (SELECT entity, id, hub_version FROM {plan} WHERE op = 'delete') AS S
 ON D.entity = S.entity AND D.record_id = S.id AND D.entity = {entity} AND D.{key_filter("record_id", keys)}

@@ -7,5 +7,5 @@ from sync_pipeline.stores.bigquery.store import STORE_NAME, BigQueryStore
 # bounded by the page whatever the backlog. A 1M first sync is 50 pages; an ordinary run's changes are one,
 # so a table takes about 288 MERGEs a day at a 5-minute interval, inside BigQuery's 1,500 modifications.
 PUBLISH_PAGE = 20_000
-BIGQUERY = StoreSpec(key=STORE_NAME, label="BigQuery", kinds=frozenset({"bigquery"}), store_class=BigQueryStore,
-                     publish_batch_size=PUBLISH_PAGE, hosts_sync_log=True)
+BIGQUERY = StoreSpec(key=STORE_NAME, label="BigQuery", kinds=frozenset({"bigquery"}),
+                     store_class=BigQueryStore, publish_batch_size=PUBLISH_PAGE, hosts_sync_log=True)

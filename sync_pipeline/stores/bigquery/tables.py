@@ -20,6 +20,7 @@ from google.api_core.exceptions import NotFound
 from google.cloud import bigquery
 
 from sync_pipeline.model.canonical import format_timestamp, parse_timestamp
+from sync_pipeline.stores.bigquery.merge import string_literal
 from sync_pipeline.stores.bigquery.schema import SchemaMismatchError, ddl_type
 
 STAGING_TTL = timedelta(hours=6)
@@ -30,7 +31,9 @@ class KeyedTable:
     """A table whose rows are identified by `key`, so that writing the same rows again changes nothing.
 
     A merge inserts new keys and updates an existing row only when one of its `updatable` columns differs;
-    `touched` columns (an export time, say) are rewritten with such an update but never cause one.
+    `touched` columns (an export time, say) are rewritten with such an update but never cause one. A table
+    with `partition_by`, a TIMESTAMP column a row keeps for life, is partitioned by its day and a merge reads
+    only the days its rows fall in.
     """
 
     name: str
@@ -38,6 +41,7 @@ class KeyedTable:
     schema: tuple[bigquery.SchemaField, ...]
     updatable: tuple[str, ...] = ()
     touched: tuple[str, ...] = ()
+    partition_by: str | None = None
 
 
 class BigQueryTables:
@@ -163,7 +167,7 @@ class BigQueryTables:
         by_key = {str(row[table.key]): row for row in rows}
         if not by_key:
             return 0
-        encoded = ({c.name: _load_value(c, row.get(c.name)) for c in table.schema} for row in by_key.values())
+        encoded = [{c.name: _load_value(c, row.get(c.name)) for c in table.schema} for row in by_key.values()]
         columns = [c.name for c in table.schema]
         changed_condition = " OR ".join(f"T.`{c}` IS DISTINCT FROM S.`{c}`" for c in table.updatable)
         update = (
@@ -175,7 +179,7 @@ class BigQueryTables:
         with self.staging_table(table.name, list(table.schema), encoded) as staging:
             job = self.query(
                 f"""MERGE `{self.table_id(table.name)}` AS T USING `{staging}` AS S
-ON T.`{table.key}` = S.`{table.key}`
+ON T.`{table.key}` = S.`{table.key}`{_partition_filter(table, encoded)}
 {update}
 WHEN NOT MATCHED BY TARGET THEN INSERT ({", ".join(f"`{c}`" for c in columns)})
   VALUES ({", ".join(f"S.`{c}`" for c in columns)})"""
@@ -195,6 +199,19 @@ WHEN NOT MATCHED BY TARGET THEN INSERT ({", ".join(f"`{c}`" for c in columns)})
     def run(self, sql: str, *params: bigquery.ScalarQueryParameter) -> list[bigquery.Row]:
         """Run a query to completion and return its rows (the last statement's, for a script)."""
         return list(self.query(sql, *params).result())
+
+
+def _partition_filter(table: KeyedTable, rows: list[dict[str, Any]]) -> str:
+    """` AND` the target's partition column within the rows' range (a row with the same key has the same
+    value), so that BigQuery reads only those days; nothing when a row has no value to bound it by."""
+    if table.partition_by is None:
+        return ""
+    values = [row[table.partition_by] for row in rows]
+    if any(v is None for v in values):
+        return ""
+    low, high = min(values, key=parse_timestamp), max(values, key=parse_timestamp)
+    return (f" AND T.`{table.partition_by}` BETWEEN TIMESTAMP({string_literal(low)})"
+            f" AND TIMESTAMP({string_literal(high)})")
 
 
 def _load_value(column: bigquery.SchemaField, value: Any) -> Any:
