@@ -38,6 +38,7 @@ from sync_pipeline.stores.base import (
     SourceStore,
     TargetStore,
     WebhookSource,
+    carried_fields,
     live_hashes,
 )
 from sync_pipeline.stores.registry import store_spec
@@ -308,10 +309,14 @@ def reconcile(hub: Hub, store: ReconcilableStore, entity: Entity, run_id: str | 
     when they are few (below `settings.reconcile_delete_threshold` of the live records): an empty or failed
     listing must never
     wipe the other stores. A target we never capture from (BigQuery) cannot speak for the records: what it
-    lacks is re-sent, and what it holds that the hub never had is only counted."""
+    lacks is re-sent, and what it holds that the hub never had is only counted. Both sides are compared over
+    the fields the store carries: a field it does not carry is never re-sent for."""
+    fields = carried_fields(store, entity)
+    if fields is None:
+        return ReconcileStats()  # the store holds none of these records: nothing to compare or repair
     captures = isinstance(store, Source)
     golden = hub.golden_snapshot(entity.name)
-    live = live_hashes(entity, golden)
+    live = live_hashes(entity, golden, fields)  # hashed as the store's inventory is: its fields alone
     inventory = store.inventory(entity)
     stats = ReconcileStats(store_rows=len(inventory), hub_rows=len(live))
     missing = live.keys() - inventory.keys()

@@ -6,8 +6,9 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Any, Collection, Mapping, Protocol, Sequence, runtime_checkable
 
+from sync_pipeline.config import SyncConfig, active_config
 from sync_pipeline.engine.records import ApplyResult, GoldenRecord
 from sync_pipeline.model.canonical import content_hash
 from sync_pipeline.model.entities import Entity
@@ -138,17 +139,38 @@ class ConsistencyReport:
         )
 
 
-def live_hashes(entity: Entity, hub_records: dict[str, tuple[int, dict[str, Any] | None]]) -> dict[str, str]:
-    """Record id -> content hash of the live records of a hub snapshot (`Hub.golden_snapshot`). A field added
-    to the entity after a record was written is null in it, as every store lists it."""
-    return {i: content_hash({f: data.get(f) for f in entity.field_names})
+def live_hashes(entity: Entity, hub_records: dict[str, tuple[int, dict[str, Any] | None]],
+                fields: Collection[str] | None = None) -> dict[str, str]:
+    """Record id -> content hash of the live records of a hub snapshot (`Hub.golden_snapshot`), over `fields`
+    (those a store carries, as its inventory hashes them), every field by default. A field added to the
+    entity after a record was written is null in it, as every store lists it."""
+    names = entity.field_names if fields is None else [f for f in entity.field_names if f in fields]
+    return {i: content_hash({f: data.get(f) for f in names})
             for i, (_, data) in hub_records.items() if data is not None}
 
 
-def compare_inventory(store: Reconcilable, entity: Entity, hub_records: dict[str, tuple[int, dict[str, Any] | None]]
-                      ) -> ConsistencyReport:
-    """`compare_with_hub` for stores whose inventory is read in full: by id, in Python."""
-    return compare_hashes(entity.name, store.inventory(entity), live_hashes(entity, hub_records))
+def store_config(store: Store) -> SyncConfig:
+    """The configuration a store runs with: its own where it was built with one (a Postgres store), else the
+    active one."""
+    config = getattr(store, "config", None)
+    return config if isinstance(config, SyncConfig) else active_config()
+
+
+def carried_fields(store: Store, entity: Entity) -> tuple[str, ...] | None:
+    """The fields of the entity the store reads and writes, in the entity's order; None when it does not
+    carry the entity. A field it does not carry is neither written nor compared there."""
+    config = store_config(store)
+    return config.carried_fields(store.name, entity.name) if config.carries(store.name, entity.name) else None
+
+
+def compare_inventory(store: ReconcilableStore, entity: Entity,
+                      hub_records: dict[str, tuple[int, dict[str, Any] | None]]) -> ConsistencyReport:
+    """`compare_with_hub` for stores whose inventory is read in full: by id, in Python, over the fields the
+    store carries (nothing to compare where it carries not the entity)."""
+    fields = carried_fields(store, entity)
+    if fields is None:
+        return compare_hashes(entity.name, {}, {})
+    return compare_hashes(entity.name, store.inventory(entity), live_hashes(entity, hub_records, fields))
 
 
 def compare_hashes(entity: str, store_hashes: dict[str, str], hub_hashes: dict[str, str]) -> ConsistencyReport:

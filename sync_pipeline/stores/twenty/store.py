@@ -33,7 +33,13 @@ from sync_pipeline.stores.limits import refusals
 from sync_pipeline.stores.twenty.client import TwentyClient
 from sync_pipeline.stores.twenty.errors import TwentyAuthError, TwentyError, TwentyNotFound
 from sync_pipeline.stores.twenty.limits import LIMITS
-from sync_pipeline.stores.twenty.mapping import MappingError, to_canonical, to_twenty, twenty_object
+from sync_pipeline.stores.twenty.mapping import (
+    MappingError,
+    object_mapping,
+    to_canonical,
+    to_twenty,
+    twenty_object,
+)
 
 log = logging.getLogger(__name__)
 
@@ -359,13 +365,15 @@ class TwentyStore:
     # -- reads -------------------------------------------------------------------------------------
 
     def inventory(self, entity: Entity) -> dict[str, str]:
+        """Record id -> content hash of every live record, over the fields Twenty carries."""
         records = list(self.client.list(twenty_object(entity)))
         by_store_id = _by_store_id(self._raw_changes(entity, records))
         canonical = self.id_map.to_canonical(entity.name, list(by_store_id))
+        fields = object_mapping(entity).columns()
         out = {}
         for store_id, change in by_store_id.items():
             try:
-                digest = content_hash(canonical_record(entity, change.row))
+                digest = content_hash(canonical_record(entity, change.row, fields))
             except CanonicalValueError as exc:
                 digest = f"invalid: {exc}"
             out[canonical.get(store_id, store_id)] = digest
