@@ -5,7 +5,6 @@ statements: what its records need is read at once, the engine decides every chan
 
 from __future__ import annotations
 
-import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
@@ -19,6 +18,7 @@ from sync_pipeline.engine.batch import (
     Decided,
     HubView,
     InboxChange,
+    canonical_id,
     key_text,
     history_floor,
     resolve_batch,
@@ -39,14 +39,6 @@ _ANALYZED = ("golden", "golden_history", "record_state", "publish_pending", "pro
 _CONFLICT_COLUMNS = ("run_id", "entity", "record_id", "golden_version", "base_version", "incoming_store",
                      "golden_store", "winner_store", "resolution", "result_version", "differing_fields",
                      "golden_side", "incoming_side")
-
-
-def _as_uuid(value: str | None) -> str | None:
-    """The id as the hub stores a record id, if it is one (a record new to the hub keeps its store's id)."""
-    try:
-        return str(uuid.UUID(value)) if value is not None else None
-    except ValueError:
-        return None
 
 
 def _pending(conn: Conn, entity: Entity, batch_size: int) -> list[InboxChange]:
@@ -107,7 +99,7 @@ def _read_view(conn: Conn, entity: Entity, changes: Sequence[InboxChange]) -> Hu
     """What the hub holds of every record the batch may touch, its golden rows locked."""
     owners = _key_owners(conn, entity, changes)
     candidates = ({c.record_id for c in changes if c.record_id}
-                  | {rid for c in changes if (rid := _as_uuid(c.store_record_id))}
+                  | {canonical_id(c.store_record_id, c.store) for c in changes if c.store_record_id}
                   | _mapped_ids(conn, entity.name, changes)
                   | {rid for ids in owners.values() for rid in ids})
     ids = sorted(candidates)
@@ -121,7 +113,8 @@ def _read_view(conn: Conn, entity: Entity, changes: Sequence[InboxChange]) -> Hu
     floors = {rid: g.version for rid, g in golden.items()}
     for c in changes:
         key = (c.data or {}).get(entity.natural_key) if entity.natural_key else None
-        maybe = {c.record_id, view.record_id_of(c.store, c.store_record_id), _as_uuid(c.store_record_id),
+        new_id = canonical_id(c.store_record_id, c.store) if c.store_record_id else None
+        maybe = {c.record_id, view.record_id_of(c.store, c.store_record_id), new_id,
                  *(owners.get(key_text(key), ()) if key is not None else ())}
         for rid in maybe & floors.keys():
             floors[rid] = min(floors[rid], history_floor(c, rid, view))
