@@ -1,5 +1,5 @@
-"""The asset factory: capture assets per source store x entity, a hub asset per entity, publish assets per
-target store x entity. One group per store, so the lineage reads store -> hub -> store.
+"""The asset factory: capture assets per source store x entity it carries, a hub asset per entity, publish
+assets per target store x entity it carries. One group per store, so the lineage reads store -> hub -> store.
 
 No `from __future__ import annotations` here: Dagster inspects the context annotation at definition time.
 """
@@ -10,6 +10,7 @@ from typing import Any, Callable
 import dagster as dg
 
 from sync_pipeline import pipeline
+from sync_pipeline.config import active_config
 from sync_pipeline.model.entities import ENTITIES, Entity
 from sync_pipeline.redaction import redact_text
 from sync_pipeline.reporting.sync_log import export_sync_log
@@ -24,6 +25,11 @@ PREFLIGHT_KEY = dg.AssetKey(["safety", "preflight"])  # the gate: its blocking c
 # later, before the run fails.
 TRANSIENT_RETRY = dg.RetryPolicy(max_retries=2, delay=5, backoff=dg.Backoff.EXPONENTIAL,
                                  jitter=dg.Jitter.PLUS_MINUS)
+
+
+def carried(spec: StoreSpec, entity: Entity) -> bool:
+    """Whether the sync configuration has the store carry the entity: only then has it assets for it."""
+    return active_config().carries(spec.key, entity.name)
 
 
 def capture_key(store: str, entity: Entity) -> dg.AssetKey:
@@ -185,7 +191,8 @@ def build_hub_asset(entity: Entity, sources: list[StoreSpec], interval_minutes: 
 
 def build_publish_asset(spec: StoreSpec, entity: Entity, interval_minutes: int) -> dg.AssetsDefinition:
     # Referenced entities are published to the same store first (companies before people).
-    deps = [hub_key(entity), *(publish_key(spec.key, e) for e in ENTITIES if e.name in entity.references.values())]
+    deps = [hub_key(entity), *(publish_key(spec.key, e) for e in ENTITIES
+                               if e.name in entity.references.values() and carried(spec, e))]
 
     @dg.asset(
         key=publish_key(spec.key, entity),
@@ -263,11 +270,12 @@ def build_assets(stores: tuple[StoreSpec, ...] = STORES, interval_minutes: int =
     targets = [s for s in stores if s.publishes]
     assets: list[dg.AssetsDefinition] = []
     for entity in ENTITIES:
-        assets += [build_capture_asset(s, entity, interval_minutes) for s in sources]
-        assets.append(build_hub_asset(entity, sources, interval_minutes))
-        assets += [build_publish_asset(s, entity, interval_minutes) for s in targets]
+        carrying = [s for s in sources if carried(s, entity)]
+        assets += [build_capture_asset(s, entity, interval_minutes) for s in carrying]
+        assets.append(build_hub_asset(entity, carrying, interval_minutes))
+        assets += [build_publish_asset(s, entity, interval_minutes) for s in targets if carried(s, entity)]
     host = sync_log_host()
     if host is not None and host in stores:
         assets.append(build_sync_log_asset(
-            host, [publish_key(s.key, e) for s in targets for e in ENTITIES], interval_minutes))
+            host, [publish_key(s.key, e) for s in targets for e in ENTITIES if carried(s, e)], interval_minutes))
     return assets

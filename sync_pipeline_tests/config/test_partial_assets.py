@@ -1,0 +1,26 @@
+"""A store has capture and publish assets only for the entities the configuration has it carry: under the
+README's example, where the local DB carries nothing, the factory makes none for it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from sync_pipeline.config import CONFIG_ENV
+from sync_pipeline_tests.config.test_code_location import ROOT, readme_example
+
+FACTORY = ("from sync_pipeline.defs.assets import build_assets; "
+           "print(sorted(a.key.to_user_string() for a in build_assets()))")
+
+
+def test_the_factory_builds_assets_only_for_carried_entities(tmp_path: Path) -> None:
+    config = tmp_path / "sync.yaml"
+    config.write_text(readme_example(), encoding="utf-8")
+    built = subprocess.run([sys.executable, "-c", FACTORY], cwd=ROOT, env={**os.environ, CONFIG_ENV: str(config)},
+                           capture_output=True, text=True, timeout=240, check=False)
+    assert built.returncode == 0, built.stderr
+    assert built.stdout.strip() == str([
+        "bigquery/contacts", "bigquery/sync_log", "hub/contacts", "supabase/contacts", "supabase/contacts_changes",
+        "twenty/contacts", "twenty/contacts_changes"])  # no local_db/contacts nor local_db/contacts_changes
