@@ -18,7 +18,8 @@ REFUSED_ERROR_CLASS = AdoptionRefused.__name__
 
 def unknown_store_ids(hub: HubConnection, store: str, entity: str, store_ids: Sequence[str]) -> list[str]:
     """Those of a store's ids (as its listing gives them: canonical where the hub knows them) the hub knows
-    nothing of: never captured from the store (not even waiting in the inbox) and never written to it."""
+    nothing of: never captured from the store (not even waiting in the inbox or held in the quarantine,
+    where a record its change log gave stays until fixed at its source) and never written to it."""
     with hub.connect() as conn:
         known = {r["id"] for r in conn.execute(
             """select store_record_id as id from sync.record_state
@@ -28,8 +29,11 @@ def unknown_store_ids(hub: HubConnection, store: str, entity: str, store_ids: Se
                where store = %s and entity = %s and record_id::text = any(%s)
                union
                select store_record_id from sync.inbox
-               where store = %s and entity = %s and kind = 'change' and store_record_id = any(%s)""",
-            (store, entity, list(store_ids)) * 3).fetchall()}
+               where store = %s and entity = %s and kind = 'change' and store_record_id = any(%s)
+               union
+               select record_id from sync.quarantine
+               where store = %s and entity = %s and resolved_at is null and record_id = any(%s)""",
+            (store, entity, list(store_ids)) * 4).fetchall()}
     return [i for i in store_ids if i not in known]
 
 
