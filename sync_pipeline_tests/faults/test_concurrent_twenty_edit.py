@@ -30,17 +30,27 @@ def test_an_edit_in_twenty_while_the_publish_is_held_open_survives_and_is_merged
         conn.execute("update people set city = 'Houston' where id = %s", (pid,))
     publishing = threading.Event()
 
+    held_before = twenty_standin.stats()["held_by_latency"]
+
     def hold_the_twenty_publish(step: str) -> None:
         if step == "publish twenty people":
             twenty_standin.set_faults(latency_seconds=HOLD_SECONDS)
             publishing.set()
+
+    def publish_request_held() -> bool:
+        return twenty_standin.stats()["held_by_latency"] > held_before
 
     run: dict[str, Any] = {}
     sync = threading.Thread(target=lambda: run.update(stats=sync_all(t.hub, t.all, "run-1", hold_the_twenty_publish)))
     sync.start()
     try:
         assert publishing.wait(timeout=120)
-        time.sleep(0.3)  # the publish's first request is on its way, held by the stand-in
+        # The publish's first request (the pre-write re-read) is held by the stand-in, however loaded the
+        # machine is, before the knob goes back and the edit is made.
+        deadline = time.monotonic() + 120
+        while not publish_request_held():
+            assert time.monotonic() < deadline, "the publish sent no request to Twenty"
+            time.sleep(0.05)
         twenty_standin.set_faults(latency_seconds=0)  # (requests already held keep their wait)
         twenty_client.update("people", pid, {"jobTitle": "Mathematician"})  # someone edits in Twenty now
     finally:

@@ -118,6 +118,7 @@ class Standin:
     async def inject_faults(self) -> None:
         """Faults that hit before anything is read or written."""
         if self.faults.latency_seconds:
+            self.counters["held_by_latency"] += 1  # a test can tell that a request is being held
             await asyncio.sleep(self.faults.latency_seconds)
         if self.faults.fail_next > 0:
             self.faults.fail_next -= 1
@@ -486,6 +487,7 @@ class Standin:
             "requests": self.counters["requests"],
             "rate_limited": self.counters["rate_limited"],
             "faults_injected": self.counters["faults_injected"],
+            "held_by_latency": self.counters["held_by_latency"],
             "responses_by_status": {
                 key.removeprefix("status_"): count
                 for key, count in sorted(self.counters.items())
