@@ -189,7 +189,7 @@ def own_sandbox(port: int, ready_timeout: float) -> Iterator[dict[str, str]]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def _wait_for_leftovers(directory: Path, timeout: float = 90) -> None:
+def _wait_for_leftovers(directory: Path, timeout: float = 60) -> None:
     """Dagster's code servers outlive `dagster dev` until their heartbeat times out (30-45 s); wait for
     every process whose command line names the sandbox's directory, then stop any still there."""
     def leftovers() -> list[int]:
@@ -202,12 +202,17 @@ def _wait_for_leftovers(directory: Path, timeout: float = 90) -> None:
         return found
 
     deadline = time.monotonic() + timeout
-    while (pids := leftovers()) and time.monotonic() < deadline:
+    while leftovers() and time.monotonic() < deadline:
         time.sleep(2)
-    for pid in pids:
-        print(f"stopping process {pid}, left by the sandbox", flush=True)
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
+    # Some linger past their heartbeat and would write into the directory after it is deleted.
+    for _ in range(5):
+        if not (pids := leftovers()):
+            return
+        for pid in pids:
+            print(f"stopping process {pid}, left by the sandbox", flush=True)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        time.sleep(3)
 
 
 def _copy_output(stream: IO[str] | None, log: IO[str], ready: threading.Event) -> None:
