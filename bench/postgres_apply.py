@@ -121,8 +121,7 @@ def check_store(dsn: str, expected_version: int, rows: int) -> None:
     with psycopg.connect(dsn) as conn:
         n = conn.execute("select count(*) from public.people").fetchone()[0]
         versions, low, high = conn.execute(
-            f"select count(*), min(version), max(version) from {CDC_SCHEMA}.row_versions "
-            "where tbl = 'public.people'").fetchone()
+            f'select count(*), min(version), max(version) from {CDC_SCHEMA}."public.people.versions"').fetchone()
         logged = conn.execute(f"select count(*) from {CDC_SCHEMA}.change_log").fetchone()[0]
     assert n == versions == rows, f"{n} rows in people, {versions} row versions, expected {rows}"
     assert low == high == expected_version, f"row versions {low}..{high}, expected {expected_version}"
@@ -196,8 +195,8 @@ def stale_overwrites_ours(server: PostgresServer, before: list[GoldenRecord], af
         store.apply(PEOPLE, after)
         store.apply(PEOPLE, before[:sample])
         with psycopg.connect(dsn) as conn:
-            return conn.execute(f"select count(*) from {CDC_SCHEMA}.row_versions "
-                                "where tbl = 'public.people' and version = 1").fetchone()[0]
+            return conn.execute(f'select count(*) from {CDC_SCHEMA}."public.people.versions" '
+                                "where version = 1").fetchone()[0]
 
 
 def arrow_people(records: list[GoldenRecord]) -> Any:

@@ -30,8 +30,9 @@ steps = st.lists(st.one_of(edit, edit, delete, partial_sync), min_size=1, max_si
 def _reset(t) -> None:
     for dsn in (t.supabase_dsn, t.local_dsn):
         with psycopg.connect(dsn) as conn:
-            conn.execute("truncate public.people, public.companies, public.opportunities, sync_cdc.change_log, "
-                         "sync_cdc.row_versions")
+            conn.execute('truncate public.people, public.companies, public.opportunities, sync_cdc.change_log, '
+                         'sync_cdc."public.people.versions", sync_cdc."public.companies.versions", '
+                         'sync_cdc."public.opportunities.versions"')
     with t.hub.connect() as conn:
         conn.execute("""truncate sync.golden, sync.golden_history, sync.record_state, sync.inbox,
                         sync.processed_events, sync.cursors, sync.conflicts, sync.errors, sync.quarantine,

@@ -168,7 +168,7 @@ def test_connection_fails_for_an_unreachable_database(topology):
 def test_capture_installed_fails_without_the_row_versions(synced, topology):
     assert safety.capture_installed(topology.supabase, PEOPLE, topology.hub).status is Status.PASS
     with psycopg.connect(topology.supabase_dsn) as conn:
-        conn.execute("drop table sync_cdc.row_versions")
+        conn.execute('drop table sync_cdc."public.people.versions"')
     verdict = safety.capture_installed(topology.supabase, PEOPLE, topology.hub)
     assert verdict.status is Status.FAIL and "row_versions_present" in verdict.reason
 

@@ -6,7 +6,7 @@ table the next values of the identity's sequence, fetched in one statement for t
 `overriding system value`; the hub learns them from `ApplyResult.store_ids`.
 
 A batch of new rows goes straight into the table by binary COPY (under a savepoint), with its row versions
-into `sync_cdc.row_versions`; otherwise into a temp stage, then the guarded update and insert of
+into the table's row versions in `sync_cdc`; otherwise into a temp stage, then the guarded update and insert of
 `writes.upsert_staged`; tombstones delete only rows older than themselves. Never a per-row loop.
 """
 
@@ -117,7 +117,8 @@ def apply_batch(connect: Connect, id_map: IdMap, table: MappedTable,
                 with conn.transaction(), conn.cursor() as cur:
                     cur.adapters.register_dumper(None, UuidTextBinaryDumper)
                     copy_direct(cur, table, stage_types[:-2], lambda: (r[:-2] for r in rows()),
-                                ((table.key, i, g.version, g.origin_modified_at) for i, g in latest.items()))
+                                ((_id_value(table.id_type, i), g.version, g.origin_modified_at)
+                                 for i, g in latest.items()))
                 copied_directly = True
             except (psycopg.errors.UniqueViolation, psycopg.errors.LockNotAvailable):
                 pass

@@ -1,10 +1,11 @@
 """What the sync installs in a Postgres store, as a list of statements (`sync-pipeline install --print-sql`
 prints them, install runs them in one transaction under an advisory lock).
 
-The sync's state lives in its own schema, keyed by table and id (the id as text, so uuid, bigint and text
-ids all fit): the change log, with the row version each change was made over, and the row versions that
-guard every write. The only thing added to an app table is the change-capture trigger. An app table is
-created only when the configuration says `create: true` (the sandbox), and then, where the store is reached
+The sync's state lives in its own schema, keyed by table and id: the change log (the id as text, so uuid,
+bigint and text ids all fit), with the row version each change was made over, and, per app table, the row
+versions that guard every write, keyed by the table's own id type (a 16-byte uuid or an 8-byte bigint is a
+smaller, faster key than text: a batch of new rows writes its versions at nearly the speed of the rows).
+The only thing added to an app table is the change-capture trigger. An app table is created only when the configuration says `create: true` (the sandbox), and then, where the store is reached
 by Supabase's Data API, with row-level security on and no policy (nobody reaches it through the API).
 """
 
@@ -17,7 +18,9 @@ from sync_pipeline.stores.postgres.tables import MappedTable
 
 CDC_SCHEMA = "sync_cdc"
 CHANGE_LOG = sql.Identifier(CDC_SCHEMA, "change_log")
-ROW_VERSIONS = sql.Identifier(CDC_SCHEMA, "row_versions")
+# The table of row versions of an earlier version of the sync, shared by all tables (keyed by table and id as
+# text): install moves its entries into the tables' own and drops it.
+SHARED_ROW_VERSIONS = sql.Identifier(CDC_SCHEMA, "row_versions")
 # Our own writes set this for their transaction (`set_config(..., true)`: transaction-scoped, so it holds
 # behind a transaction pooler); the capture trigger's WHEN clause skips them, so they are not logged.
 WRITER_SETTING = "sync_pipeline.writer"
@@ -33,6 +36,15 @@ class InstallRefused(RuntimeError):
 
 def capture_trigger(table: MappedTable) -> str:
     return f"{table.entity.name}_sync_cdc"
+
+
+def versions_name(table: MappedTable) -> str:
+    return f"{table.key}.versions"
+
+
+def row_versions(table: MappedTable) -> sql.Identifier:
+    """The versions of the rows of `table` the sync wrote, keyed by the table's own id type."""
+    return sql.Identifier(CDC_SCHEMA, versions_name(table))
 
 
 def _legacy_touch_trigger(table: MappedTable) -> str:
@@ -51,41 +63,52 @@ create table if not exists {log} (
   base_version bigint      not null default 0,
   row_data     jsonb       not null,
   changed_at   timestamptz not null default clock_timestamp());
-create index if not exists change_log_tbl_txid_seq on {log} (tbl, txid, seq);
-create table if not exists {versions} (
-  tbl         text collate "C" not null,
-  pk          text collate "C" not null,
-  version     bigint           not null,
-  modified_at timestamptz      not null,
-  primary key (tbl, pk)) with (fillfactor = 50)""")
+create index if not exists change_log_tbl_txid_seq on {log} (tbl, txid, seq)""")
 
-# One function for every table; the trigger passes its id column. A change carries the row version it was
+# Half of each page free: a batch rewriting every entry stays HOT (the sync rewrites entries far more often
+# than it adds them).
+_ROW_VERSIONS = sql.SQL("""
+create table if not exists {versions} (
+  pk          {id_type}   primary key,
+  version     bigint      not null,
+  modified_at timestamptz not null) with (fillfactor = 50)""")
+
+# One function per table, static SQL on the table's own versions. A change carries the row version it was
 # made over (the hub's version the store last received: an older one means the record changed elsewhere
 # meanwhile); a delete takes the row's version entry with it.
 _LOG_CHANGE = sql.SQL("""
-create or replace function {cdc}.log_change() returns trigger language plpgsql as $$
+create or replace function {function}() returns trigger language plpgsql as $$
 declare
-  row_json   jsonb := to_jsonb(case when TG_OP = 'DELETE' then OLD else NEW end);
-  table_key  text  := TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME;
-  row_pk     text  := row_json ->> TG_ARGV[0];
-  over       bigint;
+  row_json jsonb := to_jsonb(case when TG_OP = 'DELETE' then OLD else NEW end);
+  over     bigint;
 begin
   if TG_OP = 'DELETE' then
-    delete from {versions} v where v.tbl = table_key and v.pk = row_pk returning v.version into over;
+    delete from {versions} v where v.pk = OLD.{id} returning v.version into over;
   else
-    select v.version into over from {versions} v where v.tbl = table_key and v.pk = row_pk;
+    select v.version into over from {versions} v where v.pk = NEW.{id};
   end if;
   insert into {log} (tbl, op, pk, base_version, row_data)
-  values (table_key, left(TG_OP, 1), row_pk, coalesce(over, 0), row_json);
+  values ({key}, left(TG_OP, 1), row_json ->> {id_name}, coalesce(over, 0), row_json);
   return null;
 end $$""")
 
 
-def sync_schema_statements(log: LiveTable | None, tables: list[MappedTable]) -> list[Statement]:
-    """The sync's own schema; `log` is the change log as it stands (one of an earlier version, keyed by a
-    uuid and the table's bare name, is converted)."""
-    names = {"cdc": sql.Identifier(CDC_SCHEMA), "log": CHANGE_LOG, "versions": ROW_VERSIONS}
+def sync_schema_statements(log: LiveTable | None, shared_versions: LiveTable | None,
+                           tables: list[MappedTable]) -> list[Statement]:
+    """The sync's own schema and each table's row versions; `log` is the change log as it stands (one of an
+    earlier version, keyed by a uuid and the table's bare name, is converted), `shared_versions` the table
+    of row versions of an earlier version (its entries move to the tables' own, then it goes)."""
+    names = {"cdc": sql.Identifier(CDC_SCHEMA), "log": CHANGE_LOG}
     statements: list[Statement] = [_SYNC_SCHEMA.format(**names)]
+    statements += [_ROW_VERSIONS.format(versions=row_versions(t), id_type=sql.SQL(t.id_type)) for t in tables]
+    if shared_versions is not None:
+        statements += [sql.SQL("""
+            insert into {versions} (pk, version, modified_at)
+            select s.pk::{id_type}, s.version, s.modified_at from {shared} s where s.tbl = {key}
+            on conflict (pk) do nothing""").format(
+            versions=row_versions(t), id_type=sql.SQL(t.id_type), shared=SHARED_ROW_VERSIONS,
+            key=sql.Literal(t.key)) for t in tables]
+        statements.append(sql.SQL("drop table {}").format(SHARED_ROW_VERSIONS))
     if log is not None and log.columns["pk"].type == "uuid":
         statements.append(sql.SQL(
             "alter table {log} alter column pk type text, add column if not exists base_version bigint "
@@ -94,7 +117,6 @@ def sync_schema_statements(log: LiveTable | None, tables: list[MappedTable]) -> 
             "update {log} set tbl = {key}, base_version = coalesce((row_data ->> 'sync_version')::bigint, 0) "
             "where tbl = {bare}").format(key=sql.Literal(t.key), bare=sql.Literal(t.mapping.table), **names)
             for t in tables]
-    statements.append(_LOG_CHANGE.format(**names))
     return statements
 
 
@@ -117,11 +139,14 @@ def table_statements(table: MappedTable, live: LiveTable | None, data_api: bool)
         statements.append(sql.SQL("alter table {} enable row level security").format(t))
     if live is not None and _legacy_touch_trigger(table) in live.triggers:
         statements += _leave_legacy_install(table, live)
+    function = sql.Identifier(CDC_SCHEMA, f"{table.key}.log_change")
+    statements.append(_LOG_CHANGE.format(function=function, versions=row_versions(table), id=table.id_column,
+                                         log=CHANGE_LOG, key=sql.Literal(table.key),
+                                         id_name=sql.Literal(table.mapping.id_column)))
     statements.append(sql.SQL("""
         create or replace trigger {trigger} after insert or update or delete on {t} for each row
-          when ({ours}) execute function {cdc}.log_change({id_column})""").format(
-        trigger=sql.Identifier(capture_trigger(table)), t=t, ours=_NOT_OUR_WRITE,
-        cdc=sql.Identifier(CDC_SCHEMA), id_column=sql.Literal(table.mapping.id_column)))
+          when ({ours}) execute function {function}()""").format(
+        trigger=sql.Identifier(capture_trigger(table)), t=t, ours=_NOT_OUR_WRITE, function=function))
     return statements
 
 
@@ -144,8 +169,8 @@ def _leave_legacy_install(table: MappedTable, live: LiveTable) -> list[Statement
         sql.Identifier(_legacy_touch_trigger(table)), table.ident)]
     if {"sync_version", "updated_at"} <= live.columns.keys():
         statements.append(sql.SQL("""
-            insert into {versions} (tbl, pk, version, modified_at)
-            select {key}, t.{id}::text, t.sync_version, t.updated_at from {t} t where t.sync_version > 0
-            on conflict (tbl, pk) do nothing""").format(
-            versions=ROW_VERSIONS, key=sql.Literal(table.key), id=table.id_column, t=table.ident))
+            insert into {versions} (pk, version, modified_at)
+            select t.{id}, t.sync_version, t.updated_at from {t} t where t.sync_version > 0
+            on conflict (pk) do nothing""").format(
+            versions=row_versions(table), id=table.id_column, t=table.ident))
     return statements

@@ -47,9 +47,9 @@ from sync_pipeline.stores.postgres.ddl import (
     CDC_SCHEMA,
     CHANGE_LOG,
     LOCK,
-    ROW_VERSIONS,
     Statement,
     capture_trigger,
+    row_versions,
     sync_schema_statements,
     table_statements,
 )
@@ -137,7 +137,8 @@ class PostgresStore:
     def install_statements(self, conn: psycopg.Connection[DictRow]) -> list[Statement]:
         """What install runs, given the database as it stands (read from the catalog, nothing written)."""
         tables = self._tables()
-        statements = sync_schema_statements(describe(conn, CDC_SCHEMA, "change_log"), tables)
+        statements = sync_schema_statements(describe(conn, CDC_SCHEMA, "change_log"),
+                                            describe(conn, CDC_SCHEMA, "row_versions"), tables)
         for table in tables:
             statements += table_statements(table, describe(conn, table.mapping.schema, table.mapping.table),
                                            self.data_api)
@@ -227,7 +228,7 @@ class PostgresStore:
         with self.connect() as conn:
             present = one_row(conn.execute(
                 "select to_regclass(%s) is not null as log, to_regclass(%s) is not null as versions",
-                (f"{CDC_SCHEMA}.change_log", f"{CDC_SCHEMA}.row_versions")))
+                (f"{CDC_SCHEMA}.change_log", row_versions(table).as_string(conn))))
             live = describe(conn, table.mapping.schema, table.mapping.table)
             trigger = bool(live and live.triggers.get(capture_trigger(table)))
             lag: dict[str, Any] = {"rows_behind": None, "seconds_behind": None}
@@ -276,10 +277,10 @@ class PostgresStore:
                 read_any_timestamp(conn)
                 rows = conn.execute(sql.SQL("""
                     select {cols}, coalesce(v.version, 0) as sync_version, v.modified_at as written_at
-                    from {t} t left join {versions} v on v.tbl = %s and v.pk = t.{id}::text
+                    from {t} t left join {versions} v on v.pk = t.{id}
                     where t.{id} = any({ids})""").format(
-                    cols=table.select_list(), t=table.ident, versions=ROW_VERSIONS, id=table.id_column,
-                    ids=table.ids_param()), (table.key, list(store_ids))).fetchall()
+                    cols=table.select_list(), t=table.ident, versions=row_versions(table), id=table.id_column,
+                    ids=table.ids_param()), (list(store_ids),)).fetchall()
             data = [{k: v for k, v in row.items() if k not in ("sync_version", "written_at")} for row in rows]
             translate_references(entity, data, self.id_map, to_store=False)
             self._canonical_ids(table, data)  # as captured: a bigint or text id is no uuid to the contract

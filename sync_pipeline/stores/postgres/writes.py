@@ -2,9 +2,10 @@
 insert from a staging table, guarded deletes, and finding the rows an application holds locked. Each
 statement runs in the caller's transaction.
 
-The version of each row the sync wrote lives in `sync_cdc.row_versions`, keyed by table and id: the guard
-takes the version entry first (`insert … on conflict do update … where excluded.version > version`, which
-also serialises two writers of one row) and writes exactly the app rows whose entry it took."""
+The version of each row the sync wrote lives in the table's own row versions in `sync_cdc`, keyed by the
+table's id type: the guard takes the version entry first (an update of the entries holding an older
+version, or an insert of the missing ones, which also serialises two writers of one row) and writes exactly
+the app rows whose entry it took."""
 
 from __future__ import annotations
 
@@ -16,13 +17,12 @@ from psycopg.adapt import Dumper
 from psycopg.rows import DictRow
 
 from sync_pipeline.stores.postgres.catalog import LiveTable
-from sync_pipeline.stores.postgres.ddl import ROW_VERSIONS
+from sync_pipeline.stores.postgres.ddl import row_versions
 from sync_pipeline.stores.postgres.tables import MappedTable
 
 Rows = Callable[[], Iterable[Sequence[Any]]]
 # The stage's bookkeeping columns after the id and the carried fields (named by canonical field).
 VERSION_COLUMNS = ("sync_version", "modified_at")
-_VERSION_TYPES = ["text", "text", "int8", "timestamptz"]
 
 
 class UuidTextBinaryDumper(Dumper):
@@ -58,11 +58,12 @@ def copy_rows(cur: psycopg.Cursor[DictRow], target: sql.Composable, columns: sql
 
 
 def copy_direct(cur: psycopg.Cursor[DictRow], table: MappedTable, types: list[str], rows: Rows,
-                versions: Iterable[tuple[str, str, int, Any]]) -> None:
+                versions: Iterable[tuple[Any, int, Any]]) -> None:
     """COPY the batch straight into the app table (whose columns have the types `types` names) and its
-    row versions (table key, id, version, modification time) into the sync's table."""
+    row versions (id, version, modification time) into the table's row versions."""
     copy_rows(cur, table.ident, _app_columns(table), types, rows())
-    copy_rows(cur, ROW_VERSIONS, sql.SQL("tbl, pk, version, modified_at"), _VERSION_TYPES, versions)
+    copy_rows(cur, row_versions(table), sql.SQL("pk, version, modified_at"), [types[0], "int8", "timestamptz"],
+              versions)
 
 
 def _assignments(table: MappedTable, live: LiveTable, source: str) -> sql.Composable:
@@ -80,8 +81,8 @@ def upsert_staged(conn: psycopg.Connection[DictRow], table: MappedTable, live: L
     conn.execute(sql.SQL("create temp table {} ({}) on commit drop").format(stage, sql.SQL(", ").join(
         sql.SQL("{} {}").format(sql.Identifier(n), sql.SQL(t)) for n, t in zip(names, stage_types))))
     identity = live.columns[table.mapping.id_column].identity
-    parts = {"versions": ROW_VERSIONS, "overriding": sql.SQL("overriding system value" if identity else ""),
-             "key": sql.Literal(table.key), "stage": stage, "t": table.ident,
+    parts = {"versions": row_versions(table), "overriding": sql.SQL("overriding system value" if identity else ""),
+             "stage": stage, "t": table.ident,
              "id": table.id_column, "cols": _app_columns(table),
              "values": sql.SQL(", ").join(_cast(table, live, n, "s") for n in table.fields),
              "assign": _assignments(table, live, "s"), "assign_won": _assignments(table, live, "won")}
@@ -93,7 +94,7 @@ def upsert_staged(conn: psycopg.Connection[DictRow], table: MappedTable, live: L
         cur.execute(sql.SQL("""
             with won as (
               update {versions} v set version = s.sync_version, modified_at = s.modified_at from {stage} s
-              where v.tbl = {key} and v.pk = s.id::text and s.sync_version > v.version
+              where v.pk = s.id and s.sync_version > v.version
               returning s.*)
             update {t} set {assign_won} from won where {t}.{id} = won.id""").format(**parts))
         written = cur.rowcount
@@ -101,12 +102,12 @@ def upsert_staged(conn: psycopg.Connection[DictRow], table: MappedTable, live: L
             # Rows without an entry (the application's own rows, never written by the sync) take one.
             cur.execute(sql.SQL("""
                 with fresh as (
-                  insert into {versions} (tbl, pk, version, modified_at)
-                  select {key}, s.id::text, s.sync_version, s.modified_at from {stage} s
-                  where not exists (select 1 from {versions} v where v.tbl = {key} and v.pk = s.id::text)
-                  on conflict (tbl, pk) do nothing
+                  insert into {versions} (pk, version, modified_at)
+                  select s.id, s.sync_version, s.modified_at from {stage} s
+                  where not exists (select 1 from {versions} v where v.pk = s.id)
+                  on conflict (pk) do nothing
                   returning pk)
-                update {t} set {assign} from {stage} s join fresh on fresh.pk = s.id::text
+                update {t} set {assign} from {stage} s join fresh on fresh.pk = s.id
                 where {t}.{id} = s.id""").format(**parts))
             written += cur.rowcount
         if written < rows:
@@ -136,13 +137,11 @@ def delete_older(conn: psycopg.Connection[DictRow], table: MappedTable,
         with gone as (
           delete from {t} t using unnest(%s::text[], %s::int8[]) as d(pk, version)
           where t.{id} = d.pk::{id_type}
-            and coalesce((select v.version from {versions} v where v.tbl = {key} and v.pk = d.pk), 0)
-                < d.version
-          returning d.pk),
-        forgotten as (delete from {versions} v using gone where v.tbl = {key} and v.pk = gone.pk)
-        select pk from gone""").format(
-        t=table.ident, id=table.id_column, id_type=sql.SQL(table.id_type), versions=ROW_VERSIONS,
-        key=sql.Literal(table.key)), ([i for i, _ in versions], [v for _, v in versions])).fetchall()
+            and coalesce((select v.version from {versions} v where v.pk = t.{id}), 0) < d.version
+          returning t.{id} as pk),
+        forgotten as (delete from {versions} v using gone where v.pk = gone.pk)
+        select pk::text as pk from gone""").format(
+        t=table.ident, id=table.id_column, id_type=sql.SQL(table.id_type), versions=row_versions(table)), ([i for i, _ in versions], [v for _, v in versions])).fetchall()
     return [r["pk"] for r in rows]
 
 

@@ -70,10 +70,10 @@ def test_install_leaves_every_app_column_and_row_as_it_was_but_for_the_trigger(m
         assert _app_state(dsn, tables) == before[dsn]
         for table in tables:
             assert len(_triggers(dsn, table)) == 1 and all(t.endswith("_sync_cdc") for t in _triggers(dsn, table))
-        # the sync's state lives in its own schema only
+        # the sync's state lives in its own schema only: the change log and each table's row versions
         assert {r["table_name"] for r in run_sql(dsn, "select table_name from information_schema.tables "
                                                       "where table_schema = 'sync_cdc'")} == {
-            "change_log", "row_versions"}
+            "change_log", *(f"{table}.versions" for table in tables)}
     # an app edit is captured, keyed by the table and its id as text; the app row stays the app's
     run_sql(m.local_dsn, "update crm.contacts set title = 'Countess' where given_name = 'Ada'")
     [logged] = run_sql(m.local_dsn, "select tbl, op, pk, base_version, row_data from sync_cdc.change_log")
@@ -91,7 +91,7 @@ def test_print_sql_shows_every_statement_and_runs_none(mapped: Mapped) -> None:
     assert not _triggers(m.local_dsn, "crm.contacts")
     text = "\n".join(statements)
     assert statements[0].startswith("select pg_advisory_xact_lock")
-    assert 'create table if not exists "sync_cdc"."row_versions"' in text
+    assert 'create table if not exists "sync_cdc"."crm.contacts.versions"' in text
     for trigger, table in (("companies_sync_cdc", '"crm"."accounts"'), ("people_sync_cdc", '"crm"."contacts"')):
         assert f'create or replace trigger "{trigger}" after insert or update or delete on {table}' in text
     assert "alter table" not in text.replace('alter table "sync_cdc"', "")  # not one app table altered
@@ -163,11 +163,40 @@ def _take_over_legacy(dsn: str) -> None:
     store = PostgresStore("local_db", dsn)
     store.install()
     assert _triggers(dsn, "public.people") == {"people_sync_cdc"}
-    assert run_sql(dsn, "select tbl, pk, version from sync_cdc.row_versions") == [
-        {"tbl": "public.people", "pk": "00000000-0000-0000-0000-000000000001", "version": 3}]
+    assert run_sql(dsn, 'select pk::text, version from sync_cdc."public.people.versions"') == [
+        {"pk": "00000000-0000-0000-0000-000000000001", "version": 3}]
     [change] = store.capture(entity("people"), None, 10).changes
     assert (change.store_record_id, change.base_version, change.row["city"]) == (
         "00000000-0000-0000-0000-000000000001", 3, "London")
     assert {"sync_version", "updated_at"} <= {r["attname"] for r in run_sql(
         dsn, "select attname from pg_attribute where attrelid = 'public.people'::regclass and attnum > 0")}
     store.install()  # and installs again as usual
+
+
+SHARED_VERSIONS_INSTALL = """
+create table sync_cdc.row_versions (
+  tbl text collate "C" not null, pk text collate "C" not null, version bigint not null,
+  modified_at timestamptz not null, primary key (tbl, pk));
+insert into sync_cdc.row_versions values
+  ('public.people', '00000000-0000-0000-0000-000000000002', 4, '2025-01-02'),
+  ('public.companies', '00000000-0000-0000-0000-000000000003', 5, '2025-01-03');
+"""
+
+
+def test_row_versions_shared_by_all_tables_move_into_each_tables_own(postgres_server) -> None:
+    """An install of an earlier version kept every table's row versions in one table keyed by table and id
+    as text: install moves each entry into its table's own versions, keyed by the id's type, and drops it."""
+    name = f"shared_{uuid.uuid4().hex[:8]}"
+    dsn = postgres_server.create_database(name)
+    try:
+        store = PostgresStore("local_db", dsn)
+        store.install()
+        run_sql(dsn, SHARED_VERSIONS_INSTALL)
+        store.install()
+        assert run_sql(dsn, "select to_regclass('sync_cdc.row_versions') is null as gone") == [{"gone": True}]
+        assert run_sql(dsn, 'select pk, version from sync_cdc."public.people.versions"') == [
+            {"pk": uuid.UUID(int=2), "version": 4}]
+        assert run_sql(dsn, 'select pk, version from sync_cdc."public.companies.versions"') == [
+            {"pk": uuid.UUID(int=3), "version": 5}]
+    finally:
+        postgres_server.drop_database(name)
