@@ -55,4 +55,8 @@ def held_after(resolution: Resolution, change: Change, current: GoldenRecord | N
     result = resolution.golden or current
     if result is not None and resolution.store_holds_result(change, current) and not was_overwritten:
         return result.version, result.content_hash
+    if result is not None and not was_overwritten and state.seen_version >= result.version:
+        # The store held the result until this change, which lost: it now holds the change, and the result
+        # must be sent to it again (a delete it echoed earlier in the batch, then re-inserted, say).
+        return result.version - 1, change.content_hash
     return state.seen_version, state.seen_hash

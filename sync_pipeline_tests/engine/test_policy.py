@@ -163,6 +163,15 @@ def test_when_the_hub_keeps_other_content_the_store_holds_what_it_held() -> None
     assert held_after(golden_wins, change(ADA_IN_PARIS), current, state, False) == (4, content_hash(rome))
 
 
+def test_a_losing_edit_of_a_store_that_held_the_result_has_the_result_sent_again() -> None:
+    # The store echoed the hub's delete (v6) earlier in the batch, then re-inserted the row before that
+    # delete was made elsewhere: the edit loses, and the store, which holds it now, must be sent v6 again.
+    current = golden(None, version=6)
+    state = holding(None, seen_version=6)
+    golden_wins = Resolution(Outcome.CONFLICT, None)
+    assert held_after(golden_wins, change(ADA, base_version=0), current, state, False) == (5, content_hash(ADA))
+
+
 def test_after_a_merge_the_store_holds_neither_side() -> None:
     current = golden(ADA, version=6)
     merged = golden({**ADA_IN_PARIS, "first_name": "Augusta"}, version=7, store=MERGED_ORIGIN)
