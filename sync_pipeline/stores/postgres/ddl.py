@@ -76,8 +76,12 @@ create table if not exists {versions} (
 # One function per table, static SQL on the table's own versions. A change carries the row version it was
 # made over (the hub's version the store last received: an older one means the record changed elsewhere
 # meanwhile); a delete takes the row's version entry with it.
+# Security definer: the application's own roles (Supabase's `authenticated`, say) write the app table and so
+# fire the trigger, but are granted nothing in the sync's schema; the function runs as its owner, with a
+# search path that no caller can shadow.
 _LOG_CHANGE = sql.SQL("""
-create or replace function {function}() returns trigger language plpgsql as $$
+create or replace function {function}() returns trigger language plpgsql
+security definer set search_path = pg_catalog, pg_temp as $$
 declare
   row_json jsonb := to_jsonb(case when TG_OP = 'DELETE' then OLD else NEW end);
   over     bigint;
