@@ -139,6 +139,8 @@ def capture(hub: Hub, store: SourceStore, entity: Entity, run_id: str | None, se
 
     A store's first capture also adopts the records it already holds, which its change log never saw
     (`adopt`); its cursor is saved only once they are, so a refused adoption is tried again next run."""
+    if carried_fields(store, entity) is None:  # the configuration gives this store none of the entity
+        return CaptureStats()
     started = time.monotonic()
     stats = CaptureStats(cursor_before=hub.get_cursor(store.name, entity.name))
     stats.hints = process_hints(hub, store, entity, run_id, settings)
@@ -231,6 +233,8 @@ def publish(hub: Hub, store: TargetStore, entity: Entity, run_id: str | None, se
     """Write the golden records the store has not seen, batch by batch (by default the store's own publish
     batch size, else the sync's). A failed batch is recorded in the error log and left unseen, so the next
     run retries it; the other batches go on."""
+    if carried_fields(store, entity) is None:  # the configuration gives this store none of the entity
+        return PublishStats()
     if adoption_refused(hub, store.name, entity.name):
         raise AdoptionPending(f"the adoption of {entity.name} in {store.name} was refused and waits for "
                               f"confirmation: nothing is written there until it is adopted")

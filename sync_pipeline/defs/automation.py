@@ -19,6 +19,7 @@ from typing import Any
 import dagster as dg
 
 from sync_pipeline import pipeline
+from sync_pipeline.config import active_config
 from sync_pipeline.defs.alerts import alert_on_run_failure
 from sync_pipeline.defs.assets import PREFLIGHT_KEY, capture_key, hub_key, publish_key, sync_log_key
 from sync_pipeline.defs.checks import SCOPE_TAG, SWEEP
@@ -99,7 +100,8 @@ def cdc_sensor(context: dg.SensorEvaluationContext, **resources):
         if resource.configured:
             store = resource.store(hub)
             for entity in ENTITIES:
-                positions[f"{spec.key}:{entity.name}"] = store.latest_change(entity)
+                if active_config().carries(spec.key, entity.name):
+                    positions[f"{spec.key}:{entity.name}"] = store.latest_change(entity)
     moved = {k: v for k, v in positions.items() if v is not None and v != seen.get(k)}
     if not moved:
         return dg.SkipReason("no new changes in the change logs")

@@ -191,7 +191,8 @@ def _postgres_schema_checks(spec: StoreSpec, entity: Entity) -> list[SafetyCheck
 def gate_checks() -> list[SafetyCheck]:
     checks = [_connection_check(spec) for spec in STORES]
     checks += [_capture_installed_check(spec, entity)
-               for spec in STORES if spec.has_change_log for entity in ENTITIES]
+               for spec in STORES if spec.has_change_log for entity in ENTITIES
+               if active_config().carries(spec.key, entity.name)]
     checks += [check for spec in STORES if issubclass(spec.store_class, PostgresStore) for entity in ENTITIES
                if active_config().carries(spec.key, entity.name) for check in _postgres_schema_checks(spec, entity)]
     for entity in ENTITIES:
@@ -222,6 +223,11 @@ def _consistency(spec: StoreSpec, entity: Entity) -> Callable[[Any, Any, Scope],
     return run
 
 
+def _carried(spec: StoreSpec) -> list[Entity]:
+    """The entities the configuration gives the store; a store's checks are built for these only."""
+    return [entity for entity in ENTITIES if active_config().carries(spec.key, entity.name)]
+
+
 def store_checks(spec: StoreSpec, entity: Entity) -> list[SafetyCheck]:
     checks = []
     if spec.captures:
@@ -246,7 +252,7 @@ def store_checks(spec: StoreSpec, entity: Entity) -> list[SafetyCheck]:
                {spec.key}, _store_check(spec, lambda r, store, scope: safety.errors(
                    r.hub.hub(), spec.key, entity, r.sync_settings.thresholds()))),
     ]
-    if spec.rate_limited_errors and entity is ENTITIES[0]:  # the budget is the store's, not an entity's
+    if spec.rate_limited_errors and entity is _carried(spec)[0]:  # the budget is the store's, not an entity's
         checks.append(_check(
             target, "rate_limits",
             f"429s and seconds throttled by {spec.label} over the recent runs; none may fail.",
@@ -290,6 +296,6 @@ def build_checks() -> list[dg.AssetChecksDefinition]:
     ]
     groups += [check_group(f"{spec.key}_checks", f"{spec.label}'s checks: capture lag, contract, consistency with "
                                                  f"the hub, write errors, rate limits.",
-                           [check for entity in ENTITIES for check in store_checks(spec, entity)])
+                           [check for entity in _carried(spec) for check in store_checks(spec, entity)])
                for spec in STORES]
     return groups

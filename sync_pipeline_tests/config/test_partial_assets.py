@@ -3,6 +3,7 @@ README's example, where the local DB carries nothing, the factory makes none for
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -24,3 +25,18 @@ def test_the_factory_builds_assets_only_for_carried_entities(tmp_path: Path) -> 
     assert built.stdout.strip() == str([
         "bigquery/contacts", "bigquery/sync_log", "hub/contacts", "supabase/contacts", "supabase/contacts_changes",
         "twenty/contacts", "twenty/contacts_changes"])  # no local_db/contacts nor local_db/contacts_changes
+
+
+CHECKED = ("from sync_pipeline.defs.checks import build_checks; "
+           "print(sorted({key.asset_key.to_user_string() for group in build_checks() for key in group.check_keys}))")
+
+
+def test_checks_are_built_only_for_carried_entities(tmp_path: Path) -> None:
+    config = tmp_path / "sync.yaml"
+    config.write_text(readme_example(), encoding="utf-8")
+    built = subprocess.run([sys.executable, "-c", CHECKED], cwd=ROOT, env={**os.environ, CONFIG_ENV: str(config)},
+                           capture_output=True, text=True, timeout=240, check=False)
+    assert built.returncode == 0, built.stderr
+    checked = ast.literal_eval(built.stdout.strip())
+    assert "hub/contacts" in checked and "supabase/contacts" in checked
+    assert not [key for key in checked if key.startswith("local_db/")]  # the local DB carries nothing
