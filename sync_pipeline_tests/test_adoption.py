@@ -16,7 +16,7 @@ import psycopg
 import pytest
 
 from sync_pipeline import pipeline
-from sync_pipeline.commands.plan import plan_sync
+from sync_pipeline.planning import plan_sync
 from sync_pipeline.commands.sync import confirm_config
 from sync_pipeline.defs.resources import SyncSettingsResource
 from sync_pipeline.engine.adoption import (

@@ -11,7 +11,7 @@ import pytest
 from psycopg import sql
 
 from sync_pipeline import pipeline
-from sync_pipeline.commands.plan import SyncPlan, plan_sync, print_plan
+from sync_pipeline.planning import SyncPlan, plan_sync, print_plan
 from sync_pipeline.model.entities import ENTITIES, entity
 from sync_pipeline.stores.registry import STORES
 from sync_pipeline_tests.fixtures.bigquery import emulator_client

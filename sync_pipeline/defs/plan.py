@@ -1,12 +1,12 @@
 """The plan before writing, in the UI: the `safety/sync_plan` asset, materialized by the `sync_plan` job. It
-shows what the next sync would do per store and entity, and writes nothing anywhere (`commands.plan`).
+shows what the next sync would do per store and entity, and writes nothing anywhere (`sync_pipeline.planning`).
 
 No `from __future__ import annotations` here: Dagster inspects the context annotation at definition time.
 """
 
 import dagster as dg
 
-from sync_pipeline.commands.plan import (
+from sync_pipeline.planning import (
     ADOPTION_COLUMNS,
     CONFLICT_COLUMNS,
     FAILURE_COLUMNS,
