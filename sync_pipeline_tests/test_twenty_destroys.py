@@ -19,22 +19,11 @@ from sync_pipeline.model.entities import entity
 from sync_pipeline.stores.base import Store
 from sync_pipeline.stores.twenty.store import TwentyStore
 from sync_pipeline_tests.faults.helpers import assert_stores_match_hub, sync_all
-from sync_pipeline_tests.fixtures.twenty import WEBHOOK_SECRET
 from sync_pipeline_tests.helpers import SETTINGS, insert_person, people
 
 PEOPLE = entity("people")
 NEVER_DUE = timedelta(hours=1)  # the listing runs at the first capture, then not again in the test
 LATE_SECONDS = 20.0  # a webhook held back this long arrives after the sync that follows its destroy
-
-
-@pytest.fixture
-def person_webhook(twenty_standin, webhook_receiver):
-    """Twenty delivers every person event, signed, to the receiver (which stores it in the hub's inbox)."""
-    with twenty_standin.client() as admin:
-        webhook = admin.post("/rest/metadata/webhooks", json={
-            "targetUrl": webhook_receiver, "operations": ["person.*"], "secret": WEBHOOK_SECRET}).json()
-        yield webhook
-        admin.delete(f"/rest/metadata/webhooks/{webhook['id']}")
 
 
 def _twenty(topology, client, interval: timedelta = NEVER_DUE) -> TwentyStore:

@@ -203,24 +203,25 @@ def gate_checks() -> list[SafetyCheck]:
 # -- monitoring -------------------------------------------------------------------------------------------
 
 
-def _store_contract(spec: StoreSpec, entity: Entity) -> Callable[[Any, Any, Scope], Verdict]:
+def _sweep_or_window(sweep: Callable[[Any, Any], Verdict],
+                     window: Callable[[Any, list[str]], Verdict]) -> Callable[[Any, Any, Scope], Verdict]:
+    """A store check that reads the whole store in the nightly sweep, else only the latest runs' window:
+    `sweep(store, hub)`, `window(hub, run_ids)`."""
     def run(resources: Any, store: Any, scope: Scope) -> Verdict:
         hub = resources.hub.hub()
-        if scope.sweep:
-            return safety.store_contract(store, entity, hub)
-        return safety.held_back(hub, spec.key, entity, scope.run_ids)
+        return sweep(store, hub) if scope.sweep else window(hub, scope.run_ids)
 
     return run
+
+
+def _store_contract(spec: StoreSpec, entity: Entity) -> Callable[[Any, Any, Scope], Verdict]:
+    return _sweep_or_window(lambda store, hub: safety.store_contract(store, entity, hub),
+                            lambda hub, run_ids: safety.held_back(hub, spec.key, entity, run_ids))
 
 
 def _consistency(spec: StoreSpec, entity: Entity) -> Callable[[Any, Any, Scope], Verdict]:
-    def run(resources: Any, store: Any, scope: Scope) -> Verdict:
-        hub = resources.hub.hub()
-        if scope.sweep:
-            return safety.consistency(store, entity, hub)
-        return safety.delivered(hub, spec.key, entity, scope.run_ids)
-
-    return run
+    return _sweep_or_window(lambda store, hub: safety.consistency(store, entity, hub),
+                            lambda hub, run_ids: safety.delivered(hub, spec.key, entity, run_ids))
 
 
 def _carried(spec: StoreSpec) -> list[Entity]:

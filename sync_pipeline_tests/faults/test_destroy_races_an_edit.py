@@ -10,23 +10,11 @@ import time
 from typing import Any, Callable
 
 import psycopg
-import pytest
 
 from sync_pipeline_tests.faults.helpers import FourStores, assert_stores_match_hub, sync_all
-from sync_pipeline_tests.fixtures.twenty import WEBHOOK_SECRET
 from sync_pipeline_tests.helpers import insert_person, people
 
 HOLD_SECONDS = 3.0  # every Twenty request of the held publish waits this long at the stand-in
-
-
-@pytest.fixture
-def person_webhook(twenty_standin, webhook_receiver):
-    """Twenty delivers every person event, signed, to the receiver, which stores it in the hub's inbox."""
-    with twenty_standin.client() as admin:
-        webhook = admin.post("/rest/metadata/webhooks", json={
-            "targetUrl": webhook_receiver, "operations": ["person.*"], "secret": WEBHOOK_SECRET}).json()
-        yield webhook
-        admin.delete(f"/rest/metadata/webhooks/{webhook['id']}")
 
 
 def _in_every_store(stores: FourStores, topology) -> str:
