@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import dagster as dg
 import psycopg
@@ -67,6 +68,26 @@ def test_twenty_not_configured_is_safe_with_warnings(synced):
     assert all(line.status != "FAIL" for line in lines)
 
 
+def _commands_side_by_side(*runs: tuple[list[str], dict[str, str], Path]
+                           ) -> list[subprocess.CompletedProcess[str]]:
+    """The commands run at once, each in its own process and DAGSTER_HOME (two read-only looks at the same
+    databases, as two operators' terminals): most of a run is importing Dagster and loading the code
+    location, which two cores do side by side."""
+    processes = [subprocess.Popen(command, env={**env, "DAGSTER_HOME": str(home)}, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True, cwd=home) for command, env, home in runs]
+    results = []
+    try:
+        for process in processes:
+            stdout, stderr = process.communicate(timeout=600)
+            results.append(subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr))
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    return results
+
+
 @pytest.mark.timeout(1800)  # four subprocesses, each loading the code location and running every check
 def test_the_safety_command_prints_unsafe_and_exits_1_on_a_dropped_trigger(synced, topology, twenty_standin,
                                                                           bigquery_emulator, tmp_path):
@@ -75,29 +96,27 @@ def test_the_safety_command_prints_unsafe_and_exits_1_on_a_dropped_trigger(synce
            "SUPABASE_DATABASE_URL": topology.supabase_dsn, "SUPABASE_SSLMODE": "disable",
            "TWENTY_API_URL": twenty_standin.base_url, "TWENTY_API_KEY": twenty_standin.api_key,
            "BIGQUERY_PROJECT": bigquery.project, "BIGQUERY_DATASET": bigquery.dataset,
-           "BIGQUERY_EMULATOR_URL": bigquery.api_endpoint, "DAGSTER_HOME": str(tmp_path)}
-    # Run in an empty directory: a sandbox's .env in the project would fill in what a case removes.
+           "BIGQUERY_EMULATOR_URL": bigquery.api_endpoint}
+    # Each in an empty directory (its DAGSTER_HOME): a sandbox's .env in the project would fill in what a
+    # case removes.
+    homes = [tmp_path / "first", tmp_path / "second"]
+    for home in homes:
+        home.mkdir()
     command = [sys.executable, "-m", "sync_pipeline.cli", "safety"]
-    healthy = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600,
-                             cwd=tmp_path)
+    without_twenty = {k: v for k, v in env.items() if not k.startswith("TWENTY_")}
+    healthy, warned = _commands_side_by_side((command, env, homes[0]), (command, without_twenty, homes[1]))
     assert healthy.returncode == 0, healthy.stdout + healthy.stderr
     assert healthy.stdout.strip().splitlines()[-1].startswith("SAFE ")
-    without_twenty = {k: v for k, v in env.items() if not k.startswith("TWENTY_")}
-    warned = subprocess.run(command, env=without_twenty, capture_output=True, text=True, timeout=600,
-                             cwd=tmp_path)
     assert warned.returncode == 0, warned.stdout + warned.stderr
     assert warned.stdout.strip().splitlines()[-1].startswith("SAFE_WITH_WARNINGS ")
     assert "WARN  safety/preflight twenty_connection" in warned.stdout
     with psycopg.connect(topology.supabase_dsn) as conn:
         conn.execute("drop trigger people_sync_cdc on public.people")
-    broken = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600,
-                             cwd=tmp_path)
+    broken, as_json = _commands_side_by_side((command, env, homes[0]), ([*command, "--json"], env, homes[1]))
     assert broken.returncode == 1, broken.stdout + broken.stderr
     assert broken.stdout.strip().splitlines()[-1].startswith("UNSAFE ")
     assert "FAIL  safety/preflight supabase_people_capture_installed" in broken.stdout
     assert "capture_trigger" in broken.stdout
-    as_json = subprocess.run([*command, "--json"], env=env, capture_output=True, text=True, timeout=600,
-                             cwd=tmp_path)
     assert as_json.returncode == 1 and '"overall": "UNSAFE"' in as_json.stdout
 
 
