@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
+from pathlib import Path
 
 import dagster as dg
 import psycopg
+from dagster._core.run_coordinator import QueuedRunCoordinator
 
 from sync_pipeline import pipeline
 from sync_pipeline.defs.assets import PREFLIGHT_KEY, capture_key, hub_key, publish_key
@@ -108,6 +110,50 @@ def test_webhook_inbox_sensor_requests_a_run_per_new_hint(four_stores, topology)
         selection = set(result.run_requests[0].asset_selection)
         assert capture_key("twenty", PEOPLE) in selection and capture_key("supabase", PEOPLE) not in selection
         assert isinstance(tick(webhook_inbox_sensor, instance, resources, result.cursor), dg.SkipReason)
+
+
+def test_webhook_inbox_sensor_runs_only_the_entities_whose_hints_wait(four_stores, topology):
+    resources = four_stores.resources
+    with dg.DagsterInstance.ephemeral() as instance:
+        topology.hub.enqueue_webhook("twenty", "companies", "c1", "00000000-0000-0000-0000-00000000000c", {})
+        [request] = tick(webhook_inbox_sensor, instance, resources).run_requests
+        selection = set(request.asset_selection)
+        assert {PREFLIGHT_KEY, capture_key("twenty", COMPANIES), hub_key(COMPANIES), VERDICT_KEY} <= selection
+        assert capture_key("twenty", PEOPLE) not in selection and hub_key(PEOPLE) not in selection
+        # a hint of people besides: the next run reads both
+        topology.hub.enqueue_webhook("twenty", "people", "p1", "00000000-0000-0000-0000-00000000000d", {})
+        [both] = tick(webhook_inbox_sensor, instance, resources).run_requests
+        assert {capture_key("twenty", COMPANIES), capture_key("twenty", PEOPLE)} <= set(both.asset_selection)
+
+
+def test_a_cdc_run_goes_ahead_of_a_webhook_run_waiting_in_the_queue(four_stores, topology):
+    resources = four_stores.resources
+    job = four_stores.defs.resolve_job_def("sync_with_safety_check")
+    with dg.DagsterInstance.ephemeral() as instance:
+        topology.hub.enqueue_webhook("twenty", "people", "p1", "00000000-0000-0000-0000-00000000000e", {})
+        [hinted] = tick(webhook_inbox_sensor, instance, resources).run_requests
+        instance.create_run_for_job(job.get_subset(asset_selection=set(hinted.asset_selection)),
+                                    asset_selection=set(hinted.asset_selection), tags=hinted.tags,
+                                    status=dg.DagsterRunStatus.NOT_STARTED)
+        with psycopg.connect(topology.local_dsn) as conn:
+            insert_person(conn)
+        # not covered by the queued run (another store's capture): a run of its own, dequeued first
+        [request] = tick(cdc_sensor, instance, resources).run_requests
+        assert request.tags["sync/changed"] == "local_db:people"
+        assert int(request.tags["dagster/priority"]) > int(hinted.tags.get("dagster/priority", "0"))
+
+
+def test_the_projects_instance_looks_at_its_queue_every_second_and_runs_one_sync_at_a_time(tmp_path):
+    """What bounds the latency of a change besides the run itself: the CDC sensor is evaluated on every loop
+    of the daemon (every 5 s), and the queue is looked at every second; the queue still runs one run at a
+    time, which the coalescing of the sensors relies on."""
+    (tmp_path / "dagster.yaml").write_text((Path(__file__).parent.parent / "dagster.yaml").read_text())
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        coordinator = instance.run_coordinator
+        assert isinstance(coordinator, QueuedRunCoordinator)
+        queue = coordinator.get_run_queue_config()
+        assert coordinator.dequeue_interval_seconds == 1 and queue.max_concurrent_runs == 1
+    assert cdc_sensor.minimum_interval_seconds <= 5
 
 
 def test_schedules():

@@ -2,6 +2,13 @@
 reconciliation (followed by the checks' full sweep) and the hourly safety checks. Sensors keep an explicit
 JSON cursor, derive their run keys from it, and only read a few indexed rows per tick.
 
+The CDC sensor is the wake-up of a change: Dagster's daemon evaluates sensors at most every 5 s, and the
+sensor asks for no longer interval, so a commit is noticed within about 5 s (one indexed probe per carried
+table of each change log). The webhook sensor keeps 30 s: every publish to Twenty comes back as webhooks
+(echoes the capture finds unchanged), and a slower sensor gathers them into fewer runs. A CDC run goes ahead
+of the webhook and schedule runs waiting in the queue (Dagster's priority tag), so a change committed while
+an echo's run waits is not held behind it too.
+
 A sensor's run is targeted: it materializes what moved (the gate, the captures of the stores and entities
 whose changes arrived, and downstream of them: those entities' golden records, their publishes to every
 target, the sync log and the verdict), not every store. Runs are coalesced: while a run that covers the same
@@ -35,6 +42,11 @@ CHANGE_LOG_STORES = [s for s in STORES if s.has_change_log]
 CHANGE_LOG_KEYS = [s.key for s in CHANGE_LOG_STORES]
 HINTED_STORES = [s for s in STORES if s.captures and not s.has_change_log]  # polled, and woken by webhooks
 
+
+# Least seconds between two evaluations. The daemon's sensor loop runs every 5 s: 1 lets each loop probe.
+CDC_PROBE_SECONDS = 1
+WEBHOOK_PROBE_SECONDS = 30
+CDC_PRIORITY = {"dagster/priority": "1"}  # other runs have 0
 
 QUEUED = {dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED}
 RUNNING = {dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED}
@@ -83,7 +95,7 @@ def coalesced(context: dg.SensorEvaluationContext, selection: list[dg.AssetKey],
 
 @dg.sensor(
     job=sync_with_safety_check,
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=CDC_PROBE_SECONDS,
     default_status=dg.DefaultSensorStatus.RUNNING,
     required_resource_keys={"hub", *CHANGE_LOG_KEYS},
     description="Starts a sync when a store's change log has moved (CDC watermark).",
@@ -109,22 +121,28 @@ def cdc_sensor(context: dg.SensorEvaluationContext, **resources):
     cursor = json.dumps({**seen, **positions}, sort_keys=True)
     return coalesced(context, selection, cursor, context.cursor) or dg.SensorResult(
         run_requests=[dg.RunRequest(run_key=_run_key("cdc", moved), asset_selection=selection,
-                                    tags={"sync/trigger": "cdc", "sync/changed": ",".join(sorted(moved))})],
+                                    tags={"sync/trigger": "cdc", "sync/changed": ",".join(sorted(moved)),
+                                          **CDC_PRIORITY})],
         cursor=cursor)
 
 
 @dg.sensor(
     job=sync_with_safety_check,
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=WEBHOOK_PROBE_SECONDS,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Starts a sync when Twenty webhooks wait in the hub inbox.",
 )
 def webhook_inbox_sensor(context: dg.SensorEvaluationContext, hub: HubResource):
     seen = json.loads(context.cursor) if context.cursor else {"hint_id": 0}
-    latest = hub.hub().latest_hint()
+    inbox = hub.hub()
+    latest = inbox.latest_hint()
     if latest <= seen["hint_id"]:
         return dg.SkipReason("no new webhook hints in the inbox")
-    selection = targeted_selection((s.key, e.name) for s in HINTED_STORES for e in ENTITIES)
+    # The store and entity pairs whose hints wait (one indexed row each): an echo of a publish of people
+    # runs people's steps, not every entity's.
+    pairs = [(s.key, e.name) for s in HINTED_STORES for e in ENTITIES if active_config().carries(s.key, e.name)]
+    hinted = [(store, name) for store, name in pairs if inbox.pending_webhooks(store, name, limit=1)]
+    selection = targeted_selection(hinted or pairs)
     cursor = json.dumps({"hint_id": latest})
     return coalesced(context, selection, cursor, context.cursor) or dg.SensorResult(
         run_requests=[dg.RunRequest(run_key=f"inbox:{latest}", asset_selection=selection,
