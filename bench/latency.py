@@ -12,7 +12,10 @@ The measurement: `--people` people created in the local DB and waited for everyw
 `--changes` edits, one every `--every` seconds (each a transaction changing one person's job title to a
 marker of its own), while every `--poll` seconds one query to Supabase and one to BigQuery look for the
 markers. A change's latency is from just after its commit to the first poll that finds it in both. Prints
-every latency, p50 and p95 (nearest rank), and the goal p95 <= 15 s beside them.
+every latency, p50 and p95 (nearest rank), and the goal p95 <= 15 s beside them; then, from the Dagster
+instance, where the seconds went: per change, how long until a run asked for it (the sensor's tick, or the
+run of the same selection it waited for), and per run of the gated job, its phases (queued, worker start,
+the gate, the sync up to its last publish, the checks and verdict after it).
 
     .venv/bin/python bench/latency.py [--changes 8] [--every 7] [--port 3300] [--timeout 240]
     .venv/bin/python bench/latency.py --attach     # a sandbox running from this directory
@@ -25,6 +28,7 @@ import math
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,6 +37,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO
 
@@ -42,6 +47,7 @@ import psycopg
 
 from sync_pipeline.defs.bigquery_resource import BigQueryStoreResource
 from sync_pipeline.sandbox.launcher import read_sandbox_env
+from sync_pipeline.sandbox.processes import wait_or_kill
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 READY_LINE = "sync_pipeline sandbox is ready"
@@ -54,6 +60,7 @@ class Change:
     email: str
     marker: str
     committed_at: float
+    committed_wall: float  # the same instant on the wall clock, which Dagster's records use
     seen: dict[str, float] = field(default_factory=dict)  # store -> first poll that found the marker
 
     def latency(self, stores: tuple[str, ...]) -> float | None:
@@ -127,7 +134,7 @@ def measure(stores: Stores, emails: list[str], changes: int, every: float, poll:
             marker = f"edit {len(made)} {uuid.uuid4().hex[:8]}"
             with psycopg.connect(stores.local_dsn) as conn:
                 conn.execute("update public.people set job_title = %s where email = %s", (marker, email))
-            made.append(Change(email, marker, time.monotonic()))
+            made.append(Change(email, marker, time.monotonic(), time.time()))
             print(f"  committed change {len(made)}/{changes}", flush=True)
             next_change = now + every
             if len(made) == changes:
@@ -144,6 +151,107 @@ def measure(stores: Stores, emails: list[str], changes: int, every: float, poll:
         if deadline is not None and time.monotonic() > deadline:
             return made
         time.sleep(poll)
+
+
+PHASES = ("queued", "worker start", "gate", "sync to last publish", "checks after")
+WHOLE_JOB_TRIGGERS = ("poll", "manual", "sandbox start")  # runs of every asset: they carry every change
+
+
+@dataclass
+class Run:
+    trigger: str
+    changed: str
+    marks: list[float]  # wall clock: created, dequeued, worker started, gate done, last publish done, ended
+
+    @property
+    def phases(self) -> dict[str, float]:
+        return {phase: b - a for phase, a, b in zip(PHASES, self.marks, self.marks[1:])}
+
+    def carries(self, change: Change, changed: str) -> bool:
+        """Whether this run's capture (right after its gate) read the change."""
+        covers = changed in self.changed.split(",") or self.trigger in WHOLE_JOB_TRIGGERS
+        return covers and self.marks[3] >= change.committed_wall
+
+
+def change_phases(change: Change, run: Run) -> dict[str, float]:
+    """A change's wait until its run published, cut at the run's marks: until a run asked for it (the sensor's
+    tick, or a running run it waited for), then the run's own phases from the commit on."""
+    commit = change.committed_wall
+    phases = {"until a run asked": max(0.0, run.marks[0] - commit)}
+    phases.update({phase: max(0.0, b - max(a, commit))
+                   for phase, a, b in zip(PHASES[:4], run.marks, run.marks[1:5])})
+    return phases
+
+
+def gated_runs(env: dict[str, str], since: float, timeout: float) -> list[Run]:
+    """The runs of the gated job created since `since` (wall clock), with their phases in seconds, read from
+    the sandbox's Dagster instance once they have ended (waiting at most `timeout`)."""
+    import dagster as dg
+    from dagster._core.events import DagsterEventType as Event
+
+    from sync_pipeline.defs.assets import publish_key
+    from sync_pipeline.model.entities import ENTITIES
+    from sync_pipeline.stores.registry import STORES
+
+    publish_steps = {"__".join(publish_key(s.key, e).path) for s in STORES if s.publishes for e in ENTITIES}
+    os.environ.update({k: v for k, v in env.items() if k.startswith("DAGSTER_")})  # a Postgres instance reads them
+    runs = []
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        runs_filter = dg.RunsFilter(job_name="sync_with_safety_check",
+                                    created_after=datetime.fromtimestamp(since, timezone.utc))
+        deadline = time.monotonic() + timeout
+        while (any(not r.dagster_run.is_finished for r in instance.get_run_records(runs_filter))
+               and time.monotonic() < deadline):
+            time.sleep(2)
+        records = instance.get_run_records(runs_filter)
+        for record in records:
+            created = record.create_timestamp.timestamp()
+            at: dict[str, float] = {}
+            published = None
+            for entry in instance.all_logs(record.dagster_run.run_id):
+                event = entry.dagster_event
+                if event is None:
+                    continue
+                if event.event_type in (Event.RUN_STARTING, Event.RUN_START, Event.RUN_SUCCESS, Event.RUN_FAILURE):
+                    at.setdefault(event.event_type.value, entry.timestamp)
+                elif event.event_type in (Event.STEP_SUCCESS, Event.STEP_FAILURE):
+                    if event.step_key == "safety_gate":
+                        at["gate"] = entry.timestamp
+                    elif event.step_key in publish_steps:
+                        published = entry.timestamp
+            end = at.get(Event.RUN_SUCCESS.value) or at.get(Event.RUN_FAILURE.value)
+            found = [created, at.get(Event.RUN_STARTING.value), at.get(Event.RUN_START.value), at.get("gate"),
+                     published, end]
+            marks = [mark for mark in found if mark is not None]
+            if len(marks) < len(found):
+                continue  # still going, or stopped before it published
+            tags = record.dagster_run.tags
+            runs.append(Run(tags.get("sync/trigger", ""), tags.get("sync/changed", ""), marks))
+    return sorted(runs, key=lambda run: run.marks[3])
+
+
+def print_where_the_seconds_went(made: list[Change], runs: list[Run], changed: str) -> None:
+    print("\nwhere the seconds went, per change (commit -> its run published; the poll adds up to a second):")
+    per_change = []
+    for i, change in enumerate(made, 1):
+        run = next((run for run in runs if run.carries(change, changed)), None)
+        if run is None:
+            print(f"  change {i}: no finished run read it")
+            continue
+        phases = change_phases(change, run)
+        per_change.append(phases)
+        print(f"  change {i}: " + ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in phases.items())
+              + f" (a {run.trigger} run)")
+    if per_change:
+        print("  median: " + ", ".join(f"{phase} {statistics.median(p[phase] for p in per_change):.1f} s"
+                                       for phase in per_change[0]))
+    print("per run of the gated job (the checks after the last publish hold the queue's one slot):")
+    for run in runs:
+        print(f"  {datetime.fromtimestamp(run.marks[0]).strftime('%H:%M:%S')} {run.trigger} {run.changed}: "
+              + ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in run.phases.items()))
+    if runs:
+        print("  median: " + ", ".join(
+            f"{phase} {statistics.median(run.phases[phase] for run in runs):.1f} s" for phase in PHASES))
 
 
 @contextlib.contextmanager
@@ -177,12 +285,7 @@ def own_sandbox(port: int, ready_timeout: float) -> Iterator[dict[str, str]]:
         print("stopping the sandbox…", flush=True)
         if process.poll() is None:
             process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=STOP_SECONDS)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        wait_or_kill(process, STOP_SECONDS)
         reader.join(timeout=5)
         log.close()
         _wait_for_leftovers(directory)
@@ -259,9 +362,11 @@ def main(changes: int, every: float, people: int, poll: float, timeout: float, p
             emails = create_people(stores, run, people, timeout)
             print(f"{people} people created and synced everywhere; now {changes} edits, one every {every:g} s",
                   flush=True)
+            began = time.time()
             made = measure(stores, emails, changes, every, poll, timeout)
         finally:
             stores.close()
+        runs = gated_runs(env, began, timeout)
     latencies = [latency for c in made if (latency := c.latency(Stores.NAMES)) is not None]
     print("\ncommit in the local DB -> visible in Supabase and BigQuery (the local DB holds it at commit), "
           f"polled every {poll:g} s:")
@@ -276,6 +381,7 @@ def main(changes: int, every: float, people: int, poll: float, timeout: float, p
         verdict = "met" if p95 <= GOAL_P95_SECONDS and len(latencies) == len(made) else "MISSED"
         print(f"p50 {p50:.1f} s  p95 {p95:.1f} s  max {max(latencies):.1f} s over {len(latencies)} changes "
               f"(goal p95 <= {GOAL_P95_SECONDS:g} s: {verdict})")
+    print_where_the_seconds_went(made, runs, "local_db:people")
 
 
 if __name__ == "__main__":

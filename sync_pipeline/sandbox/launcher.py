@@ -18,16 +18,14 @@ import contextlib
 import os
 import secrets
 import shlex
-import shutil
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import psycopg
@@ -36,6 +34,7 @@ from psycopg import sql
 from sync_pipeline.sandbox.bigquery_emulator import run_bigquery_emulator
 from sync_pipeline.sandbox.dagster_instance import DAGSTER_DB_NAME, postgres_instance_env, write_instance_yaml
 from sync_pipeline.sandbox.postgres import free_port, run_postgres
+from sync_pipeline.sandbox.processes import console_script, stop_dagster, terminate, wait_for_http
 from sync_pipeline.sandbox.twenty.server import run_standin
 
 if TYPE_CHECKING:
@@ -278,12 +277,12 @@ def _start_receiver(stack: contextlib.ExitStack, paths: SandboxPaths, twenty_url
     """`sync-pipeline webhooks` in a subprocess on a free port; returns the URL Twenty should call."""
     port = free_port()
     log = stack.enter_context((paths.logs / "webhooks.log").open("ab"))
-    process = subprocess.Popen([*_console_script("sync-pipeline"), "webhooks", "--port", str(port)],
+    process = subprocess.Popen([*console_script("sync-pipeline"), "webhooks", "--port", str(port)],
                                stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy(),
                                start_new_session=True)  # stopped by us, after dagster dev
-    stack.callback(_terminate, process)
+    stack.callback(terminate, process)
     url = f"http://127.0.0.1:{port}"
-    _wait_for_http(f"{url}/healthz", process, paths.logs / "webhooks.log", timeout=30)
+    wait_for_http(f"{url}/healthz", process, paths.logs / "webhooks.log", timeout=30)
     _say(f"sandbox: webhook receiver at {url}/twenty (signed deliveries from {twenty_url})")
     return f"{url}/twenty"
 
@@ -384,15 +383,15 @@ def _start_dagster(stack: contextlib.ExitStack, paths: SandboxPaths, env: dict[s
     log_path = paths.logs / "dagster.log"
     log = stack.enter_context(log_path.open("ab"))
     process = subprocess.Popen(
-        [*_console_script("dagster"), "dev", "-w", str(paths.project_dir / "workspace.yaml"),
+        [*console_script("dagster"), "dev", "-w", str(paths.project_dir / "workspace.yaml"),
          "-h", "127.0.0.1", "-p", str(port)],
         # From DAGSTER_HOME: in the project dir it would warn that the project's dagster.yaml is not used
         # (its copy is) and load `.env`, which holds nothing `env` does not.
         cwd=paths.dagster_home, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env},
         # Its own session, so Ctrl-C reaches it through us, in order: dagster first, the stores after.
         start_new_session=True)
-    stack.callback(_stop_dagster, process)
-    _wait_for_http(f"http://127.0.0.1:{port}/server_info", process, log_path, timeout=120)
+    stack.callback(stop_dagster, process)
+    wait_for_http(f"http://127.0.0.1:{port}/server_info", process, log_path, timeout=120)
     _turn_on_automation(f"http://127.0.0.1:{port}/graphql")
     return process
 
@@ -449,49 +448,6 @@ sync_pipeline sandbox is ready ({ready_seconds:.0f} s; first sync {sync_seconds:
 
 Ctrl-C stops everything.
 """
-
-
-def _console_script(name: str) -> list[str]:
-    """A console script of this virtualenv (the one running us), whatever is on PATH."""
-    script = Path(sys.executable).with_name(name)
-    return [str(script)] if script.exists() else [shutil.which(name) or name]
-
-
-def _wait_for_http(url: str, process: subprocess.Popen[bytes], log_path: Path, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            tail = log_path.read_text(errors="replace")[-3000:]
-            name = cast("list[str]", process.args)[0]
-            raise RuntimeError(f"{name} exited with code {process.returncode}:\n{tail}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        time.sleep(0.2)
-    raise TimeoutError(f"{url} did not answer within {timeout:.0f} s; see {log_path}")
-
-
-def _terminate(process: subprocess.Popen[bytes], timeout: float = 10) -> None:
-    if process.poll() is None:
-        process.terminate()
-    _wait_or_kill(process, timeout)
-
-
-def _stop_dagster(process: subprocess.Popen[bytes]) -> None:
-    """SIGINT is what `dagster dev` shuts down cleanly on, taking its webserver, daemon and code servers."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)
-    _wait_or_kill(process, timeout=60)
-
-
-def _wait_or_kill(process: subprocess.Popen[bytes], timeout: float) -> None:
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        # Kill its whole session: dagster's code servers outlive a killed parent.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
 
 
 def read_sandbox_env(project_dir: Path) -> dict[str, str]:
