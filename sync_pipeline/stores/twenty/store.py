@@ -53,6 +53,11 @@ _EPOCH = "1970-01-01T00:00:00.000Z"
 _IDS_PER_FILTER = 50
 # The id listing's state in the capture cursor, carried from walk to walk of the poll.
 _LISTING_KEYS = ("ids_listed_at", "ids_listed", "ids_vanished", "ids_vanished_refused")
+# The sweep's state in the capture cursor: when it last ran, and where the next one starts.
+_SWEEP_KEYS = ("swept_at", "sweep_from")
+# How far a poll between sweeps re-reads behind its watermark: writes committed this late are read at once,
+# later ones (up to the overlap) by the next sweep. A Twenty write is one request's transaction.
+_SETTLE = timedelta(seconds=5)
 # A listing finding more destroyed records than this share of those Twenty is known to hold (and more than a
 # handful) is distrusted: its deletes are refused, as reconciliation refuses them, and reported.
 _MAX_VANISHED_SHARE = 0.05
@@ -70,6 +75,11 @@ class DestroyedUnread(Exception):
 
 def _iso_ms(ts: datetime) -> str:
     return ts.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _due(done_at: str | None, interval: timedelta) -> bool:
+    """Whether something last done at `done_at` (never: None) is due again after `interval`."""
+    return done_at is None or datetime.now(timezone.utc) - parse_timestamp(done_at) >= interval
 
 
 def _gone(store_id: str, deleted_at: datetime, event_key: str) -> RawChange:
@@ -105,21 +115,23 @@ class TwentyStore:
     name = STORE_NAME
 
     def __init__(self, client: TwentyClient, id_map: IdMap, overlap: timedelta = timedelta(minutes=5),
-                 id_listing_interval: timedelta = timedelta(minutes=15)) -> None:
+                 id_listing_interval: timedelta = timedelta(minutes=15), settle: timedelta = _SETTLE) -> None:
         self.client = client
         self.id_map = id_map
         self.overlap = overlap
+        self.settle = min(settle, overlap)
         self.id_listing_interval = id_listing_interval
 
     # -- capture -----------------------------------------------------------------------------------
 
     def capture(self, entity: Entity, cursor: dict[str, Any] | None, limit: int) -> CaptureBatch:
-        """Records changed since the watermark minus an overlap window, soft deletes included.
+        """Records changed since a little before the watermark (the whole overlap window once per overlap),
+        soft deletes included.
 
         `updatedAt` is the writing transaction's start time, so a late commit can carry a time behind
-        rows already read (§10.5): the overlap re-reads that window and the inbox drops what it has
-        seen, keyed by (id, updatedAt). One walk keeps its filter and pages with `starting_after`, so a
-        crash resumes the walk; only a finished walk moves the watermark.
+        rows already read (§10.5): the overlap re-reads that window (see `_walk_start`) and the inbox
+        drops what it has seen, keyed by (id, updatedAt). One walk keeps its filter and pages with
+        `starting_after`, so a crash resumes the walk; only a finished walk moves the watermark.
 
         A destroyed record leaves nothing to poll: before a walk starts, at most once per
         `id_listing_interval`, a listing of ids finds the records destroyed without a webhook."""
@@ -128,7 +140,10 @@ class TwentyStore:
         listing = {k: cursor[k] for k in _LISTING_KEYS if k in cursor}
         if "page_after" not in cursor and self._listing_due(cursor):
             vanished, listing = self._list_vanished(entity)
-        walk_from = cursor.get("walk_from") or _iso_ms(parse_timestamp(cursor["watermark"]) - self.overlap)
+        sweep = {k: cursor[k] for k in _SWEEP_KEYS if k in cursor}
+        walk_from = cursor.get("walk_from")
+        if walk_from is None:
+            walk_from, sweep = self._walk_start(entity, cursor)
         query = f'and(updatedAt[gte]:"{walk_from}",{_WITH_DELETED})'
         records: list[dict[str, Any]] = []
         page_after = cursor.get("page_after")
@@ -146,16 +161,41 @@ class TwentyStore:
         if more:
             next_cursor = {"watermark": cursor["watermark"], "walk_from": walk_from, "page_after": page_after,
                            "walk_max": max(newest, cursor.get("walk_max", newest), key=parse_timestamp),
-                           "polled_at": polled_at, **listing}
+                           "polled_at": polled_at, **listing, **sweep}
         else:
             next_cursor = {"watermark": max(newest, cursor.get("walk_max", newest), key=parse_timestamp),
-                           "polled_at": polled_at, **listing}
+                           "polled_at": polled_at, **listing, **sweep}
         return CaptureBatch(changes=changes, cursor=next_cursor, more=more)
 
     def _listing_due(self, cursor: dict[str, Any]) -> bool:
-        listed_at = cursor.get("ids_listed_at")
-        return listed_at is None or (
-            datetime.now(timezone.utc) - parse_timestamp(listed_at) >= self.id_listing_interval)
+        return _due(cursor.get("ids_listed_at"), self.id_listing_interval)
+
+    def _walk_start(self, entity: Entity, cursor: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """Where a new walk starts, and the sweep state it leaves in the cursor.
+
+        A poll re-reads `settle` behind the watermark: a write committed a moment after a later-stamped one
+        was read. Once per `overlap` a sweep re-reads from `overlap` behind the newest `updatedAt` Twenty
+        held when the previous sweep started: whatever committed since that sweep read past it, within
+        `overlap` of its stamp, is stamped after that. So a write committed up to `overlap` late is still
+        read, within `overlap` plus a poll, while a burst of writes (a first sync's, say) is read by the poll
+        after it and by one sweep, not by every poll for `overlap` (a request per 60 records each time)."""
+        watermark = parse_timestamp(cursor["watermark"])
+        sweep = {k: cursor[k] for k in _SWEEP_KEYS if k in cursor}
+        if not _due(cursor.get("swept_at"), self.overlap):
+            return _iso_ms(watermark - self.settle), sweep
+        # A cursor from before sweeps (or a first walk) has no sweep_from: the whole overlap, as before.
+        start = parse_timestamp(sweep.get("sweep_from", _iso_ms(watermark - self.overlap)))
+        swept_at = _iso_ms(datetime.now(timezone.utc))  # before the newest is read: never later than the sweep
+        newest = max(watermark, self._newest_stamp(entity))
+        return (_iso_ms(min(start, watermark - self.settle)),
+                {"swept_at": swept_at, "sweep_from": _iso_ms(newest - self.overlap)})
+
+    def _newest_stamp(self, entity: Entity) -> datetime:
+        """The newest `updatedAt` Twenty holds for the entity, soft-deleted records included (one request)."""
+        page = next(self.client.pages(twenty_object(entity), filter=_WITH_DELETED,
+                                      order_by="updatedAt[DescNullsLast],id[AscNullsFirst]", limit=1), None)
+        stamps = [r["updatedAt"] for r in (page.records if page else []) if r.get("updatedAt")]
+        return parse_timestamp(stamps[0]) if stamps else parse_timestamp(_EPOCH)
 
     def _list_vanished(self, entity: Entity) -> tuple[list[RawChange], dict[str, Any]]:
         """Deletes for the records the hub knows Twenty to hold that Twenty no longer has (destroyed, their
