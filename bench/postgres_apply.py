@@ -51,7 +51,7 @@ from sync_pipeline.sandbox.postgres import PostgresServer, run_postgres
 from sync_pipeline.stores.base import SameIds
 from sync_pipeline.stores.postgres import CDC_SCHEMA, PG_TYPES, PostgresStore
 from sync_pipeline.stores.postgres.apply import _references, _stage_rows
-from sync_pipeline.stores.postgres.writes import UuidTextBinaryDumper
+from sync_pipeline.stores.postgres.writes import wire_types
 
 PEOPLE = entity("people")
 # The baseline's columns: what apply writes per row (the row, and its version and modification time, which
@@ -156,9 +156,10 @@ def run_update(server: PostgresServer, before: list[GoldenRecord], after: list[G
 
 
 def run_plain_copy(server: PostgresServer, rows: Callable[[], Iterable[Sequence[Any]]],
-                   uuid_text: bool = False) -> tuple[float, int]:
+                   as_apply: bool = False) -> tuple[float, int]:
     """Binary COPY into an empty table with the same columns and only a primary key, of the rows that
-    `rows()` gives inside the timed section; `uuid_text`: its uuids are strings, as apply's rows."""
+    `rows()` gives inside the timed section; `as_apply`: its uuids are 16 bytes declared as apply declares
+    them (`writes.wire_types`)."""
     name = f"bench_{next(_databases)}"
     dsn = server.create_database(name)
     columns = sql.SQL(", ").join(
@@ -171,11 +172,9 @@ def run_plain_copy(server: PostgresServer, rows: Callable[[], Iterable[Sequence[
 
         def load() -> None:
             with psycopg.connect(dsn) as conn, conn.cursor() as cur:
-                if uuid_text:
-                    cur.adapters.register_dumper(None, UuidTextBinaryDumper)
                 with cur.copy(sql.SQL("copy people_plain ({}) from stdin (format binary)").format(
                         sql.SQL(", ").join(map(sql.Identifier, COLUMNS)))) as copy:
-                    copy.set_types(TYPES)
+                    copy.set_types(wire_types(TYPES) if as_apply else TYPES)
                     for row in rows():
                         copy.write_row(row)
 
@@ -382,9 +381,9 @@ def main(rows: int, repeat: int, stale: int, with_profile: bool) -> None:
         for _ in range(repeat):
             times["insert"].append(run_insert(server, before))
             times["update"].append(run_update(server, before, after))
-            for case, source, uuid_text in (("plain COPY", lambda: tuples, False),
+            for case, source, as_apply in (("plain COPY", lambda: tuples, False),
                                             ("plain COPY from golden", from_golden, True)):
-                seconds, written = run_plain_copy(server, source, uuid_text)
+                seconds, written = run_plain_copy(server, source, as_apply)
                 assert written == rows, f"{written} rows copied, expected {rows}"
                 times[case].append(seconds)
             if with_dlt:

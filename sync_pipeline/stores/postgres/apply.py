@@ -29,13 +29,13 @@ from sync_pipeline.stores.postgres.ddl import WRITER_SETTING
 from sync_pipeline.stores.postgres.limits import LIMITS
 from sync_pipeline.stores.postgres.tables import MappedTable
 from sync_pipeline.stores.postgres.writes import (
-    UuidTextBinaryDumper,
     allocate_ids,
     any_exists,
     copy_direct,
     delete_older,
     locked_rows,
     upsert_staged,
+    uuid_bytes,
 )
 
 # Ids probed to tell a batch of new rows (COPY straight in) from one with updates (guarded upsert).
@@ -70,14 +70,9 @@ def apply_batch(connect: Connect, id_map: IdMap, table: MappedTable,
     unknown = set() if table.mapping.id_type != "bigint" else {
         g.record_id for g in records if row_ids[g.record_id] == g.record_id}
     refused: dict[str, BaseException] = dict(refusals(LIMITS, table.entity, records))  # fail alone, unsent
-    references = _references(table, id_map,
-                             [g for g in records if not g.deleted and g.record_id not in refused])
-    for g in records:
-        unresolved = [f"{f} {live_data(g)[f]}" for f, known in references.items()
-                      if not g.deleted and live_data(g).get(f) is not None and live_data(g)[f] not in known]
-        if unresolved and g.record_id not in refused:
-            refused[g.record_id] = UnresolvedReference(f"{table.store} does not hold the record of "
-                                                       f"{', '.join(unresolved)} yet; written once it does")
+    writable = [g for g in records if not g.deleted and g.record_id not in refused]
+    references = _references(table, id_map, writable)
+    refused.update(_unresolved(table, references, writable))
     upserts = [g for g in records if not g.deleted and g.record_id not in refused]
     # A tombstone of a record a bigint table never received has no row to delete.
     deletes = [g for g in records if g.deleted and g.record_id not in unknown]
@@ -115,10 +110,9 @@ def apply_batch(connect: Connect, id_map: IdMap, table: MappedTable,
             # meanwhile), the unique index refuses the COPY and the guarded upsert takes the batch.
             try:
                 with conn.transaction(), conn.cursor() as cur:
-                    cur.adapters.register_dumper(None, UuidTextBinaryDumper)
-                    copy_direct(cur, table, stage_types[:-2], lambda: (r[:-2] for r in rows()),
-                                ((_id_value(table.id_type, i), g.version, g.origin_modified_at)
-                                 for i, g in latest.items()))
+                    as_key = _as_key(table.id_type)
+                    copy_direct(cur, table, stage_types[:-2], partial(rows, bookkeeping=False),
+                                ((as_key(i), g.version, g.origin_modified_at) for i, g in latest.items()))
                 copied_directly = True
             except (psycopg.errors.UniqueViolation, psycopg.errors.LockNotAvailable):
                 pass
@@ -166,21 +160,41 @@ def _references(table: MappedTable, id_map: IdMap, records: list[GoldenRecord]) 
         translated = [{name: v} for v in values]
         translate_references(table.entity, translated, id_map, to_store=True)
         column_type = table.field_types[name]
-        out[name] = {v: _id_value(column_type, row[name]) for v, row in zip(values, translated)
+        as_key = _as_key(column_type)
+        out[name] = {v: as_key(row[name]) for v, row in zip(values, translated)
                      if column_type != "int8" or str(row[name]).lstrip("-").isdigit()}
     return out
 
 
-def _id_value(column_type: str, store_id: Any) -> Any:
-    return int(store_id) if column_type == "int8" else store_id
+def _unresolved(table: MappedTable, references: dict[str, dict[Any, Any]], records: list[GoldenRecord]
+                ) -> dict[str, UnresolvedReference]:
+    """The live records referring to a record the store holds no id for (per `references`)."""
+    missing = {f: {v for v in known_ids if v not in known} for f, known in references.items()
+               if (known_ids := {live_data(g).get(f) for g in records} - {None})}
+    if not any(missing.values()):
+        return {}
+    out = {}
+    for g in records:
+        data = live_data(g)
+        unresolved = [f"{f} {data[f]}" for f, gone in missing.items() if data.get(f) in gone]
+        if unresolved:
+            out[g.record_id] = UnresolvedReference(f"{table.store} does not hold the record of "
+                                                   f"{', '.join(unresolved)} yet; written once it does")
+    return out
+
+
+def _as_key(column_type: str) -> Callable[[Any], Any]:
+    """How a COPY row carries a store id into a column of `column_type`."""
+    keys: dict[str, Callable[[Any], Any]] = {"int8": int, "uuid": uuid_bytes}
+    return keys.get(column_type, str)
 
 
 def _stage_rows(table: MappedTable, references: dict[str, dict[Any, Any]], latest: dict[str, GoldenRecord],
-                locked: set[str]) -> Iterator[list[Any]]:
-    """The stage's rows in column order (id, carried fields, version, modification time). Text, integer and
-    boolean values pass through, uuids stay strings for `UuidTextBinaryDumper`, references were translated
-    once per distinct id. Rows are yielded one at a time: 100k rows held at once would wake the garbage
-    collector's full passes."""
+                locked: set[str], bookkeeping: bool = True) -> Iterator[list[Any]]:
+    """The stage's rows in column order (id, carried fields, and with `bookkeeping` the version and
+    modification time). Text, integer and boolean values pass through, uuids go as their 16
+    bytes (`writes.wire_types`), references were translated once per distinct id. Rows are yielded one at a time:
+    100k rows held at once would wake the garbage collector's full passes."""
     names = table.fields
     converters: list[tuple[int, Callable[[Any], Any]]] = []
     for i, name in enumerate(names, 1):
@@ -189,11 +203,15 @@ def _stage_rows(table: MappedTable, references: dict[str, dict[Any, Any]], lates
             converters.append((i, references[name].__getitem__))
         elif f.type in (FieldType.NUMERIC, FieldType.TIMESTAMP):
             converters.append((i, partial(python_value, f.type)))
-    as_id = partial(_id_value, table.id_type)
+        elif f.type == FieldType.UUID:
+            converters.append((i, uuid_bytes))
+    as_key = _as_key(table.id_type)
     for row_id, g in latest.items():
         if row_id in locked:
             continue
-        row = [as_id(row_id), *map(live_data(g).get, names), g.version, g.origin_modified_at]
+        row = [as_key(row_id), *map(live_data(g).get, names)]
+        if bookkeeping:
+            row += (g.version, g.origin_modified_at)
         for i, convert in converters:
             if row[i] is not None:
                 row[i] = convert(row[i])
