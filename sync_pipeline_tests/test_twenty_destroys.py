@@ -23,7 +23,6 @@ from sync_pipeline_tests.helpers import SETTINGS, insert_person, people
 
 PEOPLE = entity("people")
 NEVER_DUE = timedelta(hours=1)  # the listing runs at the first capture, then not again in the test
-LATE_SECONDS = 20.0  # a webhook held back this long arrives after the sync that follows its destroy
 
 
 def _twenty(topology, client, interval: timedelta = NEVER_DUE) -> TwentyStore:
@@ -170,23 +169,25 @@ def test_an_edit_elsewhere_after_a_destroy_wins_and_the_record_is_recreated_in_t
 
 
 def test_a_destroy_whose_webhook_is_late_is_not_undone_by_a_publish_and_is_dated_by_its_event(
-        topology, twenty_client, twenty_standin, bigquery_store, person_webhook):
+        topology, twenty_client, bigquery_store, held_person_webhook):
     t = topology
     twenty = _twenty(t, twenty_client)
     stores = [t.local_db, t.supabase, twenty, bigquery_store]
     pid = _person_in_every_store(t, twenty, stores)
-    twenty_standin.set_faults(webhook_delay_seconds=LATE_SECONDS)
+    held_person_webhook.hold("person.destroyed")
 
     twenty_client.destroy("people", pid)  # T1, its webhook held back
     time.sleep(0.01)
     _edit_in_supabase(t, pid, "Turing laureate")  # T2 > T1
     early = sync_all(t.hub, stores)  # the edit is published before the destroy is read
+    early_ended_at = datetime.now().astimezone()
 
     assert list(twenty_client.list("people")) == []  # not recreated unread
     publish = early[("publish", "twenty", "people")]
     assert publish.errors == 1 and "destroyed in Twenty since the hub last read it" in publish.error_messages[0]
+    assert held_person_webhook.release() == 1  # the destroy's webhook arrives now, after that sync
     hint = _wait_for_hint(t, "person.destroyed", pid)
-    assert parse_timestamp(hint["payload"]["eventDate"]) < hint["received_at"] - timedelta(seconds=LATE_SECONDS / 2)
+    assert parse_timestamp(hint["payload"]["eventDate"]) < early_ended_at < hint["received_at"]
     nxt = sync_all(t.hub, stores)  # the destroy, dated by its event, loses to the later edit
 
     assert nxt[("resolve", "people")].conflicts == 1
