@@ -1,6 +1,8 @@
 """One sync of the four stores in a process of its own, for the kill -9 test: `python -m
-sync_pipeline_tests.faults.sync_process '<json>'` with the stores' addresses. It prints `step <name>`
-before each step (flushed), so the test can kill it at a chosen point, and `done` at the end."""
+sync_pipeline_tests.faults.sync_process`, then one line of JSON with the stores' addresses on its stdin.
+It prints `step <name>` before each step (flushed), so the test can kill it at a chosen point, and `done`
+at the end. The configuration comes after start-up so that the test can start the next process (its
+imports take seconds) while the one before is still syncing."""
 
 from __future__ import annotations
 
@@ -33,4 +35,4 @@ def main(config: dict[str, str]) -> None:
 
 
 if __name__ == "__main__":
-    main(json.loads(sys.argv[1]))
+    main(json.loads(sys.stdin.readline()))

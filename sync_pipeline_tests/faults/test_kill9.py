@@ -51,12 +51,19 @@ def _edit_every_source(topology, twenty_client, round_: int) -> None:
         for n in range(4)])
 
 
-def _run_and_kill(config: dict[str, str], at_step: str, delay: float) -> str:
-    """Start a sync process, kill -9 it `delay` seconds after `at_step` starts; returns the step it was in
-    (or 'finished' when the process ended first)."""
-    process = subprocess.Popen([sys.executable, "-m", "sync_pipeline_tests.faults.sync_process", json.dumps(config)],
-                               cwd=PROJECT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+def _start_sync_process() -> subprocess.Popen[str]:
+    """A sync process that imports its modules, then waits for its configuration (see sync_process.py)."""
+    return subprocess.Popen([sys.executable, "-m", "sync_pipeline_tests.faults.sync_process"], cwd=PROJECT,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def _run_and_kill(process: subprocess.Popen[str], config: dict[str, str], at_step: str, delay: float) -> str:
+    """Start the sync of a started process, kill -9 it `delay` seconds after `at_step` starts; returns the
+    step it was in (or 'finished' when the process ended first)."""
+    assert process.stdin is not None
+    process.stdin.write(json.dumps(config) + "\n")
+    process.stdin.close()
     lines: queue.Queue[str | None] = queue.Queue()
 
     def read_lines() -> None:
@@ -91,10 +98,20 @@ def test_a_sync_killed_at_random_points_converges_on_a_clean_run(stores: FourSto
               "bigquery_dataset": stores.bigquery.dataset_id}
     rng = random.Random(14)
     killed_at = []
-    for round_, kind in enumerate(KILL_IN):
-        at_step = kind.format(entity=rng.choice(ENTITY_NAMES), store=rng.choice(("local_db", "supabase")))
-        _edit_every_source(topology, twenty_client, round_)
-        killed_at.append(_run_and_kill({**config, "run_id": f"killed-{round_}"}, at_step, rng.uniform(0.0, 0.3)))
+    processes = [_start_sync_process()]
+    try:
+        for round_, kind in enumerate(KILL_IN):
+            at_step = kind.format(entity=rng.choice(ENTITY_NAMES), store=rng.choice(("local_db", "supabase")))
+            _edit_every_source(topology, twenty_client, round_)
+            if round_ + 1 < len(KILL_IN):
+                processes.append(_start_sync_process())  # starts up while this round's sync runs
+            run_config = {**config, "run_id": f"killed-{round_}"}
+            killed_at.append(_run_and_kill(processes[round_], run_config, at_step, rng.uniform(0.0, 0.3)))
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+            process.wait()
     assert sum(point != "finished" for point in killed_at) >= len(KILL_IN) - 1, killed_at
 
     sync_all(stores.hub, stores.all, "clean-1")
