@@ -51,7 +51,7 @@ from sync_pipeline.sandbox.postgres import PostgresServer, run_postgres
 from sync_pipeline.stores.base import SameIds
 from sync_pipeline.stores.postgres import CDC_SCHEMA, PG_TYPES, PostgresStore
 from sync_pipeline.stores.postgres.apply import _references, _stage_rows
-from sync_pipeline.stores.postgres.writes import wire_types
+from sync_pipeline.stores.postgres.writes import use_c_bytes_dumper, wire_types
 
 PEOPLE = entity("people")
 # The baseline's columns: what apply writes per row (the row, and its version and modification time, which
@@ -172,6 +172,8 @@ def run_plain_copy(server: PostgresServer, rows: Callable[[], Iterable[Sequence[
 
         def load() -> None:
             with psycopg.connect(dsn) as conn, conn.cursor() as cur:
+                if as_apply:
+                    use_c_bytes_dumper(cur)
                 with cur.copy(sql.SQL("copy people_plain ({}) from stdin (format binary)").format(
                         sql.SQL(", ").join(map(sql.Identifier, COLUMNS)))) as copy:
                     copy.set_types(wire_types(TYPES) if as_apply else TYPES)

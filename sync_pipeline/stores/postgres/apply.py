@@ -110,9 +110,9 @@ def apply_batch(connect: Connect, id_map: IdMap, table: MappedTable,
             # meanwhile), the unique index refuses the COPY and the guarded upsert takes the batch.
             try:
                 with conn.transaction(), conn.cursor() as cur:
-                    as_key = _as_key(table.id_type)
-                    copy_direct(cur, table, stage_types[:-2], partial(rows, bookkeeping=False),
-                                ((as_key(i), g.version, g.origin_modified_at) for i, g in latest.items()))
+                    # The rows' version entries are taken as their rows go, each with its row's key.
+                    versions: list[tuple[Any, int, Any]] = []
+                    copy_direct(cur, table, stage_types[:-2], partial(rows, versions=versions), versions)
                 copied_directly = True
             except (psycopg.errors.UniqueViolation, psycopg.errors.LockNotAvailable):
                 pass
@@ -133,9 +133,11 @@ def apply_batch(connect: Connect, id_map: IdMap, table: MappedTable,
                 if attempt == _LOCK_ATTEMPTS:
                     raise
                 locked |= locked_rows(conn, table, [*latest, *(row_ids[g.record_id] for g in deletes)])
-    record_of_row = {row_id: record_id for record_id, row_id in row_ids.items()}
-    written_rows = [row_id for row_id in latest if row_id not in stale_rows | locked] + deleted_rows
-    result.applied = [record_of_row[row_id] for row_id in written_rows]
+    not_written = stale_rows | locked
+    record_of_row = {row_ids[g.record_id]: g.record_id for g in deletes}
+    record_of_row.update((row_id, g.record_id) for row_id, g in latest.items() if row_id in locked)
+    result.applied = [g.record_id for row_id, g in latest.items() if row_id not in not_written]
+    result.applied += [record_of_row[row_id] for row_id in deleted_rows]
     result.failed = {record_of_row[row_id]: RowLocked(
         f"row locked by another transaction for over {lock_timeout_ms} ms; retried next run")
         for row_id in locked}
@@ -190,9 +192,9 @@ def _as_key(column_type: str) -> Callable[[Any], Any]:
 
 
 def _stage_rows(table: MappedTable, references: dict[str, dict[Any, Any]], latest: dict[str, GoldenRecord],
-                locked: set[str], bookkeeping: bool = True) -> Iterator[list[Any]]:
-    """The stage's rows in column order (id, carried fields, and with `bookkeeping` the version and
-    modification time). Text, integer and boolean values pass through, uuids go as their 16
+                locked: set[str], versions: list[tuple[Any, int, Any]] | None = None) -> Iterator[list[Any]]:
+    """The stage's rows in column order (id, carried fields, version and modification time); with
+    `versions`, the rows end with their fields and their (id, version, modification time) go to that list. Text, integer and boolean values pass through, uuids go as their 16
     bytes (`writes.wire_types`), references were translated once per distinct id. Rows are yielded one at a time:
     100k rows held at once would wake the garbage collector's full passes."""
     names = table.fields
@@ -210,8 +212,10 @@ def _stage_rows(table: MappedTable, references: dict[str, dict[Any, Any]], lates
         if row_id in locked:
             continue
         row = [as_key(row_id), *map(live_data(g).get, names)]
-        if bookkeeping:
+        if versions is None:
             row += (g.version, g.origin_modified_at)
+        else:
+            versions.append((row[0], g.version, g.origin_modified_at))
         for i, convert in converters:
             if row[i] is not None:
                 row[i] = convert(row[i])

@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import psycopg
 from psycopg import sql
+from psycopg.adapt import PyFormat
 from psycopg.rows import DictRow
 
 from sync_pipeline.stores.postgres.catalog import LiveTable
@@ -39,6 +40,12 @@ def wire_types(types: Sequence[str]) -> list[str]:
     return ["bytea" if t == "uuid" else t for t in types]
 
 
+def use_c_bytes_dumper(cur: psycopg.Cursor[DictRow]) -> None:
+    """Declared types pick dumpers by oid, and bytea's is psycopg's Python `Binary` dumper: take the C one
+    that `bytes` values get, for this cursor."""
+    cur.adapters.register_dumper(None, cur.adapters.get_dumper(bytes, PyFormat.BINARY))
+
+
 def _app_columns(table: MappedTable) -> sql.Composable:
     return sql.SQL(", ").join([table.id_column, *map(sql.Identifier, table.columns)])
 
@@ -52,6 +59,7 @@ def _cast(table: MappedTable, live: LiveTable, name: str, source: str) -> sql.Co
 
 def copy_rows(cur: psycopg.Cursor[DictRow], target: sql.Composable, columns: sql.Composable, types: list[str],
               rows: Iterable[Sequence[Any]]) -> None:
+    use_c_bytes_dumper(cur)
     with cur.copy(sql.SQL("copy {} ({}) from stdin (format binary)").format(target, columns)) as copy:
         copy.set_types(wire_types(types))
         for row in rows:
@@ -60,8 +68,9 @@ def copy_rows(cur: psycopg.Cursor[DictRow], target: sql.Composable, columns: sql
 
 def copy_direct(cur: psycopg.Cursor[DictRow], table: MappedTable, types: list[str], rows: Rows,
                 versions: Iterable[tuple[Any, int, Any]]) -> None:
-    """COPY the batch straight into the app table (whose columns have the types `types` names) and its
-    row versions (id, version, modification time) into the table's row versions."""
+    """COPY the batch straight into the app table (whose columns have the types `types` names), then its
+    row versions (id, version, modification time) into the table's row versions: `versions` is read only
+    once the rows are written, so the rows may fill it as they go."""
     copy_rows(cur, table.ident, _app_columns(table), types, rows())
     copy_rows(cur, row_versions(table), sql.SQL("pk, version, modified_at"), [types[0], "int8", "timestamptz"],
               versions)
