@@ -89,15 +89,24 @@ class GoldenRecords(HubConnection):
         store's pending records (an index range), never from a scan of the hub."""
         with self.connect() as conn:
             _register_target(conn, store, entity)
-            rows = conn.execute(
-                """select g.* from sync.publish_pending p
-                   join sync.golden g on g.entity = p.entity and g.record_id = p.record_id
-                   left join sync.record_state s
-                     on s.entity = p.entity and s.record_id = p.record_id and s.store = p.store
-                   where p.store = %s and p.entity = %s and (%s::uuid is null or p.record_id > %s::uuid)
-                     and (s.seen_version is null or s.seen_version < g.version)
-                   order by p.record_id limit %s""", (store, entity, after, after, limit)).fetchall()
-            return [golden_from_row(r) for r in rows]
+            while True:
+                # The page's ids first, from the pending index in order: one query joining the golden rows
+                # was planned as a hash join over every pending row, sorted, for each page (quadratic in a
+                # first sync's pages).
+                page = [r["record_id"] for r in conn.execute(
+                    """select record_id from sync.publish_pending
+                       where store = %s and entity = %s and (%s::uuid is null or record_id > %s::uuid)
+                       order by record_id limit %s""", (store, entity, after, after, limit))]
+                rows = conn.execute(
+                    """select g.* from sync.golden g
+                       left join sync.record_state s
+                         on s.entity = g.entity and s.record_id = g.record_id and s.store = %s
+                       where g.entity = %s and g.record_id = any(%s::uuid[])
+                         and (s.seen_version is null or s.seen_version < g.version)
+                       order by g.record_id""", (store, entity, page)).fetchall()
+                if rows or len(page) < limit:
+                    return [golden_from_row(r) for r in rows]
+                after = str(page[-1])  # a whole page the store has seen meanwhile: the next one
 
     def unseen_count(self, store: str, entity: str) -> int:
         """How many records the store has not seen the latest version of (counted on the pending index)."""
