@@ -14,6 +14,8 @@ import uuid
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 from sync_pipeline.stores.twenty.errors import (
@@ -65,6 +67,7 @@ class Page:
     end_cursor: str | None
     has_next_page: bool
     total_count: int | None
+    served_at: datetime | None = None  # the server's clock when it answered (`Date`, whole seconds)
 
 
 @dataclass(frozen=True)
@@ -146,7 +149,8 @@ class TwentyClient(TwentyTransport):
         cursor = starting_after
         while True:
             query = {**params, "starting_after": cursor}
-            body = self._request("GET", f"/rest/{object_name}", params=query).json()
+            response = self._request("GET", f"/rest/{object_name}", params=query)
+            body = response.json()
             page_info = body.get("pageInfo") or {}
             page = Page(
                 records=_single_value(body),
@@ -154,6 +158,7 @@ class TwentyClient(TwentyTransport):
                 end_cursor=page_info.get("endCursor"),
                 has_next_page=bool(page_info.get("hasNextPage")),
                 total_count=body.get("totalCount"),
+                served_at=_served_at(response.headers.get("date")),
             )
             yield page
             if not page.has_next_page or not page.end_cursor:
@@ -288,6 +293,14 @@ def _record_path(object_name: str, record_id: str) -> str:
     except (TypeError, ValueError, AttributeError):
         raise TwentyValidationError(f"{record_id!r} is not a valid UUID") from None
     return f"/rest/{object_name}/{record_id}"
+
+
+def _served_at(date: str | None) -> datetime | None:
+    """An HTTP `Date` header as a time; None when absent or unreadable."""
+    try:
+        return parsedate_to_datetime(date) if date else None
+    except (TypeError, ValueError):
+        return None
 
 
 def _single_value(body: dict[str, Any]) -> Any:

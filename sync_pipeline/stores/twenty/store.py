@@ -141,14 +141,17 @@ class TwentyStore:
         if "page_after" not in cursor and self._listing_due(cursor):
             vanished, listing = self._list_vanished(entity)
         sweep = {k: cursor[k] for k in _SWEEP_KEYS if k in cursor}
-        walk_from = cursor.get("walk_from")
+        walk_from, sweeping = cursor.get("walk_from"), False
         if walk_from is None:
-            walk_from, sweep = self._walk_start(entity, cursor)
+            walk_from, sweeping = self._walk_start(cursor)
+        started_at = _iso_ms(datetime.now(timezone.utc))
         query = f'and(updatedAt[gte]:"{walk_from}",{_WITH_DELETED})'
         records: list[dict[str, Any]] = []
         page_after = cursor.get("page_after")
         more = False
         for page in self.client.pages(twenty_object(entity), filter=query, starting_after=page_after):
+            if sweeping:  # dated by its first page, read before anything the sweep reads later
+                sweep, sweeping = self._sweep_state(cursor["watermark"], started_at, page.served_at), False
             records += page.records
             page_after = page.end_cursor
             more = page.has_next_page
@@ -170,32 +173,32 @@ class TwentyStore:
     def _listing_due(self, cursor: dict[str, Any]) -> bool:
         return _due(cursor.get("ids_listed_at"), self.id_listing_interval)
 
-    def _walk_start(self, entity: Entity, cursor: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-        """Where a new walk starts, and the sweep state it leaves in the cursor.
+    def _walk_start(self, cursor: dict[str, Any]) -> tuple[str, bool]:
+        """Where a new walk starts, and whether it is a sweep.
 
         A poll re-reads `settle` behind the watermark: a write committed a moment after a later-stamped one
-        was read. Once per `overlap` a sweep re-reads from `overlap` behind the newest `updatedAt` Twenty
-        held when the previous sweep started: whatever committed since that sweep read past it, within
-        `overlap` of its stamp, is stamped after that. So a write committed up to `overlap` late is still
-        read, within `overlap` plus a poll, while a burst of writes (a first sync's, say) is read by the poll
-        after it and by one sweep, not by every poll for `overlap` (a request per 60 records each time)."""
+        was read. Once per `overlap` a sweep re-reads from `overlap` behind Twenty's clock when the previous
+        sweep started: whatever committed after that sweep read past it, within `overlap` of its stamp, is
+        stamped after that. So a write committed up to `overlap` late is still read, within `overlap` plus a
+        poll, while a burst of writes (a first sync's, say) is read by the walk after it and at most once
+        more, not by every poll for `overlap` (a request per 60 records each time). A walk that starts where
+        a sweep would (the first one, say) is that sweep."""
         watermark = parse_timestamp(cursor["watermark"])
-        sweep = {k: cursor[k] for k in _SWEEP_KEYS if k in cursor}
-        if not _due(cursor.get("swept_at"), self.overlap):
-            return _iso_ms(watermark - self.settle), sweep
         # A cursor from before sweeps (or a first walk) has no sweep_from: the whole overlap, as before.
-        start = parse_timestamp(sweep.get("sweep_from", _iso_ms(watermark - self.overlap)))
-        swept_at = _iso_ms(datetime.now(timezone.utc))  # before the newest is read: never later than the sweep
-        newest = max(watermark, self._newest_stamp(entity))
-        return (_iso_ms(min(start, watermark - self.settle)),
-                {"swept_at": swept_at, "sweep_from": _iso_ms(newest - self.overlap)})
+        sweep_from = parse_timestamp(cursor.get("sweep_from") or _iso_ms(watermark - self.overlap))
+        start = watermark - self.settle
+        if _due(cursor.get("swept_at"), self.overlap):
+            start = min(start, sweep_from)
+        return _iso_ms(start), start <= sweep_from
 
-    def _newest_stamp(self, entity: Entity) -> datetime:
-        """The newest `updatedAt` Twenty holds for the entity, soft-deleted records included (one request)."""
-        page = next(self.client.pages(twenty_object(entity), filter=_WITH_DELETED,
-                                      order_by="updatedAt[DescNullsLast],id[AscNullsFirst]", limit=1), None)
-        stamps = [r["updatedAt"] for r in (page.records if page else []) if r.get("updatedAt")]
-        return parse_timestamp(stamps[0]) if stamps else parse_timestamp(_EPOCH)
+    def _sweep_state(self, watermark: str, started_at: str, served_at: datetime | None) -> dict[str, Any]:
+        """The cursor's record of a sweep that started at `started_at` and whose first page Twenty served at
+        `served_at` (its `Date` header, less `settle`: the page was read a moment before, and the database's
+        clock, which stamps `updatedAt`, may lag the web server's; the watermark without one)."""
+        began = parse_timestamp(watermark)
+        if served_at is not None:
+            began = max(began, served_at - self.settle)
+        return {"swept_at": started_at, "sweep_from": _iso_ms(began - self.overlap)}
 
     def _list_vanished(self, entity: Entity) -> tuple[list[RawChange], dict[str, Any]]:
         """Deletes for the records the hub knows Twenty to hold that Twenty no longer has (destroyed, their

@@ -59,3 +59,11 @@ def test_a_burst_of_writes_is_not_read_again_by_the_polls_after_it(twenty_standi
     small, large = (_requests_of_polls_after_a_burst(twenty_standin, twenty_client, twenty_store, people)
                     for people in BURSTS)
     assert small == large == 2  # a page each, empty
+
+
+def test_the_walk_after_an_empty_first_one_is_a_sweep(twenty_store, twenty_client):
+    """It reads from before where a sweep would start: the sweep after it is an overlap away, not due at once."""
+    empty = twenty_store.capture(PEOPLE, None, 1000)
+    assert twenty_client.batch_create("people", [_person(n) for n in range(3)]).ok
+    burst = twenty_store.capture(PEOPLE, empty.cursor, 1000)
+    assert len(_read(burst)) == 3 and burst.cursor["swept_at"] > empty.cursor["swept_at"]
