@@ -40,6 +40,7 @@ from sync_pipeline.stores.twenty.mapping import (
     to_twenty,
     twenty_object,
 )
+from sync_pipeline.stores.twenty.poll import SETTLE, SWEEP_KEYS, PollWindow, due, iso_ms
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +54,6 @@ _EPOCH = "1970-01-01T00:00:00.000Z"
 _IDS_PER_FILTER = 50
 # The id listing's state in the capture cursor, carried from walk to walk of the poll.
 _LISTING_KEYS = ("ids_listed_at", "ids_listed", "ids_vanished", "ids_vanished_refused")
-# The sweep's state in the capture cursor: when it last ran, and where the next one starts.
-_SWEEP_KEYS = ("swept_at", "sweep_from")
-# How far a poll between sweeps re-reads behind its watermark: writes committed this late are read at once,
-# later ones (up to the overlap) by the next sweep. A Twenty write is one request's transaction.
-_SETTLE = timedelta(seconds=5)
 # A listing finding more destroyed records than this share of those Twenty is known to hold (and more than a
 # handful) is distrusted: its deletes are refused, as reconciliation refuses them, and reported.
 _MAX_VANISHED_SHARE = 0.05
@@ -71,15 +67,6 @@ class PendingReference(Exception):
 class DestroyedUnread(Exception):
     """A record destroyed in Twenty whose destroy the hub has not read yet: written, it would be recreated
     unread. It waits until its webhook or the next listing of ids brings the destroy in, dated."""
-
-
-def _iso_ms(ts: datetime) -> str:
-    return ts.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _due(done_at: str | None, interval: timedelta) -> bool:
-    """Whether something last done at `done_at` (never: None) is due again after `interval`."""
-    return done_at is None or datetime.now(timezone.utc) - parse_timestamp(done_at) >= interval
 
 
 def _gone(store_id: str, deleted_at: datetime, event_key: str) -> RawChange:
@@ -115,11 +102,10 @@ class TwentyStore:
     name = STORE_NAME
 
     def __init__(self, client: TwentyClient, id_map: IdMap, overlap: timedelta = timedelta(minutes=5),
-                 id_listing_interval: timedelta = timedelta(minutes=15), settle: timedelta = _SETTLE) -> None:
+                 id_listing_interval: timedelta = timedelta(minutes=15), settle: timedelta = SETTLE) -> None:
         self.client = client
         self.id_map = id_map
-        self.overlap = overlap
-        self.settle = min(settle, overlap)
+        self.window = PollWindow(overlap, min(settle, overlap))
         self.id_listing_interval = id_listing_interval
 
     # -- capture -----------------------------------------------------------------------------------
@@ -129,7 +115,7 @@ class TwentyStore:
         soft deletes included.
 
         `updatedAt` is the writing transaction's start time, so a late commit can carry a time behind
-        rows already read (§10.5): the overlap re-reads that window (see `_walk_start`) and the inbox
+        rows already read (§10.5): the overlap re-reads that window (see `PollWindow`) and the inbox
         drops what it has seen, keyed by (id, updatedAt). One walk keeps its filter and pages with
         `starting_after`, so a crash resumes the walk; only a finished walk moves the watermark.
 
@@ -140,18 +126,18 @@ class TwentyStore:
         listing = {k: cursor[k] for k in _LISTING_KEYS if k in cursor}
         if "page_after" not in cursor and self._listing_due(cursor):
             vanished, listing = self._list_vanished(entity)
-        sweep = {k: cursor[k] for k in _SWEEP_KEYS if k in cursor}
+        sweep = {k: cursor[k] for k in SWEEP_KEYS if k in cursor}
         walk_from, sweeping = cursor.get("walk_from"), False
         if walk_from is None:
-            walk_from, sweeping = self._walk_start(cursor)
-        started_at = _iso_ms(datetime.now(timezone.utc))
+            walk_from, sweeping = self.window.start(cursor)
+        started_at = iso_ms(datetime.now(timezone.utc))
         query = f'and(updatedAt[gte]:"{walk_from}",{_WITH_DELETED})'
         records: list[dict[str, Any]] = []
         page_after = cursor.get("page_after")
         more = False
         for page in self.client.pages(twenty_object(entity), filter=query, starting_after=page_after):
             if sweeping:  # dated by its first page, read before anything the sweep reads later
-                sweep, sweeping = self._sweep_state(cursor["watermark"], started_at, page.served_at), False
+                sweep, sweeping = self.window.sweep_state(cursor["watermark"], started_at, page.served_at), False
             records += page.records
             page_after = page.end_cursor
             more = page.has_next_page
@@ -160,7 +146,7 @@ class TwentyStore:
         changes = vanished + self._raw_changes(entity, records)
         newest = max([cursor["watermark"], *(r["updatedAt"] for r in records if r.get("updatedAt"))],
                      key=parse_timestamp)
-        polled_at = _iso_ms(datetime.now(timezone.utc))
+        polled_at = iso_ms(datetime.now(timezone.utc))
         if more:
             next_cursor = {"watermark": cursor["watermark"], "walk_from": walk_from, "page_after": page_after,
                            "walk_max": max(newest, cursor.get("walk_max", newest), key=parse_timestamp),
@@ -171,34 +157,7 @@ class TwentyStore:
         return CaptureBatch(changes=changes, cursor=next_cursor, more=more)
 
     def _listing_due(self, cursor: dict[str, Any]) -> bool:
-        return _due(cursor.get("ids_listed_at"), self.id_listing_interval)
-
-    def _walk_start(self, cursor: dict[str, Any]) -> tuple[str, bool]:
-        """Where a new walk starts, and whether it is a sweep.
-
-        A poll re-reads `settle` behind the watermark: a write committed a moment after a later-stamped one
-        was read. Once per `overlap` a sweep re-reads from `overlap` behind Twenty's clock when the previous
-        sweep started: whatever committed after that sweep read past it, within `overlap` of its stamp, is
-        stamped after that. So a write committed up to `overlap` late is still read, within `overlap` plus a
-        poll, while a burst of writes (a first sync's, say) is read by the walk after it and at most once
-        more, not by every poll for `overlap` (a request per 60 records each time). A walk that starts where
-        a sweep would (the first one, say) is that sweep."""
-        watermark = parse_timestamp(cursor["watermark"])
-        # A cursor from before sweeps (or a first walk) has no sweep_from: the whole overlap, as before.
-        sweep_from = parse_timestamp(cursor.get("sweep_from") or _iso_ms(watermark - self.overlap))
-        start = watermark - self.settle
-        if _due(cursor.get("swept_at"), self.overlap):
-            start = min(start, sweep_from)
-        return _iso_ms(start), start <= sweep_from
-
-    def _sweep_state(self, watermark: str, started_at: str, served_at: datetime | None) -> dict[str, Any]:
-        """The cursor's record of a sweep that started at `started_at` and whose first page Twenty served at
-        `served_at` (its `Date` header, less `settle`: the page was read a moment before, and the database's
-        clock, which stamps `updatedAt`, may lag the web server's; the watermark without one)."""
-        began = parse_timestamp(watermark)
-        if served_at is not None:
-            began = max(began, served_at - self.settle)
-        return {"swept_at": started_at, "sweep_from": _iso_ms(began - self.overlap)}
+        return due(cursor.get("ids_listed_at"), self.id_listing_interval)
 
     def _list_vanished(self, entity: Entity) -> tuple[list[RawChange], dict[str, Any]]:
         """Deletes for the records the hub knows Twenty to hold that Twenty no longer has (destroyed, their
@@ -209,7 +168,7 @@ class TwentyStore:
         delete is dated when the listing saw it missing, the best evidence there is."""
         held = self.id_map.held(entity.name)  # before the walk: a record published later is not expected
         listed = set(self.client.ids(twenty_object(entity), filter=_WITH_DELETED))
-        listed_at = _iso_ms(datetime.now(timezone.utc))
+        listed_at = iso_ms(datetime.now(timezone.utc))
         missing = sorted(held.keys() - listed)
         gone = sorted(set(missing) - self._reread(entity, missing).keys())
         state: dict[str, Any] = {"ids_listed_at": listed_at, "ids_listed": len(listed),

@@ -33,7 +33,7 @@ def test_a_write_committed_late_is_read_by_the_next_sweep(twenty_store, twenty_c
     later = twenty_client.create("people", _person(3))
     polled = twenty_store.capture(PEOPLE, cursor, 1000)
     assert later["id"] in _read(polled) and late["id"] not in _read(polled)  # behind what a poll re-reads
-    overdue = format_timestamp(datetime.now(timezone.utc) - twenty_store.overlap)
+    overdue = format_timestamp(datetime.now(timezone.utc) - twenty_store.window.overlap)
     swept = twenty_store.capture(PEOPLE, {**polled.cursor, "swept_at": overdue}, 1000)
     assert late["id"] in _read(swept)
     assert twenty_store.capture(PEOPLE, swept.cursor, 1000).cursor["swept_at"] == swept.cursor["swept_at"]
