@@ -184,8 +184,9 @@ def change_phases(change: Change, run: Run) -> dict[str, float]:
 
 
 def gated_runs(env: dict[str, str], since: float, timeout: float) -> list[Run]:
-    """The runs of the gated job created since `since` (wall clock), with their phases in seconds, read from
-    the sandbox's Dagster instance once they have ended (waiting at most `timeout`)."""
+    """The runs of the gated job that ended after `since` (wall clock; one queued before it may read its
+    first changes), with their phases in seconds, read from the sandbox's Dagster instance once they have
+    ended (waiting at most `timeout`)."""
     import dagster as dg
     from dagster._core.events import DagsterEventType as Event
 
@@ -198,7 +199,7 @@ def gated_runs(env: dict[str, str], since: float, timeout: float) -> list[Run]:
     runs = []
     with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
         runs_filter = dg.RunsFilter(job_name="sync_with_safety_check",
-                                    created_after=datetime.fromtimestamp(since, timezone.utc))
+                                    created_after=datetime.fromtimestamp(since - timeout, timezone.utc))
         deadline = time.monotonic() + timeout
         while (any(not r.dagster_run.is_finished for r in instance.get_run_records(runs_filter))
                and time.monotonic() < deadline):
@@ -223,8 +224,8 @@ def gated_runs(env: dict[str, str], since: float, timeout: float) -> list[Run]:
             found = [created, at.get(Event.RUN_STARTING.value), at.get(Event.RUN_START.value), at.get("gate"),
                      published, end]
             marks = [mark for mark in found if mark is not None]
-            if len(marks) < len(found):
-                continue  # still going, or stopped before it published
+            if len(marks) < len(found) or marks[-1] < since:
+                continue  # still going, stopped before it published, or over before the first change
             tags = record.dagster_run.tags
             runs.append(Run(tags.get("sync/trigger", ""), tags.get("sync/changed", ""), marks))
     return sorted(runs, key=lambda run: run.marks[3])
@@ -362,14 +363,15 @@ def main(changes: int, every: float, people: int, poll: float, timeout: float, p
             emails = create_people(stores, run, people, timeout)
             print(f"{people} people created and synced everywhere; now {changes} edits, one every {every:g} s",
                   flush=True)
-            began = time.time()
+            began, load = time.time(), os.getloadavg()[0]
             made = measure(stores, emails, changes, every, poll, timeout)
         finally:
             stores.close()
         runs = gated_runs(env, began, timeout)
     latencies = [latency for c in made if (latency := c.latency(Stores.NAMES)) is not None]
     print("\ncommit in the local DB -> visible in Supabase and BigQuery (the local DB holds it at commit), "
-          f"polled every {poll:g} s:")
+          f"polled every {poll:g} s; the machine's load average {load:.1f} when the edits began, "
+          f"{os.getloadavg()[0]:.1f} at the end ({os.cpu_count()} cores):")
     for i, change in enumerate(made, 1):
         where = ", ".join(f"{store} {change.seen[store] - change.committed_at:.1f} s" if store in change.seen
                           else f"{store} not within {timeout:.0f} s" for store in Stores.NAMES)
