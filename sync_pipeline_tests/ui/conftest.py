@@ -44,6 +44,9 @@ DAGSTER_READY_SECONDS = 600
 UI_TEST_TIMEOUT_SECONDS = DAGSTER_READY_SECONDS + 600
 # A run (a sync is a few dozen steps in one process) takes 15-40 s here; sized for a loaded 2-core CI machine.
 RUN_TIMEOUT_SECONDS = 300
+# The interval between two looks at a run's status (one GraphQL query), not a wait: a run's end is seen
+# within it, and the tests wait for half a dozen runs.
+POLL_SECONDS = 0.5
 ACTIVE_RUN_STATUSES = ["QUEUED", "NOT_STARTED", "STARTING", "STARTED", "CANCELING"]
 
 
@@ -185,7 +188,7 @@ def wait_until_no_run_is_active(ui: DagsterUi, timeout: float = RUN_TIMEOUT_SECO
             return
         if time.monotonic() > deadline:
             raise TimeoutError(f"runs still active after {timeout:.0f} s: {active}")
-        time.sleep(2)
+        time.sleep(POLL_SECONDS)
 
 
 def _wait_until_serving(ui: DagsterUi, process: subprocess.Popen[bytes],

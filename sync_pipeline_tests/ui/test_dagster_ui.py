@@ -23,6 +23,7 @@ from sync_pipeline.definitions import defs
 from sync_pipeline.stores.postgres import PostgresStore
 from sync_pipeline_tests.ui.conftest import (
     LOCATION_NAME,
+    POLL_SECONDS,
     RUN_TIMEOUT_SECONDS,
     DagsterUi,
     wait_until_no_run_is_active,
@@ -234,7 +235,7 @@ def _new_run_id(dagster_ui: DagsterUi, job: str, before: set[str]) -> str:
         if new:
             assert len(new) == 1, f"more than one new run of {job}: {new}"
             return new.pop()
-        time.sleep(1)
+        time.sleep(POLL_SECONDS)
     raise AssertionError(f"no new run of {job} within 60 s of the click")
 
 
@@ -254,7 +255,7 @@ def _wait_for_run(dagster_ui: DagsterUi, run_id: str, expected: str | None) -> d
             raise AssertionError(f"run {run_id} of {run['jobName']} still {run['status']} after "
                                  f"{RUN_TIMEOUT_SECONDS} s; the end of {dagster_ui.log_path}:\n"
                                  f"{dagster_ui.log_path.read_text(errors='replace')[-3000:]}")
-        time.sleep(2)
+        time.sleep(POLL_SECONDS)
     if expected is not None and run["status"] != expected:
         raise AssertionError(f"run {run_id} of {run['jobName']} ended {run['status']}, expected {expected}; "
                              f"failed steps {_failed_steps(run)}; {_failure_summary(dagster_ui, run_id)}")
