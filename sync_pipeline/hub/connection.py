@@ -70,6 +70,7 @@ def copy_rows(conn: Conn, table: str, columns: Sequence[str], rows: Iterable[Seq
 HUB_LOCK_TIMEOUT_MS = 30_000
 HUB_STATEMENT_TIMEOUT_MS = 300_000
 HUB_CONNECT_TIMEOUT_S = 10
+RANDOM_PAGE_COST = "1.1"  # the usual setting for data on SSD or in memory
 
 
 @dataclass(frozen=True)
@@ -121,9 +122,13 @@ class HubConnection:
 
     def _bound_waits(self, conn: Conn) -> None:
         # Local to the transaction: a transaction pooler refuses startup options and would hand a session
-        # setting to other clients.
-        conn.execute("select set_config('lock_timeout', %s, true), set_config('statement_timeout', %s, true)",
-                     (f"{self._timeouts.lock_timeout_ms}ms", f"{self._timeouts.statement_timeout_ms}ms"))
+        # setting to other clients. The hub's batches look up a few hundred keys in tables that stay cached:
+        # at the default random_page_cost (4, for spinning disks) the planner scanned whole tables for them
+        # instead, once per batch, so a first sync's resolve grew with batches x records.
+        conn.execute("select set_config('lock_timeout', %s, true), set_config('statement_timeout', %s, true), "
+                     "set_config('random_page_cost', %s, true)",
+                     (f"{self._timeouts.lock_timeout_ms}ms", f"{self._timeouts.statement_timeout_ms}ms",
+                      RANDOM_PAGE_COST))
 
     @contextmanager
     def connect(self) -> Iterator[Conn]:
