@@ -13,7 +13,7 @@ from sync_pipeline.model.canonical import parse_timestamp
 SWEEP_KEYS = ("swept_at", "sweep_from")
 # How far a poll between sweeps re-reads behind its watermark: writes committed this late are read at once,
 # later ones (up to the overlap) by the next sweep. A Twenty write is one request's transaction.
-SETTLE = timedelta(seconds=5)
+SETTLE = timedelta(seconds=2)
 
 
 def iso_ms(ts: datetime) -> str:
