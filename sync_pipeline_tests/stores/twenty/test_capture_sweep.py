@@ -67,3 +67,12 @@ def test_the_walk_after_an_empty_first_one_is_a_sweep(twenty_store, twenty_clien
     assert twenty_client.batch_create("people", [_person(n) for n in range(3)]).ok
     burst = twenty_store.capture(PEOPLE, empty.cursor, 1000)
     assert len(_read(burst)) == 3 and burst.cursor["swept_at"] > empty.cursor["swept_at"]
+
+
+def test_a_sweep_read_in_batches_keeps_its_state_to_the_end(twenty_store, twenty_client):
+    assert twenty_client.batch_create("people", [_person(n) for n in range(130)]).ok
+    batches = [twenty_store.capture(PEOPLE, None, 60)]
+    while batches[-1].more:
+        batches.append(twenty_store.capture(PEOPLE, batches[-1].cursor, 60))
+    assert len(batches) == 3 and len(set().union(*map(_read, batches))) == 130
+    assert {b.cursor["swept_at"] for b in batches} == {batches[0].cursor["swept_at"]}
