@@ -1,6 +1,7 @@
-"""The safety checks: passing on a healthy four-store sync, and each one failing when what it protects is
-broken. Checks run through Dagster (the safety job, as the command and the UI run them) or, for the
-breakage cases, as the functions those asset checks call."""
+"""The safety checks, each failing when what it protects is broken (the healthy sync and the looks that change
+nothing are in test_safety_checks_healthy.py, on one sync for the module). Checks run through Dagster (the
+safety job, as the command and the UI run them) or, for the breakage cases, as the functions those asset
+checks call."""
 
 from __future__ import annotations
 
@@ -14,58 +15,24 @@ import dagster as dg
 import psycopg
 import pytest
 
-from sync_pipeline.defs.resources import TwentyResource
 from sync_pipeline.model.entities import entity
 from sync_pipeline.safety import checks as safety
 from sync_pipeline.safety.checks import Status
 from sync_pipeline.settings import Thresholds
 from sync_pipeline.stores.twenty.spec import TWENTY
 from sync_pipeline.commands.safety import overall, run_checks
-from sync_pipeline.stores.twenty.client import TwentyClient
-from sync_pipeline.stores.twenty.store import TwentyStore
+from sync_pipeline_tests.fixtures.defs import run_job, sync_a_healthy_sandbox
 from sync_pipeline_tests.helpers import insert_person
 
 PEOPLE, COMPANIES = entity("people"), entity("companies")
 LIMITS = Thresholds()
 
 
-def _sync(defs: dg.Definitions, job: str = "sync_job") -> dg.ExecuteInProcessResult:
-    return defs.resolve_job_def(job).execute_in_process(raise_on_error=False)
-
-
 @pytest.fixture
 def synced(four_stores, topology, twenty_client):
-    """A healthy sandbox: records in three sources, synced everywhere."""
-    with psycopg.connect(topology.supabase_dsn) as conn:
-        insert_person(conn, first_name="Grace", email="grace@navy.mil")
-    with psycopg.connect(topology.local_dsn) as conn:
-        conn.execute("""insert into companies (id, name, domain_name, ideal_customer_profile)
-                        values (%s, 'Acme', 'https://acme.com', true)""", (str(uuid.uuid4()),))
-    twenty_client.create("people", {"name": {"firstName": "Ada"}, "emails": {"primaryEmail": "ada@example.com"}})
-    assert _sync(four_stores.defs).success
+    """A healthy sandbox: records in three sources, synced everywhere (a test of its own changes it)."""
+    sync_a_healthy_sandbox(four_stores, topology, twenty_client)
     return four_stores
-
-
-def _checks(defs: dg.Definitions) -> dict[tuple[str, str], str]:
-    with dg.DagsterInstance.ephemeral() as instance:
-        lines = run_checks(defs, instance)
-    return {(line.asset, line.check): line.status for line in lines}
-
-
-def test_a_healthy_sync_is_safe(synced):
-    statuses = _checks(synced.defs)
-    assert len(statuses) > 60
-    assert {k: v for k, v in statuses.items() if v != "PASS"} == {}
-
-
-def test_twenty_not_configured_is_safe_with_warnings(synced):
-    defs = synced.without("twenty", TwentyResource())
-    with dg.DagsterInstance.ephemeral() as instance:
-        lines = run_checks(defs, instance)
-    assert overall(lines) == "SAFE_WITH_WARNINGS"
-    warned = {(line.asset, line.check) for line in lines if line.status == "WARN"}
-    assert ("safety/preflight", "twenty_connection") in warned
-    assert all(line.status != "FAIL" for line in lines)
 
 
 def _commands_side_by_side(*runs: tuple[list[str], dict[str, str], Path]
@@ -130,7 +97,7 @@ def test_the_gated_sync_writes_nothing_when_the_hubs_integrity_fails(synced, top
                         where entity = 'people' and data->>'email' = 'grace@navy.mil'""")
         before = conn.execute("select (select count(*) from sync.inbox) as inbox, "
                               "(select count(*) from sync.record_outcomes) as outcomes").fetchone()
-    result = _sync(synced.defs, "sync_with_safety_check")
+    result = run_job(synced.defs, "sync_with_safety_check")
     assert not result.success
     assert [e.asset_key.to_user_string() for e in result.get_asset_materialization_events()] == [
         "safety/preflight"]
@@ -150,7 +117,7 @@ def test_a_store_without_change_capture_holds_back_itself_only(synced, topology)
         conn.execute("drop trigger people_sync_cdc on public.people")
     with psycopg.connect(topology.local_dsn) as conn:
         also = insert_person(conn, first_name="Goes on", email="also@example.com")
-    result = _sync(synced.defs, "sync_with_safety_check")
+    result = run_job(synced.defs, "sync_with_safety_check")
     assert not result.success  # its capture failed and the verdict is UNSAFE: a failed run, after the rest
     failed = {e.check_name for e in result.get_asset_check_evaluations() if not e.passed}
     assert {"supabase_people_capture_installed", "safe"} <= failed
@@ -160,7 +127,7 @@ def test_a_store_without_change_capture_holds_back_itself_only(synced, topology)
 def test_the_gated_sync_runs_when_the_checks_pass(synced, topology):
     with psycopg.connect(topology.supabase_dsn) as conn:
         pid = insert_person(conn, first_name="Gated", email="gated@example.com")
-    result = _sync(synced.defs, "sync_with_safety_check")
+    result = run_job(synced.defs, "sync_with_safety_check")
     assert result.success
     assert pid in {str(p["id"]) for p in topology.local_db.rows(PEOPLE)}
 
@@ -168,14 +135,7 @@ def test_the_gated_sync_runs_when_the_checks_pass(synced, topology):
 # -- each check fails when what it protects is broken --------------------------------------------------
 
 
-def test_connection_fails_when_twenty_answers_401(synced, twenty_standin, topology):
-    with TwentyClient(twenty_standin.base_url, "wrong-key") as client:
-        verdict = safety.connection(TwentyStore(client, topology.hub.id_map("twenty")))
-    assert verdict.status is Status.FAIL and "credentials rejected" in verdict.reason
-    assert "wrong-key" not in verdict.reason
-
-
-def test_connection_fails_for_an_unreachable_database(topology):
+def test_connection_fails_for_an_unreachable_database():
     from sync_pipeline.stores.postgres import PostgresStore
 
     store = PostgresStore("supabase", "postgresql://sync:s3cret@127.0.0.1:1/nowhere", connect_timeout=2)
@@ -231,7 +191,7 @@ def test_store_contract_warns_on_an_invalid_row(synced, topology):
 def test_quarantine_warns_while_a_record_waits(synced, topology):
     with psycopg.connect(topology.local_dsn) as conn:
         insert_person(conn, email="broken")
-    assert _sync(synced.defs).success
+    assert run_job(synced.defs).success
     verdict = safety.quarantine(topology.hub, PEOPLE)
     assert verdict.status is Status.WARN and "1 people records quarantined" in verdict.reason
 
@@ -264,7 +224,7 @@ def test_conflicts_recorded_holds_when_a_delete_wins(synced, topology):
         conn.execute("update people set city = 'Rome' where id = %s", (grace["id"],))
     with psycopg.connect(topology.supabase_dsn) as conn:
         conn.execute("delete from people where id = %s", (grace["id"],))  # later: the delete wins
-    assert _sync(synced.defs).success
+    assert run_job(synced.defs).success
     with topology.hub.connect() as conn:
         assert conn.execute("select count(*) as n from sync.conflicts").fetchone()["n"] == 1
     assert safety.conflicts_recorded(topology.hub, PEOPLE).status is Status.PASS
@@ -286,7 +246,7 @@ def _edit_grace_on_both_sides(synced, topology) -> None:
         conn.execute("update people set city = 'Paris' where id = %s", (grace["id"],))
     with psycopg.connect(topology.local_dsn) as conn:
         conn.execute("update people set city = 'Rome' where id = %s", (grace["id"],))
-    assert _sync(synced.defs).success
+    assert run_job(synced.defs).success
 
 
 def test_conflicts_recorded_fails_when_the_winner_is_not_what_the_hub_holds(synced, topology):
@@ -320,7 +280,7 @@ def test_rate_limits_warn_on_429s_and_fail_on_a_run_that_failed_on_them(synced, 
     twenty_standin.set_faults(throttle_next=2)
     with psycopg.connect(topology.local_dsn) as conn:
         insert_person(conn, first_name="Throttled")
-    assert _sync(synced.defs).success
+    assert run_job(synced.defs).success
     verdict = safety.rate_limits(topology.hub, TWENTY, LIMITS)
     assert verdict.status is Status.WARN and verdict.metadata["rate_limited_responses"] == 2
     from sync_pipeline.stores.twenty.errors import TwentyRateLimited
@@ -364,7 +324,7 @@ def test_consistency_counts_a_quarantined_record_as_quarantined_until_fixed_at_i
 
     demo._insert_invalid_person(topology.supabase_dsn)  # the demo's invalid person
     pid = demo.INVALID_PERSON_ID
-    assert _sync(synced.defs).success
+    assert run_job(synced.defs).success
     assert [q["record_id"] for q in _open_quarantine(topology)] == [pid]
     verdict = safety.consistency(topology.supabase, PEOPLE, topology.hub)
     assert verdict.status is Status.WARN, verdict.reason
@@ -380,7 +340,7 @@ def test_consistency_counts_a_quarantined_record_as_quarantined_until_fixed_at_i
 
     with psycopg.connect(topology.supabase_dsn) as conn:  # the fix the demo prints, made at the source
         conn.execute(demo.FIX_INVALID_PERSON_SQL)
-    assert _sync(synced.defs).success
+    assert run_job(synced.defs).success
     assert _open_quarantine(topology) == []
     for store in (topology.supabase, topology.local_db):
         verdict = safety.consistency(store, PEOPLE, topology.hub)
@@ -393,7 +353,7 @@ def test_consistency_counts_a_synced_record_edited_into_quarantine_as_quarantine
     [grace] = [p for p in topology.supabase.rows(PEOPLE) if p["first_name"] == "Grace"]
     with psycopg.connect(topology.supabase_dsn) as conn:
         conn.execute("update public.people set email = 'grace-at-navy' where id = %s", (grace["id"],))
-    assert _sync(synced.defs).success
+    assert run_job(synced.defs).success
     verdict = safety.consistency(topology.supabase, PEOPLE, topology.hub)
     assert verdict.status is Status.WARN, verdict.reason
     assert verdict.metadata["quarantined_ids"] == [str(grace["id"])] and verdict.metadata["mismatched"] == []
@@ -487,7 +447,7 @@ def test_the_window_validates_what_will_be_published_and_the_sweep_everything(sy
     _corrupt_grace(topology, pending=True)  # a new version every store has still to receive: it would spread
     verdict = safety.pending_golden_contract(topology.hub, PEOPLE, [], ["local_db", "supabase"])
     assert verdict.status is Status.FAIL and verdict.metadata["failure_cases"][0]["failure_case"] == "not-an-email"
-    result = _sync(synced.defs, "sync_with_safety_check")
+    result = run_job(synced.defs, "sync_with_safety_check")
     assert not result.success
     assert "not-an-email" not in {p["email"] for p in topology.local_db.rows(PEOPLE)}
 
@@ -514,7 +474,7 @@ def test_the_window_sees_what_its_runs_applied_twice_and_the_conflicts_they_reco
 def test_the_window_finds_a_held_back_duplicate_and_a_record_that_never_arrived(synced, topology):
     with psycopg.connect(topology.local_dsn) as conn:
         twin = insert_person(conn, first_name="Twin", email="grace@navy.mil")
-    assert not _sync(synced.defs).success  # held back by the resolve; unique_keys fails, the verdict is UNSAFE
+    assert not run_job(synced.defs).success  # held back by the resolve; unique_keys fails, the verdict is UNSAFE
     assert twin not in {str(p["id"]) for p in topology.supabase.rows(PEOPLE)}
     recent = topology.hub.recent_run_ids(Thresholds().recent_runs)
     verdict = safety.unique_keys_in_window(topology.hub, PEOPLE, recent)
@@ -533,7 +493,7 @@ def test_the_window_finds_a_held_back_duplicate_and_a_record_that_never_arrived(
 def test_the_checks_of_a_sync_list_no_whole_store(synced, topology, twenty_standin, twenty_client):
     twenty_client.batch_create("people", [{"name": {"firstName": f"Many{i}"},
                                            "emails": {"primaryEmail": f"many{i}@example.com"}} for i in range(150)])
-    assert _sync(synced.defs).success
+    assert run_job(synced.defs).success
 
     def twenty_requests(sweep: bool) -> int:
         before = twenty_standin.stats()["requests"]
@@ -547,5 +507,5 @@ def test_the_checks_of_a_sync_list_no_whole_store(synced, topology, twenty_stand
     assert sweep >= window + 9, (window, sweep)
     twenty_client.batch_create("people", [{"name": {"firstName": f"More{i}"},
                                            "emails": {"primaryEmail": f"more{i}@example.com"}} for i in range(120)])
-    assert _sync(synced.defs).success
+    assert run_job(synced.defs).success
     assert twenty_requests(sweep=False) == window  # twice the people, the same requests
