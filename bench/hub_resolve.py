@@ -2,7 +2,8 @@
 
 Three phases on a fresh hub database, each timed alone and checked afterwards:
 
-- capture:       N new people from the local DB into the inbox, in batches of 100 as the pipeline does;
+- capture:       N new people from the local DB into the inbox, in pages as the pipeline captures a
+                 change-log source (`pipeline.CHANGE_LOG_PAGE`);
 - first resolve: those N changes resolved into N golden records (the first sync);
 - edits:         every person edited in Supabase on version 1 (fast-forwards), then every tenth also in the
                  local DB on version 1 (a conflict each, three-way merged), captured and resolved.
@@ -25,11 +26,11 @@ from sync_pipeline.engine.records import CapturedChange, Op
 from sync_pipeline.hub.hub import Hub
 from sync_pipeline.model.canonical import canonical_record
 from sync_pipeline.model.entities import entity
+from sync_pipeline.pipeline import CHANGE_LOG_PAGE
 from sync_pipeline.sandbox.postgres import run_postgres
 
 PEOPLE = entity("people")
 PRIORITY = ("twenty", "supabase", "local_db")
-CAPTURE_BATCH = 100
 T = TypeVar("T")
 
 
@@ -51,8 +52,8 @@ def timed(action: Callable[[], T]) -> tuple[float, T]:
 
 
 def capture(hub: Hub, store: str, batch: list[CapturedChange]) -> int:
-    return sum(hub.enqueue(store, "people", batch[i:i + CAPTURE_BATCH], [], None, "bench")
-               for i in range(0, len(batch), CAPTURE_BATCH))
+    return sum(hub.enqueue(store, "people", batch[i:i + CHANGE_LOG_PAGE], [], None, "bench")
+               for i in range(0, len(batch), CHANGE_LOG_PAGE))
 
 
 def count(dsn: str, query: str) -> int:
