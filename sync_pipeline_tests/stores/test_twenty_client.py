@@ -224,11 +224,13 @@ def test_an_exhausted_server_bucket_is_waited_out() -> None:
     Retry-After, after which the same request succeeds at its first retry."""
     with run_standin(api_key=API_KEY, rate_limit_per_minute=60) as server:
         with TwentyClient(server.base_url, server.api_key, requests_per_minute=60_000) as twenty:
-            for _ in range(63):
-                list(twenty.list("companies"))
-    assert twenty.rate_limited_responses == 3
+            # A bucket of 60 that gains a token a second: 66 requests meet 429s unless they take 6 s
+            # (how many depends on the machine's speed, so the count is not the point).
+            pages = [list(twenty.list("companies")) for _ in range(66)]
+    assert len(pages) == 66
+    assert twenty.rate_limited_responses >= 1
     assert twenty.retries == twenty.rate_limited_responses  # one 429 per throttled request, no more
-    assert twenty.seconds_throttled >= 3  # Retry-After: 1 s, one token a second
+    assert twenty.seconds_throttled >= twenty.rate_limited_responses  # Retry-After: 1 s each
 
 
 def test_legacy_limit_reached_400_is_a_rate_limit(standin: StandinServer, client: TwentyClient) -> None:
