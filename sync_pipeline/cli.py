@@ -55,7 +55,7 @@ def sync(confirm: bool) -> None:
 @click.option("--port", default=8787, show_default=True, type=int)
 def webhooks(host: str, port: int) -> None:
     """Receive Twenty's webhooks (signed with TWENTY_WEBHOOK_SECRET) into the hub inbox."""
-    from sync_pipeline.definitions import open_resources
+    from sync_pipeline.location_resources import open_resources
     from sync_pipeline.stores.twenty.spec import TWENTY
     from sync_pipeline.webhooks.inbox import hub_inbox_sink
     from sync_pipeline.webhooks.receiver import serve_receiver

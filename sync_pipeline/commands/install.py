@@ -14,7 +14,7 @@ from sync_pipeline.stores.registry import STORES
 
 
 def install(say: Callable[[str], None] = print, print_sql: bool = False) -> None:
-    from sync_pipeline.definitions import open_resources
+    from sync_pipeline.location_resources import open_resources
 
     installable = [spec for spec in STORES if spec.can(Installable)]
     with open_resources("hub", *(spec.key for spec in installable)) as (hub_resource, *resources):

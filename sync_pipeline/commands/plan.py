@@ -10,7 +10,7 @@ from sync_pipeline.planning import open_stores, plan_sync, print_plan
 
 def run_plan(say: Callable[[str], None] = print) -> int:
     """The command: plan against the stores the environment configures; 1 when one could not be planned."""
-    from sync_pipeline.definitions import open_resources
+    from sync_pipeline.location_resources import open_resources
     from sync_pipeline.stores.registry import STORES
 
     keys = [spec.key for spec in STORES]
