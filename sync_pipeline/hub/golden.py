@@ -97,13 +97,16 @@ class GoldenRecords(HubConnection):
                     """select record_id from sync.publish_pending
                        where store = %s and entity = %s and (%s::uuid is null or record_id > %s::uuid)
                        order by record_id limit %s""", (store, entity, after, after, limit))]
+                # The store's version of each record by a lookup of its key: as a join, the states were
+                # planned from statistics taken before the store had any (one row), as a nested loop over all
+                # of them per record (a 1M first sync's publish slowed to 170 records/s by 90k).
                 rows = conn.execute(
                     """select g.* from sync.golden g
-                       left join sync.record_state s
-                         on s.entity = g.entity and s.record_id = g.record_id and s.store = %s
                        where g.entity = %s and g.record_id = any(%s::uuid[])
-                         and (s.seen_version is null or s.seen_version < g.version)
-                       order by g.record_id""", (store, entity, page)).fetchall()
+                         and coalesce((select s.seen_version from sync.record_state s
+                                       where s.entity = g.entity and s.record_id = g.record_id
+                                         and s.store = %s), 0) < g.version
+                       order by g.record_id""", (entity, page, store)).fetchall()
                 if rows or len(page) < limit:
                     return [golden_from_row(r) for r in rows]
                 after = str(page[-1])  # a whole page the store has seen meanwhile: the next one
