@@ -73,7 +73,7 @@ def apply_batch(connect: Connect, id_map: IdMap, table: MappedTable,
     writable = [g for g in records if not g.deleted and g.record_id not in refused]
     references = _references(table, id_map, writable)
     refused.update(_unresolved(table, references, writable))
-    upserts = [g for g in records if not g.deleted and g.record_id not in refused]
+    upserts = [g for g in writable if g.record_id not in refused]
     # A tombstone of a record a bigint table never received has no row to delete.
     deletes = [g for g in records if g.deleted and g.record_id not in unknown]
     stale_rows: set[str] = set()
@@ -194,9 +194,10 @@ def _as_key(column_type: str) -> Callable[[Any], Any]:
 def _stage_rows(table: MappedTable, references: dict[str, dict[Any, Any]], latest: dict[str, GoldenRecord],
                 locked: set[str], versions: list[tuple[Any, int, Any]] | None = None) -> Iterator[list[Any]]:
     """The stage's rows in column order (id, carried fields, version and modification time); with
-    `versions`, the rows end with their fields and their (id, version, modification time) go to that list. Text, integer and boolean values pass through, uuids go as their 16
-    bytes (`writes.wire_types`), references were translated once per distinct id. Rows are yielded one at a time:
-    100k rows held at once would wake the garbage collector's full passes."""
+    `versions`, the rows end with their fields and their (id, version, modification time) go to that list.
+    Text, integer and boolean values pass through, uuids go as their 16 bytes (`writes.wire_types`),
+    references were translated once per distinct id. Rows are yielded one at a time: 100k rows held at once
+    would wake the garbage collector's full passes."""
     names = table.fields
     converters: list[tuple[int, Callable[[Any], Any]]] = []
     for i, name in enumerate(names, 1):
