@@ -14,8 +14,9 @@ about 74 checks in six steps, where a step each made the sync slow. Each keeps i
 flag and result; one that cannot run fails alone. A group can be subset, so a run of some assets (a sensor's
 targeted run, the UI's "Execute" of one check) evaluates only their checks.
 
-Every sync evaluates its checks over a window (the latest runs and what is pending; `safety.checks.Scope`);
-a run tagged `sync/checks: sweep` (the nightly one after the reconciliation) looks at everything.
+Every sync evaluates its checks over a window (the latest runs less those the check has passed over, and what
+is pending; `safety.checks.Scope`, `hub.check_windows`); a run tagged `sync/checks: sweep` (the nightly one
+after the reconciliation) looks at everything.
 
 No `from __future__ import annotations` here: Dagster inspects the context annotation at definition time.
 """
@@ -87,20 +88,37 @@ def _evaluate(check: SafetyCheck, resources: Any, scope: Scope) -> Verdict:
         return Verdict.fail(f"the check could not run: {type(exc).__name__}: {redact_text(str(exc))[:300]}")
 
 
-def check_group(name: str, description: str, checks: list[SafetyCheck]) -> dg.AssetChecksDefinition:
-    """The checks evaluated in one step, each on its own (one that cannot run fails alone), in order."""
+def _finished_runs(context: dg.AssetCheckExecutionContext, run_ids: list[str], follows_writes: bool) -> set[str]:
+    """Those of the runs that had finished: by this instance's run records, and the run evaluating, when its
+    checks follow what they check (after its writes, nothing of it is left to change)."""
+    records = context.instance.get_run_records(dg.RunsFilter(run_ids=run_ids)) if run_ids else []
+    finished = {r.dagster_run.run_id for r in records if r.dagster_run.is_finished}
+    return finished | ({context.run.run_id} if follows_writes else set())
+
+
+def check_group(name: str, description: str, checks: list[SafetyCheck], follows_writes: bool = True
+                ) -> dg.AssetChecksDefinition:
+    """The checks evaluated in one step, each on its own (one that cannot run fails alone), in order. A check
+    that passed passes over the finished runs of its window (`follows_writes`: the evaluating run's too)."""
     by_key = {check.spec.key: check for check in checks}
 
     @dg.multi_asset_check(name=name, description=description, specs=[c.spec for c in checks], can_subset=True,
                           required_resource_keys={"hub", "sync_settings", *(r for c in checks for r in c.resources)})
     def _run(context: dg.AssetCheckExecutionContext) -> Iterator[dg.AssetCheckResult]:
         resources = context.resources
-        scope = Scope(resources.hub.hub(), resources.sync_settings.thresholds().recent_runs,
-                      sweep=context.run.tags.get(SCOPE_TAG) == SWEEP)
+        hub, recent_runs = resources.hub.hub(), resources.sync_settings.thresholds().recent_runs
+        sweep = context.run.tags.get(SCOPE_TAG) == SWEEP
         selected = context.selected_asset_check_keys
         for key, check in by_key.items():
             if key in selected:
-                yield to_result(check.spec, _evaluate(check, resources, scope))
+                scope = Scope(hub, recent_runs, key.to_user_string(), sweep=sweep)
+                verdict = _evaluate(check, resources, scope)
+                try:
+                    scope.pass_over(verdict, lambda run_ids: _finished_runs(context, run_ids, follows_writes))
+                except Exception as exc:  # noqa: BLE001 - the verdict stands; the run is read again next time
+                    context.log.warning(f"{key.to_user_string()}: could not record the runs it passed over: "
+                                        f"{type(exc).__name__}: {redact_text(str(exc))[:300]}")
+                yield to_result(check.spec, verdict)
 
     return _run
 
@@ -291,7 +309,7 @@ def hub_checks(entity: Entity) -> list[SafetyCheck]:
 def build_checks() -> list[dg.AssetChecksDefinition]:
     groups = [
         check_group("safety_gate", "The gate's checks on safety/preflight, before anything is written.",
-                    gate_checks()),
+                    gate_checks(), follows_writes=False),
         check_group("hub_checks", "The hub's checks: quarantine, conflict rate, unique natural keys.",
                     [check for entity in ENTITIES for check in hub_checks(entity)]),
     ]

@@ -3,7 +3,7 @@ the cross-checks that a change was applied once and every conflict's result is w
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from sync_pipeline.engine.policy import REASSERTED_ORIGIN
@@ -153,17 +153,19 @@ class Evidence(HubConnection):
         with self.connect() as conn:
             return _recent_runs(conn, limit)
 
-    def touched_golden(self, entity: str, run_ids: Sequence[str], published_to: str | None = None
-                       ) -> dict[str, dict[str, Any] | None]:
-        """Record id -> golden data (None when deleted) of the records these runs resolved, or, with
-        `published_to`, of those they published to that store."""
+    def touched_golden_pages(self, entity: str, run_ids: Sequence[str], published_to: str | None = None,
+                             page: int = 1000) -> Iterator[list[tuple[str, dict[str, Any] | None]]]:
+        """Pages of (record id, golden data or None when deleted) of the records these runs resolved, or, with
+        `published_to`, of those they published to that store: read through one server-side cursor, so memory
+        holds a page whatever the runs touched."""
         touched = _RESOLVED_IN_RUNS if published_to is None else _PUBLISHED_IN_RUNS
-        with self.connect() as conn:
-            rows = conn.execute(
+        with self.connect() as conn, conn.cursor(name="touched_golden") as cursor:
+            cursor.execute(
                 f"""select record_id::text as record_id, data, deleted from sync.golden
                     where entity = %s and record_id in ({touched})""",
-                (entity, list(run_ids), entity, *(() if published_to is None else (published_to,)))).fetchall()
-            return {r["record_id"]: None if r["deleted"] else r["data"] for r in rows}
+                (entity, list(run_ids), entity, *(() if published_to is None else (published_to,))))
+            while rows := cursor.fetchmany(page):
+                yield [(r["record_id"], None if r["deleted"] else r["data"]) for r in rows]
 
     def held_back_keys(self, entity: str, key: str) -> list[dict[str, Any]]:
         """Open quarantine rows of records held back because another record owns their natural key."""
@@ -174,16 +176,23 @@ class Evidence(HubConnection):
                      and failures @> '[{"check": "unique natural key"}]'::jsonb
                    order by store, record_id limit 100""", (key, entity)).fetchall()
 
-    def shared_keys(self, entity: str, key: str, values: Sequence[str]) -> list[str]:
-        """Those of `values` that more than one live golden record holds as its natural key."""
-        if not values:
-            return []
+    def shared_keys_in_runs(self, entity: str, key: str, run_ids: Sequence[str]) -> tuple[int, list[str]]:
+        """How many natural keys the live golden records these runs resolved hold, and those of them that more
+        than one live golden record holds: found in the hub, whatever the runs touched."""
         with self.connect() as conn:
-            return [r["value"] for r in conn.execute(
-                """select data->>%s as value from sync.golden
-                   where entity = %s and not deleted and data->>%s = any(%s::text[])
-                   group by 1 having count(*) > 1 order by 1 limit 100""",
-                (key, entity, key, list(values))).fetchall()]
+            row = one(conn.execute(
+                f"""with touched as (
+                      select distinct data->>%s as value from sync.golden
+                      where entity = %s and not deleted and data->>%s is not null
+                        and record_id in ({_RESOLVED_IN_RUNS})),
+                    shared as (
+                      select g.data->>%s as value from sync.golden g join touched t on g.data->>%s = t.value
+                      where g.entity = %s and not g.deleted
+                      group by 1 having count(*) > 1 order by 1 limit 100)
+                    select (select count(*) from touched) as touched,
+                           coalesce((select array_agg(value order by value) from shared), '{{}}') as shared""",
+                (key, entity, key, list(run_ids), entity, key, key, entity)))
+        return row["touched"], list(row["shared"])
 
     def undelivered(self, store: str, entity: str, run_ids: Sequence[str]) -> dict[str, Any]:
         """Records these runs resolved or published to the store whose golden version the store has not

@@ -277,6 +277,17 @@ begin
   end if;
 end $$;
 """),
+    (8, "what each check has passed over", """
+-- A run a window check has evaluated clean once the run had finished: its later evaluations skip it, so a
+-- sync's checks cost what changed since they last passed, not the latest runs (a bulk first sync among them).
+create table sync.check_clearances (
+  check_key  text        not null,
+  run_id     text        not null,
+  cleared_at timestamptz not null default now(),
+  primary key (check_key, run_id)
+);
+create index runs_started on sync.runs (started_at desc);
+"""),
 ]
 
 # Taken exclusively while a publish target is registered and its pending records filled from a scan, and

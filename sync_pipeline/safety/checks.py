@@ -4,16 +4,16 @@ Dagster wraps them as asset checks (`defs/checks.py`); tests call them directly.
 or FAIL with a reason an operator can act on, and metadata with the evidence.
 
 Most checks come in two scopes. A sync's checks (and the checks run alone) look at a window: the records the
-latest runs resolved or published, what is pending for the stores, the ledger rows and conflicts of those
-runs, and what capture held back; none lists a whole store or loads the whole hub, so a sync costs what
-changed. The nightly sweep (after the reconciliation) looks at everything the hub and every store hold.
+latest runs resolved or published (less the runs the check has already passed over once they finished), what
+is pending for the stores, the ledger rows and conflicts of those runs, and what capture held back; none lists
+a whole store or loads the whole hub, so a sync costs what changed. The nightly sweep (after the reconciliation) looks at everything the hub and every store hold.
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from functools import cached_property
@@ -56,16 +56,24 @@ class Verdict:
 
 
 class Scope:
-    """What the checks of one evaluation look at: the window of the latest runs, or (`sweep`) everything."""
+    """What one check of one evaluation looks at: everything (`sweep`), or its window: the latest runs less
+    those it has passed over (`hub.check_windows`)."""
 
-    def __init__(self, hub: Hub, recent_runs: int, sweep: bool = False) -> None:
-        self.sweep = sweep
+    def __init__(self, hub: Hub, recent_runs: int, check: str, sweep: bool = False) -> None:
+        self.sweep, self.check = sweep, check
         self._hub, self._recent_runs = hub, recent_runs
 
     @cached_property
     def run_ids(self) -> list[str]:
-        """The window: the latest runs in the hub's run log (read once, when a check first needs it)."""
-        return self._hub.recent_run_ids(self._recent_runs)
+        """The window (read once, when the check first needs it)."""
+        return self._hub.window_run_ids(self.check, self._recent_runs)
+
+    def pass_over(self, verdict: Verdict, finished: Callable[[list[str]], set[str]]) -> None:
+        """After a verdict that is no FAIL, the runs of the window that had finished (`finished` picks them)
+        need not be read again by this check. A check that read no window (a sweep) passes over nothing."""
+        if verdict.status is not Status.FAIL and "run_ids" in self.__dict__:
+            done = finished(self.run_ids)
+            self._hub.pass_over(self.check, [r for r in self.run_ids if r in done], self._recent_runs)
 
 
 PENDING_PAGE = 1000  # golden records read and validated at a time, so a long backlog stays in bounded memory
@@ -150,14 +158,19 @@ def golden_contract(hub: Hub, entity: Entity) -> Verdict:
     return _contract(entity, [rows], "the hub")
 
 
+def _live(page: list[tuple[str, dict[str, Any] | None]]) -> list[dict[str, Any]]:
+    """The rows to validate of a page of golden records: the live ones, with their ids."""
+    return [{"id": record_id, **data} for record_id, data in page if data is not None]
+
+
 def _pending_pages(hub: Hub, entity: Entity, run_ids: Sequence[str], targets: Sequence[str]
                    ) -> Iterable[list[dict[str, Any]]]:
     """The live golden records the window resolved, then every page of those a target has not seen yet
     (each record once)."""
     validated: set[str] = set()
-    resolved = hub.touched_golden(entity.name, run_ids)
-    validated.update(resolved)
-    yield [{"id": record_id, **data} for record_id, data in resolved.items() if data is not None]
+    for resolved in hub.touched_golden_pages(entity.name, run_ids, page=PENDING_PAGE):
+        validated.update(record_id for record_id, _ in resolved)
+        yield _live(resolved)
     for store in targets:
         after = None
         while page := hub.unseen_by(store, entity.name, PENDING_PAGE, after):
@@ -191,9 +204,8 @@ def held_back(hub: Hub, store: str, entity: Entity, run_ids: Sequence[str]) -> V
     """The window's form of `store_contract`, from what the sync reads and writes anyway: the records it
     published to the store in the latest runs meet the contract, and those it read from the store that did
     not wait in quarantine (a WARN naming them, to be fixed in the store)."""
-    published = hub.touched_golden(entity.name, run_ids, published_to=store)
-    verdict = _contract(entity, [[{"id": i, **d} for i, d in published.items() if d is not None]],
-                        f"what the latest runs wrote to {store}")
+    published = hub.touched_golden_pages(entity.name, run_ids, published_to=store, page=PENDING_PAGE)
+    verdict = _contract(entity, map(_live, published), f"what the latest runs wrote to {store}")
     quarantined = hub.open_quarantine(store, entity.name)
     verdict.metadata["open_quarantine"] = quarantined
     if verdict.status is Status.PASS and quarantined:
@@ -268,16 +280,15 @@ def unique_keys_in_window(hub: Hub, entity: Entity, run_ids: Sequence[str]) -> V
     key = entity.natural_key
     if key is None:
         return Verdict.passed(f"{entity.name} have no natural key")
-    touched = {str(d[key]) for d in hub.touched_golden(entity.name, run_ids).values()
-               if d is not None and d.get(key) is not None}
+    touched, shared = hub.shared_keys_in_runs(entity.name, key, run_ids)
     found: dict[str, list[str]] = {}
-    if shared := hub.shared_keys(entity.name, key, sorted(touched)):
+    if shared:
         found["hub"] = shared[:10]
     for row in hub.held_back_keys(entity.name, key):
         found.setdefault(row["store"], []).append(str(row["value"]))
     if found:
         return _duplicates(key, found)
-    return Verdict.passed(f"the {len(touched)} {key} values the latest runs resolved are unique in the hub, and "
+    return Verdict.passed(f"the {touched} {key} values the latest runs resolved are unique in the hub, and "
                           f"no record read from a store is held back for a {key} another record owns")
 
 
