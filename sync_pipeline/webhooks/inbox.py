@@ -1,9 +1,12 @@
-"""The receiver's sink: every verified Twenty webhook goes to the hub inbox as a hint."""
+"""The receiver's sink: every verified Twenty webhook goes to the hub inbox, as a hint unless it only echoes
+the hub's own write (`webhooks.echoes`), which is kept as already applied."""
 
 from __future__ import annotations
 
 from sync_pipeline.hub.hub import Hub
+from sync_pipeline.model.entities import entity
 from sync_pipeline.stores.twenty.store import ENTITY_BY_OBJECT_SINGULAR, STORE_NAME
+from sync_pipeline.webhooks.echoes import record_if_echo
 from sync_pipeline.webhooks.receiver import WebhookEvent, WebhookSink
 
 
@@ -12,9 +15,12 @@ def hub_inbox_sink(hub: Hub) -> WebhookSink:
     (notes, tasks, …) are acknowledged and dropped: they are not ours to keep."""
 
     def sink(event: WebhookEvent) -> bool:
-        entity = ENTITY_BY_OBJECT_SINGULAR.get(event.object_name)
-        if entity is None:
+        entity_name = ENTITY_BY_OBJECT_SINGULAR.get(event.object_name)
+        if entity_name is None:
             return True
-        return hub.enqueue_webhook(STORE_NAME, entity, event.event_key, event.record_id, event.payload)
+        echo = record_if_echo(hub, entity(entity_name), event)
+        if echo is not None:
+            return echo
+        return hub.enqueue_webhook(STORE_NAME, entity_name, event.event_key, event.record_id, event.payload)
 
     return sink
