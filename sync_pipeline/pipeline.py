@@ -5,17 +5,22 @@ adoption of a store's records on its first capture, and reconciliation."""
 from __future__ import annotations
 
 import time
+from array import array
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Protocol, Sequence, runtime_checkable
 
 from sync_pipeline.engine.adoption import (
     DEFAULT_ADOPT_WINS,
     AdoptionRefused,
     AdoptionReport,
+    AdoptWins,
+    Overwrites,
     StoreRecord,
     Winner,
+    key_digest,
     match,
     refusal,
+    repeated,
 )
 from sync_pipeline.engine.records import CapturedChange, ConcurrentEdit, Op, QuarantinedRecord, ResolveStats
 from sync_pipeline.hub.adoption import (
@@ -49,6 +54,9 @@ from sync_pipeline.stores.registry import store_spec
 # connection, a catalog read and a contract validation whatever its size: at 100 a page those fixed costs
 # were most of a bulk load's capture. The page stays bounded, so memory does too.
 CHANGE_LOG_PAGE = 5_000
+# Records per page of an adoption (ids listed, records read, matched and taken in): a store adopted is a
+# change-log source too, and the same bounds hold.
+ADOPTION_PAGE = CHANGE_LOG_PAGE
 
 
 class CaptureNotReady(RuntimeError):
@@ -187,8 +195,15 @@ def capture(hub: Hub, store: SourceStore, entity: Entity, run_id: str | None, se
     return stats
 
 
-def adopt(hub: Hub, store: SourceStore, entity: Entity, run_id: str | None, settings: SyncSettings
-          ) -> AdoptionReport:
+@runtime_checkable
+class ListsIds(Protocol):
+    """A store whose ids can be listed page by page (a Postgres store: keyset pages on the primary key)."""
+
+    def store_ids(self, entity: Entity, after: str | None, limit: int) -> list[str]: ...
+
+
+def adopt(hub: Hub, store: SourceStore, entity: Entity, run_id: str | None, settings: SyncSettings,
+          page: int = ADOPTION_PAGE) -> AdoptionReport:
     """Adopt the records a store holds that the hub knows nothing of (neither captured from it nor written to
     it): link each to the hub's record with the same natural key, or take it in as a new one, or keep it out
     when it cannot be told which record it is. For a linked record whose values differ, the store's
@@ -196,38 +211,90 @@ def adopt(hub: Hub, store: SourceStore, entity: Entity, run_id: str | None, sett
     reports: a Postgres store knows none for a row the sync never saw change, and gives the time it read
     it). Raises AdoptionRefused before taking in any of these records when more records would be
     overwritten than `settings.adoption_confirm_threshold` and the operator did not confirm
-    (`settings.confirm_adoption`)."""
-    assert isinstance(store, Reconcilable)
+    (`settings.confirm_adoption`).
+
+    Memory stays bounded by a `page` whatever the store holds: its ids are listed page by page, and the
+    records read twice. The first pass only counts the overwrites and finds the natural key values several
+    of its records share (kept as 8-byte digests); the second takes the records in page by page, but for
+    those sharing a value, matched together at the end (they are kept out, each naming the others)."""
+    assert isinstance(store, Reconcilable) and isinstance(store, ListsIds)
     policy = settings.adopt_wins.get(store.name, DEFAULT_ADOPT_WINS)
-    unknown = unknown_store_ids(hub, store.name, entity.name, [str(row["id"]) for row in store.rows(entity)])
-    if not unknown:
-        return AdoptionReport(store.name, entity.name, policy)
+    report = AdoptionReport(store.name, entity.name, policy)
+    if next(_unknown_pages(hub, store, store.name, entity, page), None) is None:
+        return report
     resolve(hub, entity, run_id, settings)  # what the other stores sent this run is matched against too
-    raw: list[RawChange] = []
-    for start in range(0, len(unknown), settings.batch_size):
-        raw += [replace(c, event_key=f"adopt:{run_id}:{c.store_record_id or c.record_id}")
-                for c in store.refresh(entity, unknown[start:start + settings.batch_size]).values()
-                if not c.deleted]
-    changes, quarantined = to_captured(entity, raw, {})
-    upserts = {c.store_record_id: c for c in changes}
-    key = entity.natural_key
-    values = {str(c.data[key]) for c in changes if key and c.data and c.data.get(key) is not None}
-    report = match(store.name, entity.name, key,
-                   [StoreRecord(i, c.data or {}, c.modified_at) for i, c in upserts.items()],
-                   golden_by_natural_key(hub, store.name, entity.name, key, values) if key else {}, policy)
-    reason = refusal([report], settings.adoption_confirm_threshold)
+    digests, overwriting = array("Q"), array("Q")
+    for ids in _unknown_pages(hub, store, store.name, entity, page):
+        changes, _ = _read_to_adopt(store, entity, ids, run_id)
+        digests.extend(d for c in changes if (d := _digest(entity, c)) is not None)
+        # Linked within the page; a value the store's other pages share too is not (`shared` below).
+        links = _match(hub, store.name, entity, changes, policy).links
+        overwriting.extend(key_digest(link.key) for link in links if link.overwrites)
+    shared = repeated(digests)
+    reason = refusal([Overwrites(store.name, entity.name, sum(1 for d in overwriting if d not in shared))],
+                     settings.adoption_confirm_threshold)
     if reason and not settings.confirm_adoption:
         raise AdoptionRefused(reason)
-    # The store's values win: its record goes in as an edit made on the golden version it was matched to.
+    sharing: list[CapturedChange] = []
+    for ids in _unknown_pages(hub, store, store.name, entity, page):
+        changes, quarantined = _read_to_adopt(store, entity, ids, run_id)
+        sharing += [c for c in changes if _digest(entity, c) in shared]
+        alone = [c for c in changes if _digest(entity, c) not in shared]
+        report.add(_take_in(hub, store.name, entity, alone, quarantined, run_id, settings, policy))
+    if sharing:  # matched together, so that each names the others
+        report.add(_take_in(hub, store.name, entity, sharing, [], run_id, settings, policy))
+    return report
+
+
+def _unknown_pages(hub: Hub, store: ListsIds, name: str, entity: Entity, page: int) -> Iterator[list[str]]:
+    """The ids of the store's records the hub knows nothing of, a page of the store's ids at a time."""
+    after = None
+    while ids := store.store_ids(entity, after, page):
+        after = ids[-1]
+        if unknown := unknown_store_ids(hub, name, entity.name, ids):
+            yield unknown
+
+
+def _read_to_adopt(store: SourceStore, entity: Entity, ids: Sequence[str], run_id: str | None
+                   ) -> tuple[list[CapturedChange], list[QuarantinedRecord]]:
+    """The records as they are now (those gone since listed left out), validated as changes to adopt."""
+    raw = [replace(c, event_key=f"adopt:{run_id}:{c.store_record_id or c.record_id}")
+           for c in store.refresh(entity, ids).values() if not c.deleted]
+    return to_captured(entity, raw, {})
+
+
+def _digest(entity: Entity, change: CapturedChange) -> int | None:
+    value = (change.data or {}).get(entity.natural_key) if entity.natural_key else None
+    return None if value is None else key_digest(value)
+
+
+def _match(hub: Hub, store: str, entity: Entity, changes: Sequence[CapturedChange], policy: AdoptWins
+           ) -> AdoptionReport:
+    key = entity.natural_key
+    values = {str(c.data[key]) for c in changes if key and c.data and c.data.get(key) is not None}
+    return match(store, entity.name, key,
+                 [StoreRecord(c.store_record_id, c.data or {}, c.modified_at) for c in changes],
+                 golden_by_natural_key(hub, store, entity.name, key, values) if key else {}, policy)
+
+
+def _take_in(hub: Hub, store: str, entity: Entity, changes: Sequence[CapturedChange],
+             quarantined: list[QuarantinedRecord], run_id: str | None, settings: SyncSettings,
+             policy: AdoptWins) -> AdoptionReport:
+    """Match records and take them in: new ones, and linked ones whose values win (each as an edit made on
+    the golden version it was matched to); those that cannot be linked go to quarantine; the links are
+    written once resolved."""
+    report = _match(hub, store, entity, changes, policy)
+    upserts = {c.store_record_id: c for c in changes}
     taken_in = [upserts[i] for i in report.new] + [
         replace(upserts[link.store_record_id], record_id=link.record_id, base_version=link.version)
         for link in report.links if link.winner is Winner.STORE]
+    key = entity.natural_key
     kept_out = [QuarantinedRecord(u.store_record_id, upserts[u.store_record_id].event_key, u.reason,
                                   [{"check": "adoption by natural key", "column": key}],
                                   upserts[u.store_record_id].data or {})
                 for u in report.unmatched if not u.taken_in]
-    hub.enqueue(store.name, entity.name, taken_in, quarantined + kept_out, None, run_id)
-    resolve(hub, entity, run_id, settings)  # the next store adopted this run is matched against these
+    hub.enqueue(store, entity.name, taken_in, quarantined + kept_out, None, run_id)
+    resolve(hub, entity, run_id, settings)  # the next page, and the next store adopted, match against these
     record_links(hub, report, run_id)
     return report
 

@@ -10,8 +10,9 @@ shared by several records of the store or of the hub (kept out: linking either w
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
@@ -93,6 +94,12 @@ class AdoptionReport:
     def overwrites(self) -> int:
         return sum(1 for link in self.links if link.overwrites)
 
+    def add(self, other: AdoptionReport) -> None:
+        """Take in the report of another part of the same store's records (adopted page by page)."""
+        self.links += other.links
+        self.new += other.new
+        self.unmatched += other.unmatched
+
     def counts(self) -> dict[str, int]:
         return {"linked": len(self.links), "new": len(self.new),
                 "unmatched": sum(1 for u in self.unmatched if not u.taken_in),
@@ -169,7 +176,29 @@ def match(store: str, entity: str, natural_key: str | None, records: Sequence[St
     return report
 
 
-def refusal(reports: Sequence[AdoptionReport], threshold: int) -> str | None:
+@dataclass(frozen=True)
+class Overwrites:
+    """How many records adopting one entity of one store would overwrite, counted before anything is taken
+    in (without holding the links: a large store's are adopted page by page)."""
+
+    store: str
+    entity: str
+    overwrites: int
+
+
+def key_digest(value: Any) -> int:
+    """A natural key value, as `match` groups it (its text), in 8 bytes: adopting a large store keeps one per
+    record to find the values several of its records share, rather than the values themselves."""
+    return int.from_bytes(hashlib.blake2b(str(value).encode(), digest_size=8).digest(), "big")
+
+
+def repeated(digests: Iterable[int]) -> set[int]:
+    """The digests that occur more than once."""
+    ordered = sorted(digests)
+    return {a for a, b in zip(ordered, ordered[1:]) if a == b}
+
+
+def refusal(reports: Sequence[AdoptionReport | Overwrites], threshold: int) -> str | None:
     """Why adopting must wait for the operator's confirmation, or None: more records would be overwritten
     than the threshold allows."""
     overwrites = sum(r.overwrites for r in reports)

@@ -4,6 +4,7 @@ whether an adoption was refused and waits for the operator's confirmation."""
 
 from __future__ import annotations
 
+import uuid
 from collections import defaultdict
 from collections.abc import Collection, Sequence
 
@@ -17,24 +18,36 @@ REFUSED_ERROR_CLASS = AdoptionRefused.__name__
 
 
 def unknown_store_ids(hub: HubConnection, store: str, entity: str, store_ids: Sequence[str]) -> list[str]:
-    """Those of a store's ids (as its listing gives them: canonical where the hub knows them) the hub knows
-    nothing of: never captured from the store (not even waiting in the inbox or held in the quarantine,
-    where a record its change log gave stays until fixed at its source) and never written to it."""
+    """Those of a page of a store's ids (as its listing gives them: canonical where the hub knows them) the
+    hub knows nothing of: never captured from the store (not even waiting in the inbox or held in the
+    quarantine, where a record its change log gave stays until fixed at its source) and never written to
+    it. Each part is an index lookup per id, so a page costs the same however many records the hub holds."""
     with hub.connect() as conn:
         known = {r["id"] for r in conn.execute(
             """select store_record_id as id from sync.record_state
-               where store = %s and entity = %s and store_record_id = any(%s)
+               where store = %(store)s and entity = %(entity)s and store_record_id = any(%(ids)s)
                union
                select record_id::text from sync.record_state
-               where store = %s and entity = %s and record_id::text = any(%s)
+               where store = %(store)s and entity = %(entity)s and record_id = any(%(uuids)s::uuid[])
                union
                select store_record_id from sync.inbox
-               where store = %s and entity = %s and kind = 'change' and store_record_id = any(%s)
+               where store = %(store)s and entity = %(entity)s and kind = 'change'
+                 and store_record_id = any(%(ids)s)
                union
                select record_id from sync.quarantine
-               where store = %s and entity = %s and resolved_at is null and record_id = any(%s)""",
-            (store, entity, list(store_ids)) * 4).fetchall()}
+               where store = %(store)s and entity = %(entity)s and resolved_at is null
+                 and record_id = any(%(ids)s)""",
+            {"store": store, "entity": entity, "ids": list(store_ids),
+             "uuids": [i for i in store_ids if _canonical_uuid(i)]}).fetchall()}
     return [i for i in store_ids if i not in known]
+
+
+def _canonical_uuid(text: str) -> bool:
+    """Whether the text is a uuid as the hub writes one (a record id held as text elsewhere compares so)."""
+    try:
+        return str(uuid.UUID(text)) == text
+    except ValueError:
+        return False
 
 
 def golden_by_natural_key(hub: HubConnection, store: str, entity: str, natural_key: str,

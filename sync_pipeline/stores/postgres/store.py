@@ -266,6 +266,23 @@ class PostgresStore:
             return conn.execute(sql.SQL("select {} from {} t order by t.{}").format(
                 table.select_list(), table.ident, table.id_column)).fetchall()
 
+    def store_ids(self, entity: Entity, after: str | None, limit: int) -> list[str]:
+        """The ids (as text) of up to `limit` rows after `after`, in the id column's order: a keyset page on
+        the primary key, so listing a large table holds one page of ids, not its rows."""
+        if not self.carries(entity):
+            return []
+        table = self.table(entity)
+        where: sql.Composable = sql.SQL("")
+        params: tuple[Any, ...] = (limit,)
+        if after is not None:
+            where = sql.SQL("where t.{} > %s::{}").format(table.id_column, sql.SQL(table.id_type))
+            params = (after, limit)
+        with self.connect() as conn:
+            self._live(conn, table)
+            query = sql.SQL("select t.{id}::text as id from {t} t {where} order by t.{id} limit %s")
+            rows = conn.execute(query.format(id=table.id_column, t=table.ident, where=where), params).fetchall()
+        return [r["id"] for r in rows]
+
     def refresh(self, entity: Entity, store_ids: Sequence[str]) -> dict[str, RawChange]:
         """Rows read as they are now, as changes (for reconciliation); a missing row is a delete."""
         now = datetime.now(timezone.utc)
