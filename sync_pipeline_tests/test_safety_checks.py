@@ -92,8 +92,9 @@ def test_the_gated_sync_writes_nothing_when_the_hubs_integrity_fails(synced, top
         pid = insert_person(conn, first_name="Not yet", email="wait@example.com")
     with psycopg.connect(topology.local_dsn) as conn:
         insert_person(conn, first_name="Also waits", email="also@example.com")
-    with topology.hub.connect() as conn:  # a golden record that breaks its contract: nothing may spread
-        conn.execute("""update sync.golden set data = jsonb_set(data, '{email}', '"not-an-email"')
+    with topology.hub.connect() as conn:  # a new golden version that breaks its contract: nothing may spread
+        conn.execute("""update sync.golden set data = jsonb_set(data, '{email}', '"not-an-email"'),
+                               version = version + 1
                         where entity = 'people' and data->>'email' = 'grace@navy.mil'""")
         before = conn.execute("select (select count(*) from sync.inbox) as inbox, "
                               "(select count(*) from sync.record_outcomes) as outcomes").fetchone()

@@ -84,7 +84,8 @@ def test_a_gate_stop_requests_a_fresh_verdict(four_stores, topology):
         gated = four_stores.defs.resolve_job_def("sync_with_safety_check")
         assert gated.execute_in_process(instance=instance).success
         with topology.hub.connect() as conn:  # the hub's integrity broken: the gate stops the next sync
-            conn.execute("""update sync.golden set data = jsonb_set(data, '{email}', '"not-an-email"')
+            conn.execute("""update sync.golden set data = jsonb_set(data, '{email}', '"not-an-email"'),
+                                   version = version + 1
                             where entity = 'people'""")
         stopped = gated.execute_in_process(instance=instance, raise_on_error=False)
         assert not stopped.success and VERDICT_KEY.to_user_string() not in {

@@ -96,10 +96,18 @@ def _finished_runs(context: dg.AssetCheckExecutionContext, run_ids: list[str], f
     return finished | ({context.run.run_id} if follows_writes else set())
 
 
-def check_group(name: str, description: str, checks: list[SafetyCheck], follows_writes: bool = True
-                ) -> dg.AssetChecksDefinition:
+# A gate check's key, and how it reads some runs' own records (without what is pending for the stores).
+RunCheck = tuple[dg.AssetCheckKey, Callable[[Any, list[str]], Verdict]]
+
+
+def check_group(name: str, description: str, checks: list[SafetyCheck], follows_writes: bool = True,
+                settles: list[RunCheck] | None = None) -> dg.AssetChecksDefinition:
     """The checks evaluated in one step, each on its own (one that cannot run fails alone), in order. A check
-    that passed passes over the finished runs of its window (`follows_writes`: the evaluating run's too)."""
+    that passed passes over the finished runs of its window (`follows_writes`: the evaluating run's too).
+
+    `settles`: gate checks this step evaluates over its own run once the run's writes are done; where one
+    finds nothing wrong, the next gate need not read the run again (a bulk first sync is read in its own run,
+    not in the next one). What one finds stays for the next gate to read, fail on, and block."""
     by_key = {check.spec.key: check for check in checks}
 
     @dg.multi_asset_check(name=name, description=description, specs=[c.spec for c in checks], can_subset=True,
@@ -119,8 +127,23 @@ def check_group(name: str, description: str, checks: list[SafetyCheck], follows_
                     context.log.warning(f"{key.to_user_string()}: could not record the runs it passed over: "
                                         f"{type(exc).__name__}: {redact_text(str(exc))[:300]}")
                 yield to_result(check.spec, verdict)
+        if not sweep:
+            for key, evaluate in settles or []:
+                verdict = _evaluate_over(evaluate, resources, [context.run.run_id])
+                if verdict.status is Status.FAIL:
+                    context.log.warning(f"{key.to_user_string()} reads this run again at the next gate: "
+                                        f"{verdict.reason}")
+                else:
+                    hub.pass_over(key.to_user_string(), [context.run.run_id], recent_runs)
 
     return _run
+
+
+def _evaluate_over(evaluate: Callable[[Any, list[str]], Verdict], resources: Any, run_ids: list[str]) -> Verdict:
+    try:
+        return evaluate(resources, run_ids)
+    except Exception as exc:  # noqa: BLE001 - what cannot be read now is read by the next gate
+        return Verdict.fail(f"could not be evaluated: {type(exc).__name__}: {redact_text(str(exc))[:300]}")
 
 
 def _store_check(spec: StoreSpec, evaluate: Callable[[Any, Any, Scope], Verdict]) -> Callable[[Any, Scope], Verdict]:
@@ -170,21 +193,34 @@ def _window(scope: Scope) -> list[str] | None:
     return None if scope.sweep else scope.run_ids
 
 
+def _gate_run_checks(entity: Entity) -> list[RunCheck]:
+    """The gate's hub-integrity checks as read over some runs' own records: settled by the hub's checks
+    at the end of each run (`check_group`)."""
+    return [
+        (dg.AssetCheckKey(PREFLIGHT_KEY, f"{entity.name}_contract"),
+         lambda r, run_ids: safety.pending_golden_contract(r.hub.hub(), entity, run_ids, [])),
+        (dg.AssetCheckKey(PREFLIGHT_KEY, f"{entity.name}_applied_once"),
+         lambda r, run_ids: safety.applied_once(r.hub.hub(), entity, run_ids)),
+        (dg.AssetCheckKey(PREFLIGHT_KEY, f"{entity.name}_conflicts_recorded"),
+         lambda r, run_ids: safety.conflicts_recorded(r.hub.hub(), entity, run_ids)),
+    ]
+
+
 def _hub_preflight_checks(entity: Entity) -> list[SafetyCheck]:
     stores = {s.key for s in STORES if s.publishes}
     return [
         _check(PREFLIGHT_KEY, f"{entity.name}_contract",
-               f"The golden {entity.name} records the latest runs resolved and those still to be published meet "
-               f"the pandera contract (required fields, types, formats): nothing invalid can spread from the hub. "
-               f"The nightly sweep validates every one.", stores,
+               f"The golden {entity.name} records still to be published, and those of runs no check has read yet "
+               f"(each run's own are read at its end), meet the pandera contract (required fields, types, "
+               f"formats): nothing invalid can spread from the hub. The nightly sweep validates every one.", stores,
                lambda r, scope: _golden_contract(r, scope, entity), blocking=True),
         _check(PREFLIGHT_KEY, f"{entity.name}_applied_once",
-               f"No captured {entity.name} change of the latest runs was applied twice (ledger vs per-record "
-               f"outcomes, and the golden history); the nightly sweep reads all of them.", set(),
+               f"No captured {entity.name} change of the runs since this check last passed was applied twice "
+               f"(ledger vs per-record outcomes, and the golden history); the nightly sweep reads all of them.", set(),
                lambda r, scope: safety.applied_once(r.hub.hub(), entity, _window(scope)), blocking=True),
         _check(PREFLIGHT_KEY, f"{entity.name}_conflicts_recorded",
-               f"Every {entity.name} conflict of the latest runs has a recorded winner the hub holds or "
-               f"superseded; the nightly sweep reads all of them.", set(),
+               f"Every {entity.name} conflict of the runs since this check last passed has a recorded winner the "
+               f"hub holds or superseded; the nightly sweep reads all of them.", set(),
                lambda r, scope: safety.conflicts_recorded(r.hub.hub(), entity, _window(scope)), blocking=True),
     ]
 
@@ -311,7 +347,8 @@ def build_checks() -> list[dg.AssetChecksDefinition]:
         check_group("safety_gate", "The gate's checks on safety/preflight, before anything is written.",
                     gate_checks(), follows_writes=False),
         check_group("hub_checks", "The hub's checks: quarantine, conflict rate, unique natural keys.",
-                    [check for entity in ENTITIES for check in hub_checks(entity)]),
+                    [check for entity in ENTITIES for check in hub_checks(entity)],
+                    settles=[check for entity in ENTITIES for check in _gate_run_checks(entity)]),
     ]
     groups += [check_group(f"{spec.key}_checks", f"{spec.label}'s checks: capture lag, contract, consistency with "
                                                  f"the hub, write errors, rate limits.",
