@@ -4,10 +4,9 @@ JSON cursor, derive their run keys from it, and only read a few indexed rows per
 
 The CDC sensor is the wake-up of a change: Dagster's daemon evaluates sensors at most every 5 s, and the
 sensor asks for no longer interval, so a commit is noticed within about 5 s (one indexed probe per carried
-table of each change log). The webhook sensor keeps 30 s: every publish to Twenty comes back as webhooks
-(echoes the capture finds unchanged), and a slower sensor gathers them into fewer runs. A CDC run goes ahead
-of the webhook and schedule runs waiting in the queue (Dagster's priority tag), so a change committed while
-an echo's run waits is not held behind it too.
+table of each change log). The webhook sensor probes as often: the receiver keeps the webhooks that only echo
+our own publishes to Twenty as applied (`webhooks/echoes.py`), so what it finds pending is an edit made in
+Twenty. A CDC run goes ahead of the webhook and schedule runs waiting in the queue (Dagster's priority tag).
 
 A sensor's run is targeted: it materializes what moved (the gate, the captures of the stores and entities
 whose changes arrived, and downstream of them: those entities' golden records, their publishes to every
@@ -44,8 +43,7 @@ HINTED_STORES = [s for s in STORES if s.captures and not s.has_change_log]  # po
 
 
 # Least seconds between two evaluations. The daemon's sensor loop runs every 5 s: 1 lets each loop probe.
-CDC_PROBE_SECONDS = 1
-WEBHOOK_PROBE_SECONDS = 30
+CDC_PROBE_SECONDS = WEBHOOK_PROBE_SECONDS = 1
 CDC_PRIORITY = {"dagster/priority": "1"}  # other runs have 0
 
 QUEUED = {dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED}

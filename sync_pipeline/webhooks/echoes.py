@@ -21,9 +21,8 @@ from sync_pipeline.hub.hub import Hub
 from sync_pipeline.model.canonical import content_hash
 from sync_pipeline.model.entities import Entity
 from sync_pipeline.pipeline import to_captured
-from sync_pipeline.stores.base import IdMap, RawChange, translate_references
-from sync_pipeline.stores.twenty.mapping import MappingError, to_canonical
-from sync_pipeline.stores.twenty.store import STORE_NAME
+from sync_pipeline.stores.base import IdMap
+from sync_pipeline.stores.twenty.store import STORE_NAME, raw_changes
 from sync_pipeline.webhooks.receiver import WebhookEvent
 
 # Pauses before checking again whether an outstanding publish has been recorded (1.55 s in all).
@@ -46,13 +45,9 @@ def echoed_hash(entity: Entity, record: Any, golden_data: dict[str, Any], id_map
             or "deletedAt" not in record or record["deletedAt"] is not None
             or not all(_holds(record, path) for path in spec.fields.values())):
         return None
-    try:
-        row = to_canonical(entity, record)
-    except MappingError:
+    [raw] = raw_changes(entity, id_map, [record])
+    if raw.error:
         return None
-    translate_references(entity, [row], id_map, to_store=False)
-    raw = RawChange(record_id=record["id"], deleted=False, row=row, modified_at=record.get("updatedAt"),
-                    event_key="", store_record_id=record["id"])
     changes, quarantined = to_captured(entity, [raw], {})
     if quarantined or len(changes) != 1 or changes[0].data is None:
         return None

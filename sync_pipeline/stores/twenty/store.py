@@ -89,13 +89,31 @@ def _destroy_reported_at(hint: Mapping[str, Any]) -> datetime | None:
 
 
 def _by_store_id(changes: list[RawChange]) -> dict[str, RawChange]:
-    """Changes read from Twenty by Twenty's id, which `TwentyStore._raw_changes` sets on each."""
+    """Changes read from Twenty by Twenty's id, which `raw_changes` sets on each."""
     out = {}
     for c in changes:
         if c.store_record_id is None:
             raise ValueError(f"change {c.event_key} read from Twenty has no Twenty id")
         out[c.store_record_id] = c
     return out
+
+
+def raw_changes(entity: Entity, id_map: IdMap, records: list[dict[str, Any]]) -> list[RawChange]:
+    """Twenty records as the capture reads them: mapped to canonical fields, references translated to the hub's
+    ids; a record that cannot be mapped carries its reason (`RawChange.error`)."""
+    rows, errors = [], {}
+    for record in records:
+        try:
+            rows.append((record, to_canonical(entity, record)))
+        except MappingError as exc:
+            rows.append((record, {"id": record.get("id")}))
+            errors[record.get("id")] = f"cannot be mapped from Twenty: {exc}"
+    translate_references(entity, [row for _, row in rows], id_map, to_store=False)
+    return [RawChange(record_id=record["id"], deleted=record.get("deletedAt") is not None, row=row,
+                      modified_at=record.get("updatedAt"),
+                      event_key=f"poll:{record['id']}:{record.get('updatedAt')}",
+                      store_record_id=record["id"], error=errors.get(record["id"]))
+            for record, row in rows]
 
 
 class TwentyStore:
@@ -143,7 +161,7 @@ class TwentyStore:
             more = page.has_next_page
             if len(records) >= limit:
                 break
-        changes = vanished + self._raw_changes(entity, records)
+        changes = vanished + raw_changes(entity, self.id_map, records)
         newest = max([cursor["watermark"], *(r["updatedAt"] for r in records if r.get("updatedAt"))],
                      key=parse_timestamp)
         polled_at = iso_ms(datetime.now(timezone.utc))
@@ -214,7 +232,7 @@ class TwentyStore:
     def _refresh(self, entity: Entity, store_ids: Sequence[str], destroyed_at: Mapping[str, datetime]
                  ) -> dict[str, RawChange]:
         found = self._reread(entity, store_ids)
-        changes = _by_store_id(self._raw_changes(entity, list(found.values())))
+        changes = _by_store_id(raw_changes(entity, self.id_map, list(found.values())))
         now = datetime.now(timezone.utc)
         for store_id in store_ids:
             if store_id not in changes:
@@ -222,21 +240,6 @@ class TwentyStore:
                 changes[store_id] = _gone(store_id, min(destroyed_at.get(store_id, now), now),
                                           f"destroyed:{store_id}")
         return changes
-
-    def _raw_changes(self, entity: Entity, records: list[dict[str, Any]]) -> list[RawChange]:
-        rows, errors = [], {}
-        for record in records:
-            try:
-                rows.append((record, to_canonical(entity, record)))
-            except MappingError as exc:
-                rows.append((record, {"id": record.get("id")}))
-                errors[record.get("id")] = f"cannot be mapped from Twenty: {exc}"
-        translate_references(entity, [row for _, row in rows], self.id_map, to_store=False)
-        return [RawChange(record_id=record["id"], deleted=record.get("deletedAt") is not None, row=row,
-                          modified_at=record.get("updatedAt"),
-                          event_key=f"poll:{record['id']}:{record.get('updatedAt')}",
-                          store_record_id=record["id"], error=errors.get(record["id"]))
-                for record, row in rows]
 
     def capture_status(self, entity: Entity, cursor: dict[str, Any] | None) -> dict[str, Any]:
         """Polling is as current as its last poll: a quiet CRM leaves the watermark behind, rightly."""
@@ -351,7 +354,7 @@ class TwentyStore:
             if held_alive and store_id not in read_as_gone:
                 destroyed.append(record_id)
         edited = {}
-        for change in self._raw_changes(entity, list(found.values())):
+        for change in raw_changes(entity, self.id_map, list(found.values())):
             g = twenty_ids[change.record_id]
             seen_hash, read_at = last_read.get(g.record_id, (None, None))
             try:
@@ -369,7 +372,7 @@ class TwentyStore:
     def inventory(self, entity: Entity) -> dict[str, str]:
         """Record id -> content hash of every live record, over the fields Twenty carries."""
         records = list(self.client.list(twenty_object(entity)))
-        by_store_id = _by_store_id(self._raw_changes(entity, records))
+        by_store_id = _by_store_id(raw_changes(entity, self.id_map, records))
         canonical = self.id_map.to_canonical(entity.name, list(by_store_id))
         fields = object_mapping(entity).columns()
         out = {}
@@ -383,7 +386,7 @@ class TwentyStore:
 
     def rows(self, entity: Entity) -> list[dict[str, Any]]:
         """Every live record mapped to canonical column names, as stored (for contract checks)."""
-        return [c.row for c in self._raw_changes(entity, list(self.client.list(twenty_object(entity))))]
+        return [c.row for c in raw_changes(entity, self.id_map, list(self.client.list(twenty_object(entity))))]
 
     def compare_with_hub(self, entity: Entity, hub_records: dict[str, tuple[int, dict[str, Any] | None]]
                          ) -> ConsistencyReport:
