@@ -31,7 +31,7 @@ def _twenty(topology, client, interval: timedelta = NEVER_DUE) -> TwentyStore:
 
 def _wait_for_hint(topology, event_name: str, record_id: str) -> dict:
     """The webhook hint the receiver stored for an event of a record."""
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120  # the wait ends once the hint is in; room for a loaded machine
     while True:
         with topology.hub.connect() as conn:
             row = conn.execute("""select payload, received_at from sync.inbox where kind = 'webhook'

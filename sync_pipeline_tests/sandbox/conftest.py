@@ -67,7 +67,7 @@ class WebhookReceiver:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/twenty"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
-    def next(self, timeout: float = 5.0) -> Delivery:
+    def next(self, timeout: float = 60.0) -> Delivery:  # returns on delivery; room for a loaded machine
         return self.deliveries.get(timeout=timeout)
 
     def drain(self, wait: float = 0.3) -> list[Delivery]:

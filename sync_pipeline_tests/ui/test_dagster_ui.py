@@ -91,7 +91,7 @@ def test_checks_tab_shows_check_results(dagster_ui: DagsterUi, page: Page, artif
     asset = dg.AssetKey(["hub", "people"]) if dg.AssetKey(["hub", "people"]) in checks else next(iter(checks))
     _wait_for_run(dagster_ui, _launch_checks(dagster_ui, asset, checks[asset]), "SUCCESS")
     # The run's end and its check evaluations reach the event log separately: wait for them to settle.
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + RUN_TIMEOUT_SECONDS
     while True:
         results = _latest_check_results(dagster_ui, asset)
         settled = all(result in ("SUCCEEDED", "FAILED") for result in results.values())
@@ -229,14 +229,14 @@ def _run_ids(dagster_ui: DagsterUi, job: str) -> set[str]:
 
 
 def _new_run_id(dagster_ui: DagsterUi, job: str, before: set[str]) -> str:
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + RUN_TIMEOUT_SECONDS
     while time.monotonic() < deadline:
         new = _run_ids(dagster_ui, job) - before
         if new:
             assert len(new) == 1, f"more than one new run of {job}: {new}"
             return new.pop()
         time.sleep(POLL_SECONDS)
-    raise AssertionError(f"no new run of {job} within 60 s of the click")
+    raise AssertionError(f"no new run of {job} within {RUN_TIMEOUT_SECONDS} s of the click")
 
 
 _RUN = """query($id: ID!) { runOrError(runId: $id) { ... on Run {

@@ -38,7 +38,7 @@ class MemorySink:
             self.calls.append(event)
             return self.stored.setdefault(event.event_key, event) is event
 
-    def wait_for_calls(self, count: int, timeout: float = 5.0) -> list[WebhookEvent]:
+    def wait_for_calls(self, count: int, timeout: float = 60.0) -> list[WebhookEvent]:  # returns on arrival
         deadline = time.monotonic() + timeout
         while len(self.calls) < count and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -53,7 +53,7 @@ class LoopbackServer:
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60  # room for a loaded machine
         while not self.server.started:
             if time.monotonic() > deadline or not self.thread.is_alive():
                 raise RuntimeError("uvicorn did not start")
