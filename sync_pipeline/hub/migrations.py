@@ -288,6 +288,13 @@ create table sync.check_clearances (
 );
 create index runs_started on sync.runs (started_at desc);
 """),
+    (9, "a run's outcomes by entity and stage", """
+-- The conflict rate and the checks' windows count a run's resolve outcomes of one entity: found through the
+-- run alone, a bulk first sync's millions of capture and publish outcomes were read for every entity, by every
+-- sync while the run stayed among the latest ten. The run's prefix still serves what looks a run up.
+create index record_outcomes_run_stage on sync.record_outcomes (run_id, entity, stage, outcome);
+drop index sync.record_outcomes_run;
+"""),
 ]
 
 # Taken exclusively while a publish target is registered and its pending records filled from a scan, and
