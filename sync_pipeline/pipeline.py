@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from array import array
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterable, Iterator, Protocol, Sequence, runtime_checkable
+from typing import Any, Iterable, Iterator, Sequence
 
 from sync_pipeline.engine.adoption import (
     DEFAULT_ADOPT_WINS,
@@ -36,6 +36,7 @@ from sync_pipeline.model.entities import Entity
 from sync_pipeline.settings import SyncSettings
 from sync_pipeline.stores.base import (
     ChangeLogSource,
+    ListsIds,
     RawChange,
     Reconcilable,
     ReconcilableStore,
@@ -193,13 +194,6 @@ def capture(hub: Hub, store: SourceStore, entity: Entity, run_id: str | None, se
     hub.close_step_errors(store.name, entity.name, "capture")  # this step went through
     stats.seconds = time.monotonic() - started
     return stats
-
-
-@runtime_checkable
-class ListsIds(Protocol):
-    """A store whose ids can be listed page by page (a Postgres store: keyset pages on the primary key)."""
-
-    def store_ids(self, entity: Entity, after: str | None, limit: int) -> list[str]: ...
 
 
 def adopt(hub: Hub, store: SourceStore, entity: Entity, run_id: str | None, settings: SyncSettings,

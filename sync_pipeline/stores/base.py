@@ -236,6 +236,16 @@ class WebhookSource(Source, Protocol):
 
 
 @runtime_checkable
+class ListsIds(Protocol):
+    """A store whose ids can be listed page by page (a Postgres store: keyset pages on the primary key), so an
+    adoption reads what it holds in bounded memory."""
+
+    def store_ids(self, entity: Entity, after: str | None, limit: int) -> list[str]:
+        """Up to `limit` ids after `after` (from the first when None), in the store's key order."""
+        ...
+
+
+@runtime_checkable
 class ChangeLogSource(Source, Protocol):
     """A source with a change log of its own (Postgres CDC): a sensor watches its head, and the rows the hub
     has committed can be dropped."""
