@@ -102,14 +102,23 @@ def run_postgres(data_dir: Path | None = None, port: int | None = None, durable:
     if not (pgdata / "PG_VERSION").exists():
         initdb = [str(pg_bin / "initdb"), "-D", str(pgdata), "-U", "postgres", "-A", "trust", "-E", "UTF8"]
         subprocess.run(as_postgres(initdb), check=True, capture_output=True)
-    port = port or free_port()
-    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c max_connections=200"
+    settings = " -c listen_addresses=127.0.0.1 -c max_connections=200"
     if not durable:
-        options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        settings += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
     if tls:
-        options += " " + _tls_options(root, tls)
-    subprocess.run(as_postgres([str(pg_bin / "pg_ctl"), "-D", str(pgdata), "-l", str(root / "server.log"),
-                                 "-w", "-o", options, "start"]), check=True, capture_output=True)
+        settings += " " + _tls_options(root, tls)
+    # A free port is free when asked, not when the server binds it: another process (a second test worker)
+    # may take it in between. A port we chose ourselves is chosen again.
+    for _ in range(1 if port else 3):
+        chosen = port or free_port()
+        start = subprocess.run(as_postgres([str(pg_bin / "pg_ctl"), "-D", str(pgdata), "-l",
+                                            str(root / "server.log"), "-w", "-o", f"-p {chosen} -k {root}{settings}",
+                                            "start"]), capture_output=True)
+        if start.returncode == 0:
+            port = chosen
+            break
+    else:
+        raise RuntimeError(f"PostgreSQL did not start (see {root / 'server.log'}): {start.stderr.decode()[-500:]}")
     try:
         yield PostgresServer(root, port)
     finally:
