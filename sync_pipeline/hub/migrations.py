@@ -295,6 +295,11 @@ create index runs_started on sync.runs (started_at desc);
 create index record_outcomes_run_stage on sync.record_outcomes (run_id, entity, stage, outcome);
 drop index sync.record_outcomes_run;
 """),
+    (10, "a run's conflicts", """
+-- The gate reads the conflicts of the runs in its window, and a plan those of its run: found through the run,
+-- not by a scan of every conflict ever recorded.
+create index conflicts_run on sync.conflicts (run_id, entity);
+"""),
 ]
 
 # Taken exclusively while a publish target is registered and its pending records filled from a scan, and
