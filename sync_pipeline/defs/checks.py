@@ -81,11 +81,20 @@ def _check(asset: dg.AssetKey, name: str, description: str, resources: set[str],
                        frozenset(resources), evaluate)
 
 
-def _evaluate(check: SafetyCheck, resources: Any, scope: Scope) -> Verdict:
+def _evaluate(evaluate: Callable[[], Verdict]) -> Verdict:
     try:
-        return check.evaluate(resources, scope)
+        return evaluate()
     except Exception as exc:  # noqa: BLE001 - a check that cannot run is a failed check, never a silent one
         return Verdict.fail(f"the check could not run: {type(exc).__name__}: {redact_text(str(exc))[:300]}")
+
+
+def _record_passed_over(context: dg.AssetCheckExecutionContext, key: dg.AssetCheckKey,
+                        record: Callable[[], None]) -> None:
+    try:
+        record()
+    except Exception as exc:  # noqa: BLE001 - the verdict stands; the run is read again next time
+        context.log.warning(f"{key.to_user_string()}: could not record the runs it passed over: "
+                            f"{type(exc).__name__}: {redact_text(str(exc))[:300]}")
 
 
 def _finished_runs(context: dg.AssetCheckExecutionContext, run_ids: list[str], follows_writes: bool) -> set[str]:
@@ -120,30 +129,22 @@ def check_group(name: str, description: str, checks: list[SafetyCheck], follows_
         for key, check in by_key.items():
             if key in selected:
                 scope = Scope(hub, recent_runs, key.to_user_string(), sweep=sweep)
-                verdict = _evaluate(check, resources, scope)
-                try:
-                    scope.pass_over(verdict, lambda run_ids: _finished_runs(context, run_ids, follows_writes))
-                except Exception as exc:  # noqa: BLE001 - the verdict stands; the run is read again next time
-                    context.log.warning(f"{key.to_user_string()}: could not record the runs it passed over: "
-                                        f"{type(exc).__name__}: {redact_text(str(exc))[:300]}")
+                verdict = _evaluate(lambda: check.evaluate(resources, scope))
+                _record_passed_over(context, key, lambda: scope.pass_over(
+                    verdict, lambda run_ids: _finished_runs(context, run_ids, follows_writes)))
                 yield to_result(check.spec, verdict)
         if not sweep:
-            for key, evaluate in settles or []:
-                verdict = _evaluate_over(evaluate, resources, [context.run.run_id])
+            own_run = [context.run.run_id]
+            for key, read_runs in settles or []:
+                verdict = _evaluate(lambda: read_runs(resources, own_run))
                 if verdict.status is Status.FAIL:
                     context.log.warning(f"{key.to_user_string()} reads this run again at the next gate: "
                                         f"{verdict.reason}")
                 else:
-                    hub.pass_over(key.to_user_string(), [context.run.run_id], recent_runs)
+                    _record_passed_over(context, key, lambda: hub.pass_over(key.to_user_string(), own_run,
+                                                                            recent_runs))
 
     return _run
-
-
-def _evaluate_over(evaluate: Callable[[Any, list[str]], Verdict], resources: Any, run_ids: list[str]) -> Verdict:
-    try:
-        return evaluate(resources, run_ids)
-    except Exception as exc:  # noqa: BLE001 - what cannot be read now is read by the next gate
-        return Verdict.fail(f"could not be evaluated: {type(exc).__name__}: {redact_text(str(exc))[:300]}")
 
 
 def _store_check(spec: StoreSpec, evaluate: Callable[[Any, Any, Scope], Verdict]) -> Callable[[Any, Scope], Verdict]:

@@ -4,12 +4,11 @@ whether an adoption was refused and waits for the operator's confirmation."""
 
 from __future__ import annotations
 
-import uuid
 from collections import defaultdict
 from collections.abc import Collection, Sequence
 
 from sync_pipeline.engine.adoption import AdoptionRefused, AdoptionReport, HubRecord, Winner
-from sync_pipeline.hub.connection import HubConnection
+from sync_pipeline.hub.connection import HubConnection, as_uuid
 from sync_pipeline.hub.runs import RecordOutcome, record_outcomes
 
 # The class of the error a refused adoption records (by the step that ran it): while it is open, the store is
@@ -48,10 +47,8 @@ def unknown_store_ids(hub: HubConnection, store: str, entity: str, store_ids: Se
 
 def _canonical_uuid(text: str) -> bool:
     """Whether the text is a uuid as the hub writes one (a record id held as text elsewhere compares so)."""
-    try:
-        return str(uuid.UUID(text)) == text
-    except ValueError:
-        return False
+    parsed = as_uuid(text)
+    return parsed is not None and str(parsed) == text
 
 
 def golden_by_natural_key(hub: HubConnection, store: str, entity: str, natural_key: str,

@@ -9,6 +9,7 @@ transaction is rolled back at the end: a whole sync can run against the hub and 
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -38,6 +39,14 @@ def one(cursor: psycopg.Cursor[DictRow]) -> DictRow:
     if row is None:
         raise LookupError("the statement returned no row")
     return row
+
+
+def as_uuid(text: str) -> uuid.UUID | None:
+    """The uuid a text spells, or None: record ids held as text may be a store's own ids."""
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        return None
 
 
 def jsonb_or_null(value: Any) -> Jsonb | None:

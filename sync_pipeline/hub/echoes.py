@@ -3,13 +3,12 @@ and such a webhook kept as an inbox row already applied, so that no run is start
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from sync_pipeline.hub.connection import HubConnection
+from sync_pipeline.hub.connection import HubConnection, as_uuid
 from sync_pipeline.hub.runs import RecordOutcome, record_outcomes
 
 
@@ -28,13 +27,6 @@ class HeldRecord:
     def publish_outstanding(self) -> bool:
         """Whether the store has not been recorded holding the current version (a publish may be under way)."""
         return self.seen_version < self.version
-
-
-def _as_uuid(text: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(text)
-    except ValueError:
-        return None
 
 
 class Echoes(HubConnection):
@@ -60,7 +52,7 @@ class Echoes(HubConnection):
                      and s.store_record_id is null
                    limit 1""",
                 {"store": store, "entity": entity, "id": store_record_id,
-                 "uuid": _as_uuid(store_record_id)}).fetchone()
+                 "uuid": as_uuid(store_record_id)}).fetchone()
             if row is None or row["data"] is None:
                 return None
             return HeldRecord(str(row["record_id"]), row["version"], row["content_hash"], row["data"],

@@ -149,7 +149,8 @@ class Evidence(HubConnection):
                    order by c.id limit 100""", (entity, run_ids, run_ids)).fetchall()
 
     def recent_run_ids(self, limit: int) -> list[str]:
-        """The latest runs, newest first: the window the checks of a sync look at."""
+        """The latest runs, newest first (a check's window is these less those it passed over:
+        `check_windows`)."""
         with self.connect() as conn:
             return _recent_runs(conn, limit)
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import traceback
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 from psycopg.types.json import Jsonb
 
-from sync_pipeline.hub.connection import Conn, HubConnection, copy_rows, one
+from sync_pipeline.hub.connection import Conn, HubConnection, as_uuid, copy_rows, one
 from sync_pipeline.redaction import redact, redact_text
 
 
@@ -25,14 +24,6 @@ class RecordOutcome(NamedTuple):
     event_key: str | None = None
     version: int | None = None
     detail: str | None = None
-
-
-def _is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
 
 
 def record_outcomes(conn: Conn, outcomes: Sequence[RecordOutcome]) -> None:
@@ -137,5 +128,5 @@ class RunLog(HubConnection):
                      on s.entity = g.entity and s.record_id = g.record_id and s.store = %s
                    where g.entity = %s and g.record_id = any(%s::uuid[])
                      and s.seen_version >= g.version and s.seen_hash = g.content_hash""",
-                (store, entity, [i for i in named if _is_uuid(i)]))}
+                (store, entity, [i for i in named if as_uuid(i) is not None]))}
         return self.close_errors_of_held(store, entity, held)

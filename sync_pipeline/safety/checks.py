@@ -6,7 +6,8 @@ or FAIL with a reason an operator can act on, and metadata with the evidence.
 Most checks come in two scopes. A sync's checks (and the checks run alone) look at a window: the records the
 latest runs resolved or published (less the runs the check has already passed over once they finished), what
 is pending for the stores, the ledger rows and conflicts of those runs, and what capture held back; none lists
-a whole store or loads the whole hub, so a sync costs what changed. The nightly sweep (after the reconciliation) looks at everything the hub and every store hold.
+a whole store or loads the whole hub, so a sync costs what changed. The nightly sweep (after the
+reconciliation) looks at everything the hub and every store hold.
 """
 
 from __future__ import annotations
