@@ -136,13 +136,14 @@ def _outcome(run_id: str | None, entity: str, d: Decided) -> RecordOutcome:
 
 def _write(conn: Conn, entity: Entity, changes: Sequence[InboxChange], done: BatchResolution,
            run_id: str | None) -> None:
-    """What the batch decided, one statement per table."""
+    """What the batch decided, one statement per table. The stores' states go first: a new version is then
+    marked pending only for the stores that do not hold it (not, and at once unmarked, for its source)."""
+    set_states(conn, entity.name, done.states)
     write_golden(conn, done.versions, run_id)
     copy_rows(conn, "conflicts", _CONFLICT_COLUMNS, (
         (run_id, c.entity, c.record_id, c.golden_version, c.base_version, c.incoming_store, c.golden_store,
          c.winner_store, c.resolution, result_version, c.differing_fields, Jsonb(c.golden_side),
          Jsonb(c.incoming_side)) for c, result_version in done.conflicts))
-    set_states(conn, entity.name, done.states)
     quarantined: dict[str, list[Any]] = defaultdict(list)
     for d in done.decided:
         if d.outcome == QUARANTINED and d.quarantined is not None:
