@@ -46,7 +46,7 @@ class SyncSettings:
     # batch size of its own (`StoreSpec.publish_batch_size`).
     batch_size: int = 100
     # Inbox rows resolved per hub transaction.
-    resolve_batch_size: int = 500
+    resolve_batch_size: int = 2_000
     # Tiebreak when two edits carry the same modification time: earlier wins.
     store_priority: tuple[str, ...] = field(default_factory=priority_order)
     # Reconciliation turns records absent from a store into deletes only below this share of the live ones.

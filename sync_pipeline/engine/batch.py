@@ -122,6 +122,54 @@ class HubView:
         return after
 
 
+@dataclass
+class Reach:
+    """What resolving a batch may read or write of the hub, by every path a change finds its record: record
+    ids, natural key values (as the hub compares them) and store ids (store, the store's id). A batch read
+    while another is being written must reach none of what that one reaches: it would not see that batch's
+    writes (a record it creates, a key it takes or frees, a store id it maps)."""
+
+    record_ids: set[str] = field(default_factory=set)
+    keys: set[str] = field(default_factory=set)
+    store_ids: set[tuple[str, str]] = field(default_factory=set)
+
+    def meets(self, other: Reach) -> bool:
+        return bool(self.record_ids & other.record_ids or self.keys & other.keys
+                     or self.store_ids & other.store_ids)
+
+    def __ior__(self, other: Reach) -> Reach:
+        self.record_ids |= other.record_ids
+        self.keys |= other.keys
+        self.store_ids |= other.store_ids
+        return self
+
+
+def changes_reach(changes: Iterable[InboxChange], natural_key: str | None) -> Reach:
+    """Where a batch's changes find their records before the hub is read: their ids (a new record takes its
+    store's id), their store ids and the natural key values they carry."""
+    reach = Reach()
+    for c in changes:
+        if c.record_id:
+            reach.record_ids.add(c.record_id)
+        if c.store_record_id:
+            reach.record_ids.add(canonical_id(c.store_record_id, c.store))
+            reach.store_ids.add((c.store, c.store_record_id))
+        if natural_key and c.data and c.data.get(natural_key) is not None:
+            reach.keys.add(key_text(c.data[natural_key]))
+    return reach
+
+
+def view_reach(view: HubView) -> Reach:
+    """What a batch's view holds: its records, the natural key values they hold and those looked up, and the
+    stores' ids of them. Taken once read (the keys the records had) and once decided (those they took)."""
+    keys = set(view.key_owners)
+    if view.natural_key:
+        keys |= {key_text(g.data[view.natural_key]) for g in view.golden.values()
+                 if g.data and g.data.get(view.natural_key) is not None}
+    return Reach(set(view.golden) | {record_id for record_id, _ in view.states}, keys,
+                 {(store, s.store_record_id) for (_, store), s in view.states.items() if s.store_record_id})
+
+
 @dataclass(frozen=True)
 class Decided:
     """What became of one inbox row: its outcome and, where it reached a record, that record's id and golden

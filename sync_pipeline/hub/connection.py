@@ -151,6 +151,14 @@ class HubConnection:
             self._bound_waits(conn)
             yield conn
 
+    def holds_at_once(self, sessions: int) -> bool:
+        """Whether this many units of work can each hold a connection at once: not inside `rolled_back`
+        (where every unit is a savepoint on one connection), nor beyond the pool's size."""
+        shared = _ROLLED_BACK.get()
+        if shared is not None and shared[0] == self._dsn:
+            return False
+        return self._pool is None or self._pool.max_size >= sessions
+
     @contextmanager
     def rolled_back(self) -> Iterator[None]:
         """Run everything inside against the hub in one transaction that is rolled back at the end: every

@@ -6,7 +6,10 @@ statements: what its records need is read at once, the engine decides every chan
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
+from functools import partial
 from typing import Any
 
 from psycopg import sql
@@ -18,10 +21,13 @@ from sync_pipeline.engine.batch import (
     Decided,
     HubView,
     InboxChange,
+    Reach,
     canonical_id,
+    changes_reach,
     key_text,
     history_floor,
     resolve_batch,
+    view_reach,
 )
 from sync_pipeline.engine.records import Op, ResolveStats
 from sync_pipeline.hub.connection import Conn, HubConnection, copy_rows
@@ -158,30 +164,85 @@ def _written_rows(done: BatchResolution) -> int:
     return 2 * len(done.versions) + len(done.states) + len(done.decided)
 
 
+class _Writes:
+    """Decided batches written and committed in order, one at a time. With `overlap`, on a thread of their own,
+    so that the next batch is read and decided (this process's work) while one is written (the server's):
+    `wait_for` makes a batch that reaches what the batch being written reaches wait for its commit first."""
+
+    def __init__(self, overlap: bool) -> None:
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="hub-resolve-writes") if overlap else None
+        self._writing: Future[None] | None = None
+        self._reach = Reach()
+
+    def submit(self, transaction: ExitStack, write: Callable[[], None], reach: Reach) -> None:
+        """Write a batch in its transaction (`transaction` holds its connection), then commit it; the batch
+        before has been waited for."""
+        assert self._writing is None, "one batch written at a time"
+        if self._thread is None:
+            _commit(transaction, write)
+        else:
+            self._writing, self._reach = self._thread.submit(_commit, transaction, write), reach
+
+    def wait_for(self, reach: Reach) -> None:
+        if reach.meets(self._reach):
+            self.wait()
+
+    def wait(self) -> None:
+        """Until the batch being written has committed; raises what failed it."""
+        writing, self._writing, self._reach = self._writing, None, Reach()
+        if writing is not None:
+            writing.result()
+
+    def __enter__(self) -> _Writes:
+        return self
+
+    def __exit__(self, *failed: object) -> None:
+        if self._thread is not None:
+            self._thread.shutdown(wait=True)  # a batch being written ends (commits, or rolls back on its error)
+
+
+def _commit(transaction: ExitStack, write: Callable[[], None]) -> None:
+    with transaction:
+        write()
+
+
 class Resolver(HubConnection):
     """Resolves the inbox into the golden records."""
 
     def resolve_pending(self, entity: Entity, run_id: str | None, priority: Sequence[str],
                         batch_size: int) -> ResolveStats:
-        """Apply the inbox to the golden records, batch by batch, each batch in one transaction."""
+        """Apply the inbox to the golden records, batch by batch, each batch in one transaction. While one
+        batch is written, the next is read and decided on a connection of its own (three at most, with the
+        analysis), unless it reaches a record, a natural key or a store id the one being written reaches."""
         stats = ResolveStats()
         written = 0
-        while True:
-            with self.connect() as conn, conn.transaction():
-                changes = _pending(conn, entity, batch_size)
-                if changes:
-                    claimed = _claim(conn, changes, run_id)
-                    view = _read_view(conn, entity, changes)
-                    done = resolve_batch(entity.name, changes, claimed, view, priority)
-                    _write(conn, entity, changes, done, run_id)
-                    stats.add(done.stats)
-                    written += _written_rows(done)
-            finished = len(changes) < batch_size
-            if written >= ANALYZE_AFTER_ROWS or (finished and written):
-                self.analyze_grown()
-                written = 0
-            if finished:
-                return stats
+        with _Writes(overlap=self.holds_at_once(3)) as writes:
+            while True:
+                with ExitStack() as transaction:
+                    conn = transaction.enter_context(self.connect())
+                    transaction.enter_context(conn.transaction())
+                    changes = _pending(conn, entity, batch_size)
+                    if changes:
+                        claimed = _claim(conn, changes, run_id)
+                        reach = changes_reach(changes, entity.natural_key)
+                        writes.wait_for(reach)
+                        view = _read_view(conn, entity, changes)
+                        reach |= view_reach(view)  # the natural keys its records hold before the batch
+                        done = resolve_batch(entity.name, changes, claimed, view, priority)
+                        reach |= view_reach(view)
+                        writes.wait()  # batches commit in order
+                        writes.submit(transaction.pop_all(), partial(_write, conn, entity, changes, done, run_id),
+                                      reach)
+                        stats.add(done.stats)
+                        written += _written_rows(done)
+                finished = len(changes) < batch_size
+                if finished:
+                    writes.wait()
+                if written >= ANALYZE_AFTER_ROWS or (finished and written):
+                    self.analyze_grown()
+                    written = 0
+                if finished:
+                    return stats
 
     def analyze_grown(self) -> list[str]:
         """Analyze the hub's tables that grew (or changed) by more than their size at their last analysis;

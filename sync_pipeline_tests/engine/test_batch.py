@@ -5,7 +5,16 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sync_pipeline.engine.batch import DUPLICATE, QUARANTINED, HubView, InboxChange, resolve_batch
+from sync_pipeline.engine.batch import (
+    DUPLICATE,
+    QUARANTINED,
+    HubView,
+    InboxChange,
+    canonical_id,
+    changes_reach,
+    resolve_batch,
+    view_reach,
+)
 from sync_pipeline.engine.records import GoldenRecord, Op, StoreState
 from sync_pipeline.model.canonical import content_hash
 
@@ -61,3 +70,41 @@ def test_a_replayed_event_is_a_duplicate_and_changes_nothing() -> None:
     done = decide([change(1, "local_db", ADA)], HubView("email"), claimed=set())
     assert [d.outcome for d in done.decided] == [DUPLICATE]
     assert done.versions == [] and done.stats.duplicates == 1
+
+
+def _golden(record_id: str, data: dict[str, Any], version: int = 1) -> GoldenRecord:
+    return GoldenRecord("people", record_id, version, data, False, content_hash(data), "local_db", T0)
+
+
+def test_a_batch_reaches_the_records_keys_and_store_ids_its_changes_name() -> None:
+    twenty_id = "7a1b2c3d-0000-4000-8000-000000000001"
+    reach = changes_reach([change(1, "local_db", ADA),
+                           change(2, "twenty", {"first_name": "T", "email": "T@X.com"}, record_id=None,
+                                  store_record_id=twenty_id),
+                           change(3, "local_db", None, record_id=None, store_record_id="42")], "email")
+    assert reach.record_ids == {ADA_ID, twenty_id, canonical_id("42", "local_db")}
+    assert reach.store_ids == {("local_db", ADA_ID), ("twenty", twenty_id), ("local_db", "42")}
+    assert reach.keys == {"ada@example.com", "T@X.com"}  # as the hub compares them: the stored text
+
+
+def test_a_batch_meets_another_by_a_record_a_key_or_a_store_id_it_reached_through_the_hub() -> None:
+    """What the next batch names before it reads the hub, against everything the batch being written read
+    and decided: a record it created, the key a record had before the batch changed it, a store id it mapped."""
+    view = HubView("email", golden={BOB_ID: _golden(BOB_ID, {"first_name": "Bob", "email": "bob@old.com"})},
+                   states={(BOB_ID, "supabase"): StoreState(1, None, 0, "sb-7")})
+    written = changes_reach([change(1, "local_db", ADA)], "email")
+    written |= view_reach(view)
+    decide([change(1, "local_db", ADA), change(2, "local_db", {"first_name": "Bob", "email": "bob@new.com"},
+                                                record_id=BOB_ID, row_version=1)], view)
+    written |= view_reach(view)
+
+    def next_batch(*changes: InboxChange) -> bool:
+        return changes_reach(changes, "email").meets(written)
+
+    assert next_batch(change(9, "supabase", {"city": "Rome"}))  # by the id of the record the batch created
+    assert next_batch(change(9, "twenty", {"email": "bob@old.com"}, record_id=None, store_record_id="t-1"))
+    assert next_batch(change(9, "twenty", {"email": "bob@new.com"}, record_id=None, store_record_id="t-1"))
+    assert next_batch(change(9, "supabase", {"city": "Rome"}, record_id=None, store_record_id="sb-7"))
+    assert not next_batch(change(9, "twenty", {"email": "eve@example.com"}, record_id=None,
+                                 store_record_id="t-2"),
+                          change(10, "local_db", {"city": "Rome"}, record_id=BOB_ID.replace("0b7d", "1b7d")))

@@ -101,6 +101,34 @@ def test_a_whole_batch_decides_what_one_change_at_a_time_decides(topology):
     assert batched["unapplied"] == [(0,)]
 
 
+def test_batches_read_while_the_one_before_is_written_decide_what_one_batch_decides(topology):
+    """Each change depends on the one before it in the inbox: a new person, Twenty's copy of them linked by
+    e-mail, an edit by id on the version Twenty's link made. Batches of one are each read and decided while
+    the one before is written, so each must wait for that one's commit; one batch of all decides in memory."""
+    ids = [str(uuid.uuid4()) for _ in range(40)]
+    changes = []
+    for i, rid in enumerate(ids):
+        twenty_id = str(uuid.uuid4())
+        changes += [_change("local_db", rid, _person(i), 0, i, f"l:{rid}:0"),
+                    _change("twenty", None, _person(i, phone="+33 1"), None, i, f"t:{twenty_id}",
+                            store_record_id=twenty_id),
+                    _change("supabase", rid, _person(i, city="Lyon"), 2, i, f"s:{rid}:2")]
+    tables = {}
+    for batch_size in (1, 500):
+        hub = Hub(topology.server.create_database(f"pipelined_{batch_size}_{uuid.uuid4().hex[:8]}"))
+        hub.migrate()
+        hub.unseen_by("supabase", "people", 1)  # a publish target from the start
+        for store, change in zip(("local_db", "twenty", "supabase") * 40, changes):  # in this inbox order
+            hub.enqueue(store, "people", [change], [], None, "capture")
+        stats = hub.resolve_pending(PEOPLE, "resolve", PRIORITY, batch_size)
+        assert (stats.read, stats.applied + stats.conflicts, stats.quarantined) == (120, 120, 0), stats
+        tables[batch_size] = _tables(hub._dsn)
+    assert tables[1] == tables[500]
+    golden = tables[1]["golden"]
+    assert len(golden) == 40 and {r[1] for r in golden} == {3}  # one record each, created, linked, edited
+    assert all(r[2]["city"] == "Lyon" and r[2]["phone"] == "+33 1" for r in golden)
+
+
 def test_what_a_store_has_not_seen_is_read_from_its_pending_records(topology):
     hub = topology.hub
     assert hub.unseen_by("supabase", "people", 10) == []  # registers Supabase as a target
