@@ -22,7 +22,14 @@ from sync_pipeline.engine.adoption import (
     refusal,
     repeated,
 )
-from sync_pipeline.engine.records import CapturedChange, ConcurrentEdit, Op, QuarantinedRecord, ResolveStats
+from sync_pipeline.engine.records import (
+    CapturedChange,
+    ConcurrentEdit,
+    GoldenRecord,
+    Op,
+    QuarantinedRecord,
+    ResolveStats,
+)
 from sync_pipeline.hub.adoption import (
     adoption_refused,
     golden_by_natural_key,
@@ -33,8 +40,10 @@ from sync_pipeline.hub.hub import Hub
 from sync_pipeline.model.canonical import CanonicalValueError, parse_timestamp
 from sync_pipeline.model.contracts import validate_records
 from sync_pipeline.model.entities import Entity
+from sync_pipeline.read_ahead import read_ahead
 from sync_pipeline.settings import SyncSettings
 from sync_pipeline.stores.base import (
+    CaptureBatch,
     ChangeLogSource,
     ListsIds,
     RawChange,
@@ -167,8 +176,7 @@ def capture(hub: Hub, store: SourceStore, entity: Entity, run_id: str | None, se
                               f"({status}); run `sync-pipeline install` and reconcile")
     adopting = cursor is None and isinstance(store, ChangeLogSource) and isinstance(store, Reconcilable)
     page = max(settings.batch_size, CHANGE_LOG_PAGE) if isinstance(store, ChangeLogSource) else settings.batch_size
-    while True:
-        batch = store.capture(entity, cursor, page)
+    for batch in read_ahead(_change_pages(store, entity, cursor, page)):
         stats.batches += 1
         stats.read += len(batch.changes)
         record_ids = hub.record_ids_for(store.name, entity.name,
@@ -181,9 +189,7 @@ def capture(hub: Hub, store: SourceStore, entity: Entity, run_id: str | None, se
         stats.quarantined += len(quarantined)
         cursor = batch.cursor
         if isinstance(store, ChangeLogSource) and batch.changes and not (adopting or keep_change_log):
-            store.prune(entity, cursor)
-        if not batch.more:
-            break
+            store.prune(entity, cursor)  # the rows before the page being read ahead
     if adopting and cursor is not None:
         stats.adoption = adopt(hub, store, entity, run_id, settings)
         hub.set_cursor(store.name, entity.name, cursor)
@@ -194,6 +200,17 @@ def capture(hub: Hub, store: SourceStore, entity: Entity, run_id: str | None, se
     hub.close_step_errors(store.name, entity.name, "capture")  # this step went through
     stats.seconds = time.monotonic() - started
     return stats
+
+
+def _change_pages(store: SourceStore, entity: Entity, cursor: dict[str, Any] | None, page: int
+                  ) -> Iterator[CaptureBatch]:
+    """The store's changes after the cursor, a page at a time."""
+    while True:
+        batch = store.capture(entity, cursor, page)
+        yield batch
+        if not batch.more:
+            return
+        cursor = batch.cursor
 
 
 def adopt(hub: Hub, store: SourceStore, entity: Entity, run_id: str | None, settings: SyncSettings,
@@ -309,10 +326,9 @@ def publish(hub: Hub, store: TargetStore, entity: Entity, run_id: str | None, se
                               f"confirmation: nothing is written there until it is adopted")
     started = time.monotonic()
     stats = PublishStats()
-    after = None
     batch_size = batch_size or store_spec(store.name).publish_batch_size or settings.batch_size
-    while records := hub.unseen_by(store.name, entity.name, batch_size, after):
-        after = records[-1].record_id
+    # The next page is read from the hub while this one is written, on a connection of its own.
+    for records in read_ahead(_unseen_pages(hub, store.name, entity.name, batch_size), hub.holds_at_once(2)):
         stats.batches += 1
         stats.read += len(records)
         try:
@@ -340,6 +356,13 @@ def publish(hub: Hub, store: TargetStore, entity: Entity, run_id: str | None, se
     hub.close_errors_of_synced(store.name, entity.name)  # e.g. a write that landed though its request failed
     stats.seconds = time.monotonic() - started
     return stats
+
+
+def _unseen_pages(hub: Hub, store: str, entity: str, size: int) -> Iterator[list[GoldenRecord]]:
+    after = None
+    while records := hub.unseen_by(store, entity, size, after):
+        after = records[-1].record_id
+        yield records
 
 
 def take_in_edits(hub: Hub, store: str, entity: Entity, failures: Iterable[BaseException],
