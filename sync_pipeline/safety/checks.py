@@ -138,7 +138,8 @@ def _contract(entity: Entity, pages: Iterable[list[dict[str, Any]]], where: str)
     sample: list[dict[str, Any]] = []
     for page in pages:
         rows += len(page)
-        frame = frame_for(entity, [{k: (str(v) if k == "id" else v) for k, v in r.items()} for r in page])
+        frame = frame_for(entity, page)
+        frame.loc[:, "id"] = [str(r["id"]) if "id" in r else None for r in page]  # ids as text, rows uncopied
         try:
             schema_for(entity).validate(frame, lazy=True)
         except pa.errors.SchemaErrors as exc:
