@@ -174,7 +174,8 @@ def frame_for(entity: Entity, rows: list[dict[str, Any]], fields: tuple[str, ...
 
 def _frame(columns: dict[str, list[Any]]) -> pd.DataFrame:
     # From object arrays, each value as it is: pandas' own conversion of lists costs more than the checks.
-    return pd.DataFrame({c: np.fromiter(v, dtype=object, count=len(v)) for c, v in columns.items()}, dtype=object)
+    return pd.DataFrame({c: np.fromiter(v, dtype=object, count=len(v)) for c, v in columns.items()},
+                        dtype=object)
 
 
 def _canonical_column(f: Field, values: list[Any]) -> list[Any]:
@@ -231,10 +232,13 @@ def validate_records(entity: Entity, rows: list[dict[str, Any]], fields: tuple[s
                 reasons.setdefault(i, []).append(
                     describe_failure(case.get("column"), case.get("check"), case.get("failure_case")))
                 failures.setdefault(i, []).append(case)
-    rejected = [Rejected(i, rows[i], "; ".join(dict.fromkeys(reasons[i])), failures[i]) for i in sorted(reasons)]
+    rejected = [Rejected(i, rows[i], "; ".join(dict.fromkeys(reasons[i])), failures[i])
+                for i in sorted(reasons)]
     # The valid rows' canonical records (`canonical_record` with the id), column by column.
     kept = [i for i in range(len(rows)) if i not in reasons]
     record_fields = (*_carried(entity, fields), _ID)
-    values = [_canonical_column(f, [columns[f.name][i] for i in kept]) for f in record_fields]
+    values = [_canonical_column(f, [columns[f.name][i] for i in kept] if reasons else columns[f.name])
+              for f in record_fields]
     names = [f.name for f in record_fields]
-    return ValidationResult([(i, dict(zip(names, record))) for i, record in zip(kept, zip(*values))], rejected)
+    valid = [(i, dict(zip(names, record))) for i, record in zip(kept, zip(*values))]
+    return ValidationResult(valid, rejected)

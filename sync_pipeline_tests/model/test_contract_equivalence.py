@@ -12,6 +12,8 @@ from typing import Any
 
 import pandera.pandas as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sync_pipeline.model.canonical import canonical_record, canonical_value
 from sync_pipeline.model.contracts import failure_records, frame_for, schema_for, validate_records
@@ -108,11 +110,13 @@ COMPANY_ROWS = [
     company(employees=-5), company(employees="-5"), company(employees="12"), company(employees="1.5"),
     company(employees=3.0), company(employees=True), company(employees=-0.0), company(employees="1e3"),
     company(employees="-1e3"), company(employees=NAN), company(employees=float("inf")),  # 11
-    company(employees="abc"), company(employees=10**30), company(employees=-(10**30)), company(employees=" 7 "),
+    company(employees="abc"), company(employees=10**30), company(employees=-(10**30)),
+    company(employees=" 7 "),
     company(employees="-0"), company(employees=Decimal("-2")), company(employees=-2.5),
     company(employees="\x00-3"),  # 19: the NUL's reason only (the sign check cannot read it)
     company(ideal_customer_profile="yes"), company(ideal_customer_profile="maybe"),
-    company(ideal_customer_profile=None), company(ideal_customer_profile=1), company(ideal_customer_profile=2),
+    company(ideal_customer_profile=None), company(ideal_customer_profile=1),
+    company(ideal_customer_profile=2),
     company(ideal_customer_profile=1.0), company(ideal_customer_profile=""),
     company(ideal_customer_profile=False),  # 27
     company(annual_recurring_revenue="1,000"), company(annual_recurring_revenue=Decimal("12.50")),
@@ -154,7 +158,8 @@ OPPORTUNITY_ROWS = [
     opportunity(stage="won"), opportunity(stage=""), opportunity(stage=None), opportunity(stage=1),
     opportunity(stage="PRO\x00POSAL"), opportunity(stage=" customer "), opportunity(stage=True),
     opportunity(close_date=datetime(2025, 1, 1, 12)), opportunity(close_date=date(2025, 1, 1)),  # 9
-    opportunity(close_date="not a date"), opportunity(close_date="10000-01-01"), opportunity(close_date=12345),
+    opportunity(close_date="not a date"), opportunity(close_date="10000-01-01"),
+    opportunity(close_date=12345),
     opportunity(close_date="9999-12-31T23:00:00-05:00"), opportunity(close_date="2025-01-01 BC"),  # 14
     opportunity(amount="-3.25", company_id=CO, point_of_contact_id=ID.upper()),
     opportunity(amount="abc", company_id="x", point_of_contact_id=""),
@@ -230,7 +235,8 @@ def test_one_kind_of_value_per_column(column: str, values: list[Any], expected: 
 @pytest.mark.parametrize(("values", "expected"), [
     ([3, 0, 12], {}),
     ([3, -5, 12], {1: "employees: '-5' is not non-negative"}),
-    ([True, False, 1], {0: "employees: 'True' is not a valid integer", 1: "employees: 'False' is not a valid integer"}),
+    ([True, False, 1], {0: "employees: 'True' is not a valid integer",
+                        1: "employees: 'False' is not a valid integer"}),
     ([2**63, -(2**63), 10**400], {1: f"employees: '{-(2**63)}' is not non-negative"}),
 ])
 def test_integer_columns(values: list[Any], expected: dict[int, str]) -> None:
@@ -243,7 +249,8 @@ def test_the_failure_cases_the_contract_checks_sample() -> None:
     with pytest.raises(pa.errors.SchemaErrors) as raised:
         schema_for(PEOPLE).validate(frame_for(PEOPLE, rows), lazy=True)
     cases = failure_records(raised.value)
-    assert list(cases.columns) == ["schema_context", "column", "check", "check_number", "failure_case", "index"]
+    assert list(cases.columns) == ["schema_context", "column", "check", "check_number", "failure_case",
+                                   "index"]
     assert [tuple(case) for case in cases.itertuples(index=False)] == [
         ("Column", "id", "not_nullable", None, "None", 11),
         ("Column", "first_name", "not_nullable", None, "None", 8),
@@ -270,3 +277,34 @@ def test_the_failures_of_a_rejected_row_are_pandera_s_cases() -> None:
         ("email", "a well-formed e-mail address", 0, "nope", 0),
         ("company_id", "a valid uuid", 0, "acme", 0),
     ]
+
+
+# What the contracts take as already canonical without asking the converter (lower-case uuids, plain
+# e-mails): generated here, the converter must agree value by value.
+CANONICAL_UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+CANONICAL_EMAIL = r"[a-z0-9._%+-]+@[a-z0-9-]+(?:\.[a-z0-9-]+)+"
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.from_regex(CANONICAL_UUID, fullmatch=True),
+                          st.from_regex(CANONICAL_EMAIL, fullmatch=True), st.text(max_size=8),
+                          st.one_of(st.none(), st.text(max_size=8), st.integers())),
+                min_size=1, max_size=6))
+def test_values_taken_as_canonical_are_the_converter_s_own(people: list[tuple[str, str, str, Any]]) -> None:
+    rows = [person(id=i, email=email, first_name=name, city=city) for i, email, name, city in people]
+    result = validate_records(PEOPLE, rows)
+    assert [record for _, record in result.valid] == [canonical(PEOPLE, rows[i]) for i, _ in result.valid]
+    assert {r.index for r in result.rejected} == {
+        n for n, (_, _, name, city) in enumerate(people)
+        if "\x00" in name or not name.strip() or (isinstance(city, str) and "\x00" in city)}
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.one_of(st.integers(), st.integers(-(2**63) - 2, 2**63 + 2)), st.booleans()),
+                min_size=1, max_size=6))
+def test_integers_and_booleans_taken_as_canonical(companies: list[tuple[int, bool]]) -> None:
+    rows = [company(employees=n, ideal_customer_profile=icp) for n, icp in companies]
+    result = validate_records(COMPANIES, rows)
+    assert [record for _, record in result.valid] == [canonical(COMPANIES, rows[i]) for i, _ in result.valid]
+    assert {r.index: r.reason for r in result.rejected} == {
+        i: f"employees: '{n}' is not non-negative" for i, (n, _) in enumerate(companies) if n < 0}
