@@ -28,8 +28,8 @@ _ID = Field("id", FieldType.UUID)
 _INT_BOUND = 2**63  # str() of a much larger int may refuse (sys.int_max_str_digits): left to the converter
 _is_not_none = partial(operator.is_not, None)
 
-# A check is cheap per value when one C-level pass over a column (map of a str method or a pattern's
-# fullmatch, no Python call per value) proves every value good; only a column it cannot clear (a value that
+# A check is cheap per value when C-level passes over a column (map of a str method or a pattern's
+# fullmatch, no Python call per value) prove every value good; only a column they cannot clear (a value that
 # fails, or is not text: TypeError) is judged value by value, by the check's own predicate.
 ColumnTest = Callable[[list[Any]], bool]
 
