@@ -176,12 +176,11 @@ def capture(hub: Hub, store: SourceStore, entity: Entity, run_id: str | None, se
                               f"({status}); run `sync-pipeline install` and reconcile")
     adopting = cursor is None and isinstance(store, ChangeLogSource) and isinstance(store, Reconcilable)
     page = max(settings.batch_size, CHANGE_LOG_PAGE) if isinstance(store, ChangeLogSource) else settings.batch_size
-    for batch in read_ahead(_change_pages(store, entity, cursor, page)):
+    # The next page is read and validated while this one is enqueued (on connections of their own).
+    for batch, (changes, quarantined) in read_ahead(_captured_pages(hub, store, entity, cursor, page),
+                                                    hub.holds_at_once(2)):
         stats.batches += 1
         stats.read += len(batch.changes)
-        record_ids = hub.record_ids_for(store.name, entity.name,
-                                        [c.store_record_id or c.record_id for c in batch.changes])
-        changes, quarantined = to_captured(entity, batch.changes, record_ids)
         new = hub.enqueue(store.name, entity.name, changes, quarantined, None if adopting else batch.cursor,
                           run_id)
         stats.enqueued += new
@@ -202,12 +201,15 @@ def capture(hub: Hub, store: SourceStore, entity: Entity, run_id: str | None, se
     return stats
 
 
-def _change_pages(store: SourceStore, entity: Entity, cursor: dict[str, Any] | None, page: int
-                  ) -> Iterator[CaptureBatch]:
-    """The store's changes after the cursor, a page at a time."""
+def _captured_pages(hub: Hub, store: SourceStore, entity: Entity, cursor: dict[str, Any] | None, page: int
+                    ) -> Iterator[tuple[CaptureBatch, tuple[list[CapturedChange], list[QuarantinedRecord]]]]:
+    """The store's changes after the cursor, a page at a time, validated (`to_captured`) with the hub's ids
+    of their records."""
     while True:
         batch = store.capture(entity, cursor, page)
-        yield batch
+        record_ids = hub.record_ids_for(store.name, entity.name,
+                                        [c.store_record_id or c.record_id for c in batch.changes])
+        yield batch, to_captured(entity, batch.changes, record_ids)
         if not batch.more:
             return
         cursor = batch.cursor

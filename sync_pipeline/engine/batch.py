@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from sync_pipeline.engine.policy import claimed_base, held_after, is_echo, overwritten, own_base
@@ -53,6 +54,7 @@ def key_text(value: Any) -> str:
     return value if isinstance(value, str) else str(value)
 
 
+@lru_cache(maxsize=16_384)  # a change's id is asked for at each step of its batch's read and decision
 def canonical_id(value: str, store: str | None = None) -> str:
     """A record id as the hub stores it: a uuid in its canonical spelling; a store's id that is no uuid (a
     bigint identity, a text key), given the store, a uuid derived from both, the same on every replay."""
