@@ -8,7 +8,7 @@ Three phases on a fresh hub database, each timed alone and checked afterwards:
 - edits:         every person edited in Supabase on version 1 (fast-forwards), then every tenth also in the
                  local DB on version 1 (a conflict each, three-way merged), captured and resolved.
 
-    .venv/bin/python bench/hub_resolve.py [--people 20000] [--batch 500]
+    .venv/bin/python bench/hub_resolve.py [--people 20000] [--batch 2000]
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from sync_pipeline.model.canonical import canonical_record
 from sync_pipeline.model.entities import entity
 from sync_pipeline.pipeline import CHANGE_LOG_PAGE
 from sync_pipeline.sandbox.postgres import run_postgres
+from sync_pipeline.settings import DEFAULTS
 
 PEOPLE = entity("people")
 PRIORITY = ("twenty", "supabase", "local_db")
@@ -69,7 +70,8 @@ def rate(n: int, seconds: float) -> str:
 
 @click.command()
 @click.option("--people", default=20_000, show_default=True, help="People in the hub")
-@click.option("--batch", default=500, show_default=True, help="Inbox rows resolved per hub transaction")
+@click.option("--batch", default=DEFAULTS.resolve_batch_size, show_default=True,
+              help="Inbox rows resolved per hub transaction")
 def main(people: int, batch: int) -> None:
     ids = [(i, str(uuid.uuid4())) for i in range(people)]
     t0 = datetime(2025, 1, 1, tzinfo=timezone.utc)
