@@ -35,11 +35,10 @@ from sync_pipeline.hub.golden import golden_from_row, set_states, store_states, 
 from sync_pipeline.hub.inbox import quarantine
 from sync_pipeline.hub.runs import RecordOutcome, record_outcomes
 from sync_pipeline.model.entities import Entity
+from sync_pipeline.postgres_statistics import analyze_grown
 
-# After a bulk load the planner would plan for the near-empty tables it last analyzed (seconds instead of
-# milliseconds per statement). Every this many rows a resolve writes, the hub's tables that changed by more
-# than their size at the last analysis (and by this many rows) are analyzed: a table is analyzed each time it
-# doubles, so the cost stays a small share of the load's.
+# Every this many rows a resolve writes, the hub's tables that grew past their last analysis are analyzed
+# (`postgres_statistics`): after a bulk load the planner would otherwise plan for the near-empty tables.
 ANALYZE_AFTER_ROWS = 5_000
 _ANALYZED = ("golden", "golden_history", "record_state", "publish_pending", "processed_events")
 _CONFLICT_COLUMNS = ("run_id", "entity", "record_id", "golden_version", "base_version", "incoming_store",
@@ -196,9 +195,13 @@ class _Writes:
     def __enter__(self) -> _Writes:
         return self
 
-    def __exit__(self, *failed: object) -> None:
-        if self._thread is not None:
-            self._thread.shutdown(wait=True)  # a batch being written ends (commits, or rolls back on its error)
+    def __exit__(self, failed: type[BaseException] | None, *details: object) -> None:
+        try:
+            if failed is None:
+                self.wait()  # the last batch commits before the block ends; what failed it is raised
+        finally:
+            if self._thread is not None:
+                self._thread.shutdown(wait=True)  # a batch being written ends (commits, or rolls back)
 
 
 def _commit(transaction: ExitStack, write: Callable[[], None]) -> None:
@@ -235,25 +238,17 @@ class Resolver(HubConnection):
                                       reach)
                         stats.add(done.stats)
                         written += _written_rows(done)
-                finished = len(changes) < batch_size
-                if finished:
-                    writes.wait()
-                if written >= ANALYZE_AFTER_ROWS or (finished and written):
+                if len(changes) < batch_size:
+                    break
+                if written >= ANALYZE_AFTER_ROWS:
                     self.analyze_grown()
                     written = 0
-                if finished:
-                    return stats
+        if written:
+            self.analyze_grown()
+        return stats
 
     def analyze_grown(self) -> list[str]:
         """Analyze the hub's tables that grew (or changed) by more than their size at their last analysis;
         returns their names."""
         with self.connect() as conn:
-            grown = [r["relname"] for r in conn.execute(
-                """select s.relname from pg_stat_user_tables s join pg_class c on c.oid = s.relid
-                   where s.schemaname = 'sync' and s.relname = any(%s)
-                     and s.n_mod_since_analyze > greatest(c.reltuples, 0) + %s
-                   order by s.relname""", (list(_ANALYZED), ANALYZE_AFTER_ROWS))]
-            if grown:
-                conn.execute(sql.SQL("analyze {}").format(
-                    sql.SQL(", ").join(sql.Identifier("sync", t) for t in grown)))
-            return grown
+            return analyze_grown(conn, [("sync", table) for table in _ANALYZED], ANALYZE_AFTER_ROWS)

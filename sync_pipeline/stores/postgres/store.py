@@ -29,6 +29,7 @@ from sync_pipeline.engine.batch import canonical_id
 from sync_pipeline.engine.records import ApplyResult, GoldenRecord
 from sync_pipeline.model.canonical import CanonicalValueError, canonical_record, content_hash
 from sync_pipeline.model.entities import ENTITIES, Entity
+from sync_pipeline.postgres_statistics import analyze_grown
 from sync_pipeline.redaction import call_masked, dsn_secrets, redact_text
 from sync_pipeline.stores.base import (
     CaptureBatch,
@@ -61,6 +62,7 @@ from sync_pipeline.stores.postgres.writes import one_row
 # Bounded waits: an application's row lock delays its rows, never the run (`SyncSettings` holds the same).
 LOCK_TIMEOUT_MS = 5_000
 STATEMENT_TIMEOUT_MS = 300_000
+# A capture analyzes the change log once it grew past its last analysis by this many changes and its size.
 ANALYZE_AFTER_CHANGES = 10_000
 # The stores Supabase's Data API reaches (a table the sync creates there gets row-level security), and the
 # schemas it exposes by default (Project Settings -> API -> Exposed schemas).
@@ -169,7 +171,9 @@ class PostgresStore:
         table = self.table(entity)
         with self.connect() as conn:
             self._live(conn, table)
-            _fresh_change_log_statistics(conn)
+            # After a bulk import each page's read was planned for the few rows last counted: a bitmap scan
+            # sorting every change left (69 ms a page at 300k, quadratic over a capture).
+            analyze_grown(conn, [(CDC_SCHEMA, "change_log")], ANALYZE_AFTER_CHANGES)
             rows = conn.execute(sql.SQL("""
                 select l.seq, l.txid::text as txid_text, l.op, l.pk, l.base_version, l.row_data, l.changed_at
                 from {log} l
@@ -354,18 +358,6 @@ class PostgresStore:
                           {"role": info["role"]})
         return Health(True, f"connected as {info['role']}", {"role": info["role"],
                                                              "server": info["version"].split(",")[0]})
-
-
-def _fresh_change_log_statistics(conn: psycopg.Connection[DictRow]) -> None:
-    """Analyze the change log when it changed by more than its size at its last analysis (and by
-    `ANALYZE_AFTER_CHANGES`): after a bulk import it was planned for the few rows it last held, and each page's
-    read sorted every change left instead of walking the index (69 ms a page at 300k, quadratic over a capture)."""
-    stale = conn.execute("""select s.n_mod_since_analyze > greatest(c.reltuples, 0) + %s as stale
-                            from pg_stat_user_tables s join pg_class c on c.oid = s.relid
-                            where s.relid = to_regclass(%s)""",
-                         (ANALYZE_AFTER_CHANGES, CHANGE_LOG.as_string(conn))).fetchone()
-    if stale and stale["stale"]:
-        conn.execute(sql.SQL("analyze {}").format(CHANGE_LOG))
 
 
 def _canonical_row(table: MappedTable, pk: str, row_data: dict[str, Any]) -> dict[str, Any]:
