@@ -16,7 +16,7 @@ def analyze_grown(conn: psycopg.Connection[DictRow], tables: Sequence[tuple[str,
     analysis plus `floor` rows; returns their names."""
     grown = conn.execute(
         """select s.schemaname, s.relname from pg_stat_user_tables s join pg_class c on c.oid = s.relid
-           where (s.schemaname, s.relname) in (select * from unnest(%s::text[], %s::text[]))
+           where (s.schemaname, s.relname) in (select * from unnest(%b::text[], %b::text[]))
              and s.n_mod_since_analyze > greatest(c.reltuples, 0) + %s
            order by s.relname""", ([schema for schema, _ in tables], [name for _, name in tables], floor)).fetchall()
     names = [(row["schemaname"], row["relname"]) for row in grown]

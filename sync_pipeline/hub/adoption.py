@@ -64,7 +64,7 @@ def golden_by_natural_key(hub: HubConnection, store: str, entity: str, natural_k
                from sync.golden g
                left join sync.record_state s
                  on s.entity = g.entity and s.record_id = g.record_id and s.store = %s
-               where g.entity = %s and not g.deleted and g.data->>%s = any(%s)""",
+               where g.entity = %s and not g.deleted and g.data->>%s = any(%b::text[])""",
             (natural_key, store, entity, natural_key, list(values))).fetchall()
     found: dict[str, list[HubRecord]] = defaultdict(list)
     for r in rows:

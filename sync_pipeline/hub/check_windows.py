@@ -33,7 +33,7 @@ class CheckWindows(HubConnection):
         with self.connect() as conn:
             if run_ids:
                 conn.execute("""insert into sync.check_clearances (check_key, run_id)
-                                select %s, unnest(%s::text[]) on conflict do nothing""", (check, list(run_ids)))
+                                select %s, unnest(%b::text[]) on conflict do nothing""", (check, list(run_ids)))
             conn.execute(f"""delete from sync.check_clearances
                              where check_key = %(check)s and run_id not in ({_LATEST_RUNS})""",
                          {"check": check, "limit": limit})

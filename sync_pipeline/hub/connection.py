@@ -8,14 +8,11 @@ transaction is rolled back at the end: a whole sync can run against the hub and 
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from datetime import datetime
-from functools import partial
 from typing import Any, TypeAlias
 
 import psycopg
@@ -25,6 +22,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
 from sync_pipeline.hub.migrations import migrate
+from sync_pipeline.postgres_json import dumps, use_fast_json
 from sync_pipeline.redaction import call_masked, dsn_secrets
 
 Conn: TypeAlias = psycopg.Connection[DictRow]
@@ -54,24 +52,23 @@ def jsonb_or_null(value: Any) -> Jsonb | None:
     return Jsonb(value) if value is not None else None
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return str(value)  # uuid.UUID, Decimal: their text is what Postgres reads
-
-
 def json_rows(rows: Iterable[Mapping[str, Any]]) -> Jsonb:
     """Rows as one JSON document for `jsonb_to_recordset`: one parameter however many rows (arrays of jsonb
     parameters cost several times more to send and parse)."""
-    return Jsonb(list(rows), dumps=partial(json.dumps, default=_json_default))
+    return Jsonb(list(rows), dumps=dumps)
 
 
 def copy_rows(conn: Conn, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    """Append rows to a hub table with one COPY (the table and column names are the hub's own)."""
+    """Append rows to a hub table with one COPY (the table and column names are the hub's own); none for no
+    rows (a round trip per batch for nothing: a first sync's resolve has no conflicts to record)."""
+    remaining = iter(rows)
+    if (first := next(remaining, None)) is None:
+        return
     statement = sql.SQL("copy {} ({}) from stdin").format(
         sql.Identifier("sync", table), sql.SQL(", ").join(map(sql.Identifier, columns)))
     with conn.cursor() as cur, cur.copy(statement) as copy:
-        for row in rows:
+        copy.write_row(first)
+        for row in remaining:
             copy.write_row(row)
 
 
@@ -101,7 +98,7 @@ def open_pool(dsn: str, timeouts: HubTimeouts, max_size: int) -> ConnectionPool[
     """A pool of hub connections for one process: one opened at once, more only while units of work overlap
     (a nested `connect()`), none kept past `max_idle`. Closed by its owner (the hub's Dagster resource)."""
     pool: ConnectionPool[Conn] = ConnectionPool(
-        dsn, kwargs=connect_kwargs(timeouts), min_size=1, max_size=max_size, max_idle=300,
+        dsn, kwargs=connect_kwargs(timeouts), configure=use_fast_json, min_size=1, max_size=max_size, max_idle=300,
         timeout=3 * timeouts.connect_timeout_s, name="sync-hub", open=False)
     pool.open(wait=True, timeout=3 * timeouts.connect_timeout_s)
     return pool
@@ -126,6 +123,7 @@ class HubConnection:
             return
         # A malformed URL's password, which libpq quotes in its error, is masked there.
         conn = call_masked(lambda: psycopg.connect(self._dsn, **connect_kwargs(self._timeouts)), *self._secrets)
+        use_fast_json(conn)
         with conn:
             yield conn
 

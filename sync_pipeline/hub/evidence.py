@@ -19,10 +19,10 @@ def _recent_runs(conn: Conn, limit: int) -> list[str]:
 # Record ids resolved by some runs (their resolve outcomes, found through the outcomes' run index): the records
 # a window of runs touched. A resolve outcome names the canonical id; the pattern keeps out anything else.
 _RESOLVED_IN_RUNS = """select distinct record_id::uuid from sync.record_outcomes
-                       where run_id = any(%s) and entity = %s and stage = 'resolve'
+                       where run_id = any(%b::text[]) and entity = %s and stage = 'resolve'
                          and record_id ~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'"""
 _PUBLISHED_IN_RUNS = """select distinct record_id::uuid from sync.record_outcomes
-                        where run_id = any(%s) and entity = %s and stage = 'publish' and store = %s
+                        where run_id = any(%b::text[]) and entity = %s and stage = 'publish' and store = %s
                           and record_id ~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'"""
 
 
@@ -107,7 +107,7 @@ class Evidence(HubConnection):
                 """select o.store, o.event_key, count(*) as outcomes from sync.record_outcomes o
                    join sync.processed_events p on p.store = o.store and p.event_key = o.event_key
                    where o.entity = %s and o.stage = 'resolve' and o.outcome <> 'duplicate'
-                     and (%s::text[] is null or o.run_id = any(%s::text[]))
+                     and (%b::text[] is null or o.run_id = any(%b::text[]))
                    group by o.store, o.event_key having count(*) > 1
                    order by o.store, o.event_key limit 100""",
                 (entity, run_ids, run_ids)).fetchall()
@@ -138,7 +138,7 @@ class Evidence(HubConnection):
                    left join sync.golden g on g.entity = c.entity and g.record_id = c.record_id
                    left join sync.golden_history h
                      on h.entity = c.entity and h.record_id = c.record_id and h.version = c.result_version
-                   where c.entity = %s and (%s::text[] is null or c.run_id = any(%s::text[])) and (
+                   where c.entity = %s and (%b::text[] is null or c.run_id = any(%b::text[])) and (
                      g.version is null or h.version is null or g.version < c.result_version
                      -- a tombstone's data is SQL NULL, a conflict side's is JSON null
                      or (c.resolution = 'incoming_wins'
@@ -224,7 +224,7 @@ class Evidence(HubConnection):
                 """select count(*) filter (where outcome = 'conflict') as conflicts,
                           count(*) filter (where outcome in ('applied', 'conflict')) as resolved
                    from sync.record_outcomes
-                   where entity = %s and stage = 'resolve' and run_id = any(%s)""",
+                   where entity = %s and stage = 'resolve' and run_id = any(%b::text[])""",
                 (entity, _recent_runs(conn, runs))))
 
     def error_summary(self, store: str, entity: str, stale_minutes: float) -> dict[str, Any]:
@@ -258,13 +258,13 @@ class Evidence(HubConnection):
                             max(coalesce((s.value->>'rate_limited_responses')::int, 0)) as rate_limited,
                             max(coalesce((s.value->>'seconds_throttled')::float, 0)) as throttled
                      from sync.runs r, jsonb_each(r.counts) s
-                     where r.run_id = any(%s) and s.key like %s group by r.run_id)
+                     where r.run_id = any(%b::text[]) and s.key like %s group by r.run_id)
                    select coalesce(sum(requests), 0)::int as requests,
                           coalesce(sum(rate_limited), 0)::int as rate_limited_responses,
                           coalesce(sum(throttled), 0)::float as seconds_throttled
                    from per_run""", (recent, f"%:{store}:%")))
             failures = one(conn.execute(
-                """select count(*) as n from sync.errors where store = %s and run_id = any(%s)
-                     and error_class = any(%s) and resolved_at is null""",
+                """select count(*) as n from sync.errors where store = %s and run_id = any(%b::text[])
+                     and error_class = any(%b::text[]) and resolved_at is null""",
                 (store, recent, list(rate_limited_errors))))["n"]
         return {**usage, "rate_limit_failures": failures, "runs": len(recent)}

@@ -57,7 +57,7 @@ def store_states(conn: Conn, entity: str, record_ids: Sequence[str]) -> dict[tup
     """(record id, store) -> what the store holds, for every store that holds any of these records."""
     rows = conn.execute(
         """select record_id, store, seen_version, seen_hash, written_version, store_record_id
-           from sync.record_state where entity = %s and record_id = any(%s::uuid[])""",
+           from sync.record_state where entity = %s and record_id = any(%b::uuid[])""",
         (entity, list(record_ids))).fetchall()
     return {(str(r["record_id"]), r["store"]): StoreState(r["seen_version"], r["seen_hash"], r["written_version"],
                                                           r["store_record_id"]) for r in rows}
@@ -102,7 +102,7 @@ class GoldenRecords(HubConnection):
                 # of them per record (a 1M first sync's publish slowed to 170 records/s by 90k).
                 rows = conn.execute(
                     """select g.* from sync.golden g
-                       where g.entity = %s and g.record_id = any(%s::uuid[])
+                       where g.entity = %s and g.record_id = any(%b::uuid[])
                          and coalesce((select s.seen_version from sync.record_state s
                                        where s.entity = g.entity and s.record_id = g.record_id
                                          and s.store = %s), 0) < g.version
@@ -177,7 +177,7 @@ class GoldenRecords(HubConnection):
         """New versions of golden records with unchanged content, so every store is sent them again
         (reconciliation's repair of a store that drifted: version guards would refuse the same version)."""
         with self.connect() as conn, conn.transaction():
-            rows = conn.execute("""select * from sync.golden where entity = %s and record_id = any(%s::uuid[])
+            rows = conn.execute("""select * from sync.golden where entity = %s and record_id = any(%b::uuid[])
                                    order by record_id for update""", (entity, list(record_ids))).fetchall()
             write_golden(conn, [replace(golden_from_row(row), version=row["version"] + 1,
                                         origin_store=REASSERTED_ORIGIN) for row in rows], run_id)

@@ -13,7 +13,7 @@ def record_ids(conn: Conn, store: str, entity: str, store_record_ids: Sequence[s
     """Store id -> canonical id, for the records of the store that the hub knows."""
     rows = conn.execute(
         """select store_record_id, record_id from sync.record_state
-           where store = %s and entity = %s and store_record_id = any(%s)""",
+           where store = %s and entity = %s and store_record_id = any(%b::text[])""",
         (store, entity, list(store_record_ids))).fetchall()
     return {r["store_record_id"]: str(r["record_id"]) for r in rows}
 
@@ -22,7 +22,7 @@ def store_ids(conn: Conn, store: str, entity: str, canonical_ids: Sequence[str])
     """Canonical id -> the store's id, where the store knows the record under an id of its own."""
     rows = conn.execute(
         """select record_id, store_record_id from sync.record_state
-           where store = %s and entity = %s and record_id = any(%s::uuid[])
+           where store = %s and entity = %s and record_id = any(%b::uuid[])
              and store_record_id is not null""", (store, entity, list(canonical_ids))).fetchall()
     return {str(r["record_id"]): r["store_record_id"] for r in rows}
 
@@ -64,7 +64,7 @@ class HubIdMap:
         a record no store has yet is kept, not erased: it may still arrive)."""
         with self._hub.connect() as conn:
             rows = conn.execute("""select record_id from sync.golden where entity = %s and deleted
-                                   and record_id = any(%s::uuid[])""", (entity, list(record_ids)))
+                                   and record_id = any(%b::uuid[])""", (entity, list(record_ids)))
             return set(record_ids) - {str(r["record_id"]) for r in rows}
 
     def last_read(self, entity: str, record_ids: Sequence[str]) -> dict[str, tuple[str | None, datetime | None]]:
@@ -77,7 +77,7 @@ class HubIdMap:
                             where i.store = s.store and i.entity = s.entity and i.kind = 'change'
                               and i.store_record_id = coalesce(s.store_record_id, s.record_id::text)) as read_at
                    from sync.record_state s
-                   where s.store = %s and s.entity = %s and s.record_id = any(%s::uuid[])""",
+                   where s.store = %s and s.entity = %s and s.record_id = any(%b::uuid[])""",
                 (self._store, entity, list(record_ids))).fetchall()
             return {str(r["record_id"]): (r["seen_hash"], r["read_at"]) for r in rows}
 
@@ -102,7 +102,7 @@ class HubIdMap:
         with self._hub.connect() as conn:
             rows = conn.execute(
                 """select distinct on (store_record_id) store_record_id, op from sync.inbox
-                   where store = %s and entity = %s and kind = 'change' and store_record_id = any(%s)
+                   where store = %s and entity = %s and kind = 'change' and store_record_id = any(%b::text[])
                    order by store_record_id, modified_at desc, id desc""",
                 (self._store, entity, list(store_ids))).fetchall()
             return {r["store_record_id"] for r in rows if r["op"] == "delete"}

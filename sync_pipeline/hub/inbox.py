@@ -129,7 +129,7 @@ class Inbox(HubConnection):
             quarantine(conn, store, entity, quarantined, run_id)
             # A record that now meets its contract leaves quarantine.
             conn.execute("""update sync.quarantine set resolved_at = now()
-                           where store = %s and entity = %s and record_id = any(%s)
+                           where store = %s and entity = %s and record_id = any(%b::text[])
                              and resolved_at is null""",
                         (store, entity, [c.store_record_id for c in changes if c.op is Op.UPSERT]))
             if cursor is not None:

@@ -60,7 +60,7 @@ def _claim(conn: Conn, changes: Sequence[InboxChange], run_id: str | None) -> se
     """Enter the events in the processed-event ledger; those already there (replays) are not returned."""
     rows = conn.execute(
         """insert into sync.processed_events (store, event_key, run_id)
-           select store, event_key, %s from unnest(%s::text[], %s::text[]) as e(store, event_key)
+           select store, event_key, %s from unnest(%b::text[], %b::text[]) as e(store, event_key)
            on conflict do nothing returning store, event_key""",
         (run_id, [c.store for c in changes], [c.event_key for c in changes])).fetchall()
     return {(r["store"], r["event_key"]) for r in rows}
@@ -73,7 +73,7 @@ def _mapped_ids(conn: Conn, entity: str, changes: Sequence[InboxChange]) -> set[
         return set()
     rows = conn.execute(
         """select s.record_id from sync.record_state s
-           join unnest(%s::text[], %s::text[]) as u(store, store_record_id)
+           join unnest(%b::text[], %b::text[]) as u(store, store_record_id)
              on s.store = u.store and s.store_record_id = u.store_record_id
            where s.entity = %s""",
         ([c.store for c in unknown], [c.store_record_id for c in unknown], entity)).fetchall()
@@ -92,7 +92,7 @@ def _key_owners(conn: Conn, entity: Entity, changes: Sequence[InboxChange]) -> d
     key = sql.SQL("data->>{}").format(sql.Literal(entity.natural_key))
     rows = conn.execute(sql.SQL(
         """select record_id, {key} as value from sync.golden
-           where entity = {entity} and not deleted and {key} = any(%s::text[])""").format(
+           where entity = {entity} and not deleted and {key} = any(%b::text[])""").format(
         key=key, entity=sql.Literal(entity.name)), (values,)).fetchall()
     owners: dict[str, set[str]] = defaultdict(set)
     for r in rows:
@@ -109,7 +109,7 @@ def _read_view(conn: Conn, entity: Entity, changes: Sequence[InboxChange]) -> Hu
                   | {rid for ids in owners.values() for rid in ids})
     ids = sorted(candidates)
     golden = {str(r["record_id"]): golden_from_row(r) for r in conn.execute(
-        """select * from sync.golden where entity = %s and record_id = any(%s::uuid[])
+        """select * from sync.golden where entity = %s and record_id = any(%b::uuid[])
            order by record_id for update""", (entity.name, ids))}
     view = HubView(entity.natural_key, golden=golden, states=store_states(conn, entity.name, ids),
                    key_owners=dict(owners))
@@ -126,7 +126,7 @@ def _read_view(conn: Conn, entity: Entity, changes: Sequence[InboxChange]) -> Hu
     if floors:
         rows = conn.execute(
             """select h.record_id, h.version, h.origin_store, h.data from sync.golden_history h
-               join unnest(%s::uuid[], %s::bigint[]) as f(record_id, floor)
+               join unnest(%b::uuid[], %b::bigint[]) as f(record_id, floor)
                  on h.record_id = f.record_id and h.version >= f.floor
                where h.entity = %s""", (list(floors), list(floors.values()), entity.name)).fetchall()
         for r in rows:
@@ -156,7 +156,7 @@ def _write(conn: Conn, entity: Entity, changes: Sequence[InboxChange], done: Bat
     for store, records in quarantined.items():
         quarantine(conn, store, entity.name, records, run_id, stage="resolve")
     record_outcomes(conn, [_outcome(run_id, entity.name, d) for d in done.decided if d.outcome != QUARANTINED])
-    conn.execute("update sync.inbox set applied_at = now() where id = any(%s)", ([c.inbox_id for c in changes],))
+    conn.execute("update sync.inbox set applied_at = now() where id = any(%b::bigint[])", ([c.inbox_id for c in changes],))
 
 
 def _written_rows(done: BatchResolution) -> int:

@@ -89,7 +89,7 @@ class RunLog(HubConnection):
             with self.connect() as conn:
                 conn.execute(
                     """update sync.errors set resolved_at = now()
-                       where resolved_at is null and store = %s and entity = %s and record_id = any(%s)""",
+                       where resolved_at is null and store = %s and entity = %s and record_id = any(%b::text[])""",
                     (store, entity, list(record_ids)))
 
     def close_errors_of_held(self, store: str, entity: str, held: Mapping[str, int]) -> int:
@@ -102,7 +102,7 @@ class RunLog(HubConnection):
         with self.connect() as conn:
             closed = conn.execute(
                 """with held as (
-                     select h.record_id from unnest(%s::text[], %s::bigint[]) as h(record_id, version)
+                     select h.record_id from unnest(%b::text[], %b::bigint[]) as h(record_id, version)
                      join sync.golden g on g.entity = %s and g.record_id = h.record_id::uuid
                                        and g.version = h.version)
                    update sync.errors e set resolved_at = now()
@@ -126,7 +126,7 @@ class RunLog(HubConnection):
                 """select g.record_id, g.version from sync.golden g
                    join sync.record_state s
                      on s.entity = g.entity and s.record_id = g.record_id and s.store = %s
-                   where g.entity = %s and g.record_id = any(%s::uuid[])
+                   where g.entity = %s and g.record_id = any(%b::uuid[])
                      and s.seen_version >= g.version and s.seen_hash = g.content_hash""",
                 (store, entity, [i for i in named if as_uuid(i) is not None]))}
         return self.close_errors_of_held(store, entity, held)

@@ -11,10 +11,8 @@ configured columns are gone or changed type is neither read nor written (`drift.
 
 from __future__ import annotations
 
-import json
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from decimal import Decimal
 from functools import partial
 from typing import Any, Iterator, Sequence
 
@@ -22,13 +20,13 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import DictRow, dict_row
-from psycopg.types.json import set_json_loads
 
 from sync_pipeline.config import SyncConfig, active_config
 from sync_pipeline.engine.batch import canonical_id
 from sync_pipeline.engine.records import ApplyResult, GoldenRecord
 from sync_pipeline.model.canonical import CanonicalValueError, canonical_record, content_hash
 from sync_pipeline.model.entities import ENTITIES, Entity
+from sync_pipeline.postgres_json import use_fast_json
 from sync_pipeline.postgres_statistics import analyze_grown
 from sync_pipeline.redaction import call_masked, dsn_secrets, redact_text
 from sync_pipeline.stores.base import (
@@ -101,7 +99,7 @@ class PostgresStore:
             conn.execute("select set_config('lock_timeout', %s, true), set_config('statement_timeout', %s, true)",
                          self._timeouts)
             # jsonb numerics as Decimal: floats would lose money's precision.
-            set_json_loads(partial(json.loads, parse_float=Decimal), conn)
+            use_fast_json(conn, exact_decimals=True)
             yield conn
 
 

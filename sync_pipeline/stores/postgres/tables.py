@@ -103,7 +103,7 @@ class MappedTable:
 
     def ids_param(self) -> sql.Composable:
         """A text[] parameter cast to an array of the id type."""
-        return sql.SQL("%s::text[]::{}[]").format(sql.SQL(self.id_type))
+        return sql.SQL("%b::text[]::{}[]").format(sql.SQL(self.id_type))
 
 
 def expected_types(table: MappedTable) -> dict[str, str]:

@@ -144,7 +144,7 @@ def delete_older(conn: psycopg.Connection[DictRow], table: MappedTable,
         return []
     rows = conn.execute(sql.SQL("""
         with gone as (
-          delete from {t} t using unnest(%s::text[], %s::int8[]) as d(pk, version)
+          delete from {t} t using unnest(%b::text[], %b::int8[]) as d(pk, version)
           where t.{id} = d.pk::{id_type}
             and coalesce((select v.version from {versions} v where v.pk = t.{id}), 0) < d.version
           returning t.{id} as pk),
