@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from array import array
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, Iterable, Iterator, Sequence
 
 from sync_pipeline.engine.adoption import (
@@ -23,6 +24,7 @@ from sync_pipeline.engine.adoption import (
     repeated,
 )
 from sync_pipeline.engine.records import (
+    ApplyResult,
     CapturedChange,
     ConcurrentEdit,
     GoldenRecord,
@@ -40,7 +42,8 @@ from sync_pipeline.hub.hub import Hub
 from sync_pipeline.model.canonical import CanonicalValueError, parse_timestamp
 from sync_pipeline.model.contracts import validate_records
 from sync_pipeline.model.entities import Entity
-from sync_pipeline.read_ahead import read_ahead
+from sync_pipeline.overlap import WriteBehind, read_ahead
+from sync_pipeline.overlap import read_ahead
 from sync_pipeline.settings import SyncSettings
 from sync_pipeline.stores.base import (
     CaptureBatch,
@@ -329,35 +332,47 @@ def publish(hub: Hub, store: TargetStore, entity: Entity, run_id: str | None, se
     started = time.monotonic()
     stats = PublishStats()
     batch_size = batch_size or store_spec(store.name).publish_batch_size or settings.batch_size
-    # The next page is read from the hub while this one is written, on a connection of its own.
-    for records in read_ahead(_unseen_pages(hub, store.name, entity.name, batch_size), hub.holds_at_once(2)):
-        stats.batches += 1
-        stats.read += len(records)
-        try:
-            result = store.apply(entity, records)
-        except Exception as exc:  # noqa: BLE001 - every failure is recorded, none stops the other batches
-            stats.errors += len(records)
-            hub.record_error(store=store.name, entity=entity.name, operation="publish", error=exc, run_id=run_id,
-                             payload={"record_ids": [g.record_id for g in records[:20]]},
-                             record_ids=[g.record_id for g in records])
-            stats.error_messages.append(f"{type(exc).__name__}: {exc}"[:300])
-            continue
-        take_in_edits(hub, store.name, entity, result.failed.values(), run_id)
-        for record_id, error in result.failed.items():
-            stats.errors += 1
-            hub.record_error(store=store.name, entity=entity.name, record_id=record_id, operation="publish",
-                             error=error, run_id=run_id)
-            stats.error_messages.append(f"{type(error).__name__}: {error}"[:300])
-        written = [g for g in records if g.record_id not in result.failed]
-        hub.mark_seen(store.name, written, result.store_ids, run_id)
-        hub.close_record_errors(store.name, entity.name, [g.record_id for g in written])
-        stats.applied += len(result.applied)
-        stats.stale += len(result.stale)
+    # The next page is read from the hub while this one is written to the store, and what a batch's write did
+    # is recorded in the hub while the next is written, each on a connection of its own. A record referring to
+    # its own entity may need the store id the hub learns of the record before it: that waits.
+    behind = hub.holds_at_once(3) and entity.name not in entity.references.values()
+    with WriteBehind(behind, name="publish-records") as recording:
+        for records in read_ahead(_unseen_pages(hub, store.name, entity.name, batch_size), hub.holds_at_once(2)):
+            stats.batches += 1
+            stats.read += len(records)
+            try:
+                result = store.apply(entity, records)
+            except Exception as exc:  # noqa: BLE001 - every failure is recorded, none stops the other batches
+                stats.errors += len(records)
+                stats.error_messages.append(f"{type(exc).__name__}: {exc}"[:300])
+                recording.submit(partial(
+                    hub.record_error, store=store.name, entity=entity.name, operation="publish", error=exc,
+                    run_id=run_id, payload={"record_ids": [g.record_id for g in records[:20]]},
+                    record_ids=[g.record_id for g in records]))
+                continue
+            stats.errors += len(result.failed)
+            stats.error_messages += [f"{type(error).__name__}: {error}"[:300] for error in result.failed.values()]
+            stats.applied += len(result.applied)
+            stats.stale += len(result.stale)
+            recording.submit(partial(_record_write, hub, store.name, entity, records, result, run_id))
     if not stats.errors:
         hub.close_step_errors(store.name, entity.name, "publish")  # this step went through
     hub.close_errors_of_synced(store.name, entity.name)  # e.g. a write that landed though its request failed
     stats.seconds = time.monotonic() - started
     return stats
+
+
+def _record_write(hub: Hub, store: str, entity: Entity, records: Sequence[GoldenRecord], result: ApplyResult,
+                  run_id: str | None) -> None:
+    """What a batch's write did, in the hub: edits the store refused to overwrite taken in, each failed record's
+    error kept (the record stays unseen, so the next run retries it), the others seen by the store."""
+    take_in_edits(hub, store, entity, result.failed.values(), run_id)
+    for record_id, error in result.failed.items():
+        hub.record_error(store=store, entity=entity.name, record_id=record_id, operation="publish", error=error,
+                         run_id=run_id)
+    written = [g for g in records if g.record_id not in result.failed]
+    hub.mark_seen(store, written, result.store_ids, run_id)
+    hub.close_record_errors(store, entity.name, [g.record_id for g in written])
 
 
 def _unseen_pages(hub: Hub, store: str, entity: str, size: int) -> Iterator[list[GoldenRecord]]:

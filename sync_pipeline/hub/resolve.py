@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from functools import partial
 from typing import Any
@@ -35,6 +34,7 @@ from sync_pipeline.hub.golden import golden_from_row, set_states, store_states, 
 from sync_pipeline.hub.inbox import quarantine
 from sync_pipeline.hub.runs import RecordOutcome, record_outcomes
 from sync_pipeline.model.entities import Entity
+from sync_pipeline.overlap import WriteBehind
 from sync_pipeline.postgres_statistics import analyze_grown
 
 # Every this many rows a resolve writes, the hub's tables that grew past their last analysis are analyzed
@@ -163,24 +163,21 @@ def _written_rows(done: BatchResolution) -> int:
     return 2 * len(done.versions) + len(done.states) + len(done.decided)
 
 
-class _Writes:
+class _Writes(WriteBehind):
     """Decided batches written and committed in order, one at a time. With `overlap`, on a thread of their own,
     so that the next batch is read and decided (this process's work) while one is written (the server's):
     `wait_for` makes a batch that reaches what the batch being written reaches wait for its commit first."""
 
     def __init__(self, overlap: bool) -> None:
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="hub-resolve-writes") if overlap else None
-        self._writing: Future[None] | None = None
+        super().__init__(overlap, name="hub-resolve-writes")
         self._reach = Reach()
 
-    def submit(self, transaction: ExitStack, write: Callable[[], None], reach: Reach) -> None:
-        """Write a batch in its transaction (`transaction` holds its connection), then commit it; the batch
-        before has been waited for."""
+    def commit(self, transaction: ExitStack, write: Callable[[], None], reach: Reach) -> None:
+        """Write a batch in its transaction (`transaction` holds its connection), then commit it. The caller has
+        waited for the batch before: were it waited for here, its failure would leave `transaction` unclosed."""
         assert self._writing is None, "one batch written at a time"
-        if self._thread is None:
-            _commit(transaction, write)
-        else:
-            self._writing, self._reach = self._thread.submit(_commit, transaction, write), reach
+        self.submit(partial(_commit, transaction, write))
+        self._reach = reach
 
     def wait_for(self, reach: Reach) -> None:
         if reach.meets(self._reach):
@@ -188,20 +185,8 @@ class _Writes:
 
     def wait(self) -> None:
         """Until the batch being written has committed; raises what failed it."""
-        writing, self._writing, self._reach = self._writing, None, Reach()
-        if writing is not None:
-            writing.result()
-
-    def __enter__(self) -> _Writes:
-        return self
-
-    def __exit__(self, failed: type[BaseException] | None, *details: object) -> None:
-        try:
-            if failed is None:
-                self.wait()  # the last batch commits before the block ends; what failed it is raised
-        finally:
-            if self._thread is not None:
-                self._thread.shutdown(wait=True)  # a batch being written ends (commits, or rolls back)
+        self._reach = Reach()
+        super().wait()
 
 
 def _commit(transaction: ExitStack, write: Callable[[], None]) -> None:
@@ -234,7 +219,7 @@ class Resolver(HubConnection):
                         done = resolve_batch(entity.name, changes, claimed, view, priority)
                         reach |= view_reach(view)
                         writes.wait()  # batches commit in order
-                        writes.submit(transaction.pop_all(), partial(_write, conn, entity, changes, done, run_id),
+                        writes.commit(transaction.pop_all(), partial(_write, conn, entity, changes, done, run_id),
                                       reach)
                         stats.add(done.stats)
                         written += _written_rows(done)
