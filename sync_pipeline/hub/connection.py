@@ -8,11 +8,14 @@ transaction is rolled back at the end: a whole sync can run against the hub and 
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
 from typing import Any, TypeAlias
 
 import psycopg
@@ -22,7 +25,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
 from sync_pipeline.hub.migrations import migrate
-from sync_pipeline.postgres_json import dumps, use_fast_json
+from sync_pipeline.postgres_json import use_fast_json
 from sync_pipeline.redaction import call_masked, dsn_secrets
 
 Conn: TypeAlias = psycopg.Connection[DictRow]
@@ -52,10 +55,16 @@ def jsonb_or_null(value: Any) -> Jsonb | None:
     return Jsonb(value) if value is not None else None
 
 
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)  # uuid.UUID, Decimal: their text is what Postgres reads
+
+
 def json_rows(rows: Iterable[Mapping[str, Any]]) -> Jsonb:
     """Rows as one JSON document for `jsonb_to_recordset`: one parameter however many rows (arrays of jsonb
     parameters cost several times more to send and parse)."""
-    return Jsonb(list(rows), dumps=dumps)
+    return Jsonb(list(rows), dumps=partial(json.dumps, default=_json_default))
 
 
 def copy_rows(conn: Conn, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
