@@ -30,17 +30,14 @@ def loads(data: str | bytes, parse_float: Callable[[str], Any] | None = None) ->
 
 
 def _holds_float(value: Any) -> bool:
-    kind = type(value)
-    if kind is float:
+    if type(value) is float:
         return True
-    if kind is dict:
-        return any(type(v) in _DEEPER and _holds_float(v) for v in value.values())
-    if kind is list:
-        return any(type(v) in _DEEPER and _holds_float(v) for v in value)
-    return False
+    inside = value.values() if type(value) is dict else value if type(value) is list else ()
+    # Most documents are flat records of text and integers: one pass over their types, no call per value.
+    return not _DEEPER.isdisjoint(map(type, inside)) and any(map(_holds_float, inside))
 
 
-_DEEPER = {float, dict, list}
+_DEEPER = frozenset({float, dict, list})
 
 
 def use_fast_json(conn: psycopg.Connection[Any], exact_decimals: bool = False) -> None:
