@@ -93,6 +93,26 @@ def test_replaying_captured_changes_changes_nothing(topology):
     assert t.hub.golden_snapshot("people") == golden
 
 
+def test_a_page_holding_new_and_replayed_changes_enqueues_the_new_ones_once(topology):
+    t = topology
+    with psycopg.connect(t.supabase_dsn) as conn:
+        insert_person(conn)
+        insert_person(conn)
+    batch = t.supabase.capture(PEOPLE, None, 100)
+    changes, _ = pipeline.to_captured(PEOPLE, batch.changes, {})
+    assert t.hub.enqueue("supabase", "people", changes, [], None, "run-1") == 2  # new: straight in by COPY
+    with psycopg.connect(t.supabase_dsn) as conn:
+        insert_person(conn)
+    batch = t.supabase.capture(PEOPLE, None, 100)  # the two again, and the new one
+    changes, _ = pipeline.to_captured(PEOPLE, batch.changes, {})
+    assert len(changes) == 3
+    assert t.hub.enqueue("supabase", "people", changes, [], batch.cursor, "run-2") == 1
+    with t.hub.connect() as conn:
+        rows = conn.execute("select event_key, run_id from sync.inbox order by id").fetchall()
+    assert sorted(r["event_key"] for r in rows) == sorted(c.event_key for c in changes)
+    assert [r["run_id"] for r in rows] == ["run-1", "run-1", "run-2"]
+
+
 def test_transaction_that_took_its_xid_first_and_commits_last_is_not_skipped(topology):
     t = topology
     early = psycopg.connect(t.supabase_dsn)

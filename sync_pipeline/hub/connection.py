@@ -61,10 +61,14 @@ def _json_default(value: Any) -> Any:
     return str(value)  # uuid.UUID, Decimal: their text is what Postgres reads
 
 
+# What the hub writes as JSON: datetimes as their isoformat, uuids and Decimals as their text.
+JSON_DUMPS = partial(json.dumps, default=_json_default)
+
+
 def json_rows(rows: Iterable[Mapping[str, Any]]) -> Jsonb:
     """Rows as one JSON document for `jsonb_to_recordset`: one parameter however many rows (arrays of jsonb
     parameters cost several times more to send and parse)."""
-    return Jsonb(list(rows), dumps=partial(json.dumps, default=_json_default))
+    return Jsonb(list(rows), dumps=JSON_DUMPS)
 
 
 def copy_rows(conn: Conn, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
