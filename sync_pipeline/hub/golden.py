@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
+import psycopg
 from psycopg.rows import DictRow
 
 from sync_pipeline.engine.policy import REASSERTED_ORIGIN
@@ -24,6 +25,7 @@ def golden_from_row(row: DictRow) -> GoldenRecord:
     )
 
 
+T = TypeVar("T")
 _GOLDEN_COLUMNS = ("entity", "record_id", "version", "data", "deleted", "content_hash", "origin_store",
                    "origin_modified_at")
 
@@ -33,24 +35,43 @@ def _golden_values(g: GoldenRecord) -> tuple[Any, ...]:
             g.origin_modified_at)
 
 
-def write_golden(conn: Conn, versions: Sequence[GoldenRecord], run_id: str | None) -> None:
+def write_golden(conn: Conn, versions: Sequence[GoldenRecord], run_id: str | None,
+                 new: Collection[str] = frozenset()) -> None:
     """New golden versions, oldest first: the latest of each record becomes current (one statement), and
     every one goes into the history (one COPY), the base of later three-way merges. The golden table's
-    triggers mark them pending for every store that has not seen them."""
+    triggers mark them pending for every store that has not seen them. The records in `new` (the hub held
+    none of them when the batch read it) go in by COPY, unless one was inserted meanwhile."""
     if not versions:
         return
     latest = sorted({g.record_id: g for g in versions}.values(), key=lambda g: g.record_id)  # lock order
-    conn.execute(
-        """insert into sync.golden (entity, record_id, version, data, deleted, content_hash, origin_store,
-                                    origin_modified_at)
-           select * from jsonb_to_recordset(%s) as g(entity text, record_id uuid, version bigint, data jsonb,
-             deleted boolean, content_hash text, origin_store text, origin_modified_at timestamptz)
-           on conflict (entity, record_id) do update set version = excluded.version, data = excluded.data,
-             deleted = excluded.deleted, content_hash = excluded.content_hash,
-             origin_store = excluded.origin_store, origin_modified_at = excluded.origin_modified_at,
-             updated_at = now()""", (json_rows(vars(g) for g in latest),))
+    if _copied_in(conn, "golden", _GOLDEN_COLUMNS, [g for g in latest if g.record_id in new], _golden_values):
+        latest = [g for g in latest if g.record_id not in new]
+    if latest:
+        conn.execute(
+            """insert into sync.golden (entity, record_id, version, data, deleted, content_hash, origin_store,
+                                        origin_modified_at)
+               select * from jsonb_to_recordset(%s) as g(entity text, record_id uuid, version bigint,
+                 data jsonb, deleted boolean, content_hash text, origin_store text, origin_modified_at timestamptz)
+               on conflict (entity, record_id) do update set version = excluded.version, data = excluded.data,
+                 deleted = excluded.deleted, content_hash = excluded.content_hash,
+                 origin_store = excluded.origin_store, origin_modified_at = excluded.origin_modified_at,
+                 updated_at = now()""", (json_rows(vars(g) for g in latest),))
     copy_rows(conn, "golden_history", (*_GOLDEN_COLUMNS, "run_id"),
               ((*_golden_values(g), run_id) for g in versions))
+
+
+def _copied_in(conn: Conn, table: str, columns: Sequence[str], rows: Sequence[T],
+               values: Callable[[T], tuple[Any, ...]]) -> bool:
+    """Rows new to a hub table put in by COPY (cheaper than the upsert's JSON); False when there were none, or
+    one of them was there after all (inserted meanwhile): then the upsert takes them all."""
+    if not rows:
+        return False
+    try:
+        with conn.transaction():
+            copy_rows(conn, table, columns, map(values, rows))
+    except psycopg.errors.UniqueViolation:
+        return False
+    return True
 
 
 def store_states(conn: Conn, entity: str, record_ids: Sequence[str]) -> dict[tuple[str, str], StoreState]:
@@ -63,10 +84,19 @@ def store_states(conn: Conn, entity: str, record_ids: Sequence[str]) -> dict[tup
                                                           r["store_record_id"]) for r in rows}
 
 
-def set_states(conn: Conn, entity: str, states: Mapping[tuple[str, str], StoreState]) -> None:
+_STATE_COLUMNS = ("entity", "record_id", "store", "store_record_id", "seen_version", "seen_hash")
+
+
+def set_states(conn: Conn, entity: str, states: Mapping[tuple[str, str], StoreState],
+               new: Collection[tuple[str, str]] = frozenset()) -> None:
     """What stores hold after changes of their own were resolved (we wrote nothing to them, so their written
-    versions stay), in one statement."""
-    if not states:
+    versions stay), in one statement; the states in `new` (none held when the batch read them) by COPY."""
+    keys = sorted(states)  # in lock order
+    fresh = [k for k in keys if k in new]
+    if _copied_in(conn, "record_state", _STATE_COLUMNS, fresh, lambda k: (
+            entity, k[0], k[1], states[k].store_record_id, states[k].seen_version, states[k].seen_hash)):
+        keys = [k for k in keys if k not in new]
+    if not keys:
         return
     conn.execute(
         """insert into sync.record_state (entity, record_id, store, store_record_id, seen_version, seen_hash)
@@ -78,7 +108,7 @@ def set_states(conn: Conn, entity: str, states: Mapping[tuple[str, str], StoreSt
              store_record_id = coalesce(excluded.store_record_id, sync.record_state.store_record_id),
              updated_at = now()""",
         (entity, json_rows({"record_id": record_id, "store": store, **vars(states[(record_id, store)])}
-                           for record_id, store in sorted(states))))  # in lock order
+                           for record_id, store in keys)))
 
 
 class GoldenRecords(HubConnection):

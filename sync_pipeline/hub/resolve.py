@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -139,12 +140,13 @@ def _outcome(run_id: str | None, entity: str, d: Decided) -> RecordOutcome:
                          event_key=d.change.event_key, version=d.version, detail=d.detail)
 
 
-def _write(conn: Conn, entity: Entity, changes: Sequence[InboxChange], done: BatchResolution,
+def _write(conn: Conn, entity: Entity, changes: Sequence[InboxChange], done: BatchResolution, held: _Held,
            run_id: str | None) -> None:
-    """What the batch decided, one statement per table. The stores' states go first: a new version is then
-    marked pending only for the stores that do not hold it (not, and at once unmarked, for its source)."""
-    set_states(conn, entity.name, done.states)
-    write_golden(conn, done.versions, run_id)
+    """What the batch decided, one statement per table (what the hub did not hold by COPY). The stores'
+    states go first: a new version is then marked pending only for the stores that do not hold it (not, and
+    at once unmarked, for its source)."""
+    set_states(conn, entity.name, done.states, new=done.states.keys() - held.states)
+    write_golden(conn, done.versions, run_id, new={g.record_id for g in done.versions} - held.golden)
     copy_rows(conn, "conflicts", _CONFLICT_COLUMNS, (
         (run_id, c.entity, c.record_id, c.golden_version, c.base_version, c.incoming_store, c.golden_store,
          c.winner_store, c.resolution, result_version, c.differing_fields, Jsonb(c.golden_side),
@@ -157,6 +159,18 @@ def _write(conn: Conn, entity: Entity, changes: Sequence[InboxChange], done: Bat
         quarantine(conn, store, entity.name, records, run_id, stage="resolve")
     record_outcomes(conn, [_outcome(run_id, entity.name, d) for d in done.decided if d.outcome != QUARANTINED])
     conn.execute("update sync.inbox set applied_at = now() where id = any(%b::bigint[])", ([c.inbox_id for c in changes],))
+
+
+@dataclass(frozen=True)
+class _Held:
+    """The golden records and store states the hub held of a batch's records when it read them."""
+
+    golden: frozenset[str]
+    states: frozenset[tuple[str, str]]
+
+    @classmethod
+    def of(cls, view: HubView) -> _Held:
+        return cls(frozenset(view.golden), frozenset(view.states))
 
 
 def _written_rows(done: BatchResolution) -> int:
@@ -216,11 +230,12 @@ class Resolver(HubConnection):
                         writes.wait_for(reach)
                         view = _read_view(conn, entity, changes)
                         reach |= view_reach(view)  # the natural keys its records hold before the batch
+                        held = _Held.of(view)
                         done = resolve_batch(entity.name, changes, claimed, view, priority)
                         reach |= view_reach(view)
                         writes.wait()  # batches commit in order
-                        writes.commit(transaction.pop_all(), partial(_write, conn, entity, changes, done, run_id),
-                                      reach)
+                        writes.commit(transaction.pop_all(),
+                                      partial(_write, conn, entity, changes, done, held, run_id), reach)
                         stats.add(done.stats)
                         written += _written_rows(done)
                 if len(changes) < batch_size:

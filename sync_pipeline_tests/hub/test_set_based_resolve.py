@@ -10,8 +10,9 @@ from typing import Any
 
 import psycopg
 
-from sync_pipeline.engine.records import CapturedChange, Op
+from sync_pipeline.engine.records import CapturedChange, GoldenRecord, Op, StoreState
 from sync_pipeline.hub import resolve as resolve_module
+from sync_pipeline.hub.golden import set_states, write_golden
 from sync_pipeline.hub.hub import Hub
 from sync_pipeline.model.entities import entity
 
@@ -192,3 +193,32 @@ def _manual_analyzes(dsn: str) -> dict[str, int]:
         conn.execute("select pg_stat_clear_snapshot()")
         rows = conn.execute("select relname, analyze_count from pg_stat_user_tables where schemaname = 'sync'")
         return {r[0]: r[1] for r in rows}
+
+
+def test_records_new_to_the_batch_but_inserted_meanwhile_are_upserted(topology):
+    """The resolve puts what the hub did not hold when it read the batch in by COPY; a record (or a store's
+    state) inserted since fails that COPY's savepoint, and the upsert writes every row of the batch."""
+    hub = topology.hub
+    rid, other = str(uuid.uuid4()), str(uuid.uuid4())
+    meanwhile = GoldenRecord("people", rid, 1, _person(1), False, "h1", "supabase", T0)
+    with hub.connect() as conn:
+        write_golden(conn, [meanwhile], "other-resolve", new={rid})
+        set_states(conn, "people", {(rid, "supabase"): StoreState(1, "h1", 0)}, new={(rid, "supabase")})
+    edited = GoldenRecord("people", rid, 2, _person(1, city="Rome"), False, "h2", "local_db", T0)
+    fresh = GoldenRecord("people", other, 1, _person(2), False, "h3", "local_db", T0)
+    with hub.connect() as conn:
+        write_golden(conn, [edited, fresh], "resolve", new={rid, other})
+        set_states(conn, "people", {(rid, "local_db"): StoreState(2, "h2", 0),
+                                    (rid, "supabase"): StoreState(2, "h2", 0),
+                                    (other, "local_db"): StoreState(1, "h3", 0)},
+                   new={(rid, "supabase"), (other, "local_db")})
+        golden = conn.execute("select record_id::text as id, version, data->>'city' as city from sync.golden "
+                              "order by version").fetchall()
+        states = conn.execute("select record_id::text as id, store, seen_version from sync.record_state "
+                              "order by store, record_id").fetchall()
+        history = conn.execute("select count(*) as n from sync.golden_history").fetchone()
+    assert [(g["id"], g["version"], g["city"]) for g in golden] == sorted(
+        [(rid, 2, "Rome"), (other, 1, "Paris")], key=lambda g: g[1])
+    assert sorted((s["id"], s["store"], s["seen_version"]) for s in states) == sorted(
+        [(rid, "local_db", 2), (other, "local_db", 1), (rid, "supabase", 2)])
+    assert history["n"] == 3
