@@ -85,6 +85,20 @@ def copy_rows(conn: Conn, table: str, columns: Sequence[str], rows: Iterable[Seq
             copy.write_row(row)
 
 
+def copy_new_rows(conn: Conn, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> bool:
+    """Rows new to a hub table put in by one COPY under a savepoint, cheaper than an upsert; False when there
+    were none, or one was there after all (a replay, a row inserted meanwhile): the caller's upsert then
+    takes them all."""
+    if not rows:
+        return False
+    try:
+        with conn.transaction():
+            copy_rows(conn, table, columns, rows)
+    except psycopg.errors.UniqueViolation:
+        return False
+    return True
+
+
 # Bounded waits on the hub (the defaults of `SyncSettings` and of the hub's resource).
 HUB_LOCK_TIMEOUT_MS = 30_000
 HUB_STATEMENT_TIMEOUT_MS = 300_000
@@ -111,8 +125,8 @@ def open_pool(dsn: str, timeouts: HubTimeouts, max_size: int) -> ConnectionPool[
     """A pool of hub connections for one process: one opened at once, more only while units of work overlap
     (a nested `connect()`), none kept past `max_idle`. Closed by its owner (the hub's Dagster resource)."""
     pool: ConnectionPool[Conn] = ConnectionPool(
-        dsn, kwargs=connect_kwargs(timeouts), configure=use_fast_json, min_size=1, max_size=max_size, max_idle=300,
-        timeout=3 * timeouts.connect_timeout_s, name="sync-hub", open=False)
+        dsn, kwargs=connect_kwargs(timeouts), configure=use_fast_json, min_size=1, max_size=max_size,
+        max_idle=300, timeout=3 * timeouts.connect_timeout_s, name="sync-hub", open=False)
     pool.open(wait=True, timeout=3 * timeouts.connect_timeout_s)
     return pool
 

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
-import psycopg
 from psycopg.rows import DictRow
 
 from sync_pipeline.engine.policy import REASSERTED_ORIGIN
 from sync_pipeline.engine.records import GoldenRecord, StoreState
-from sync_pipeline.hub.connection import Conn, HubConnection, copy_rows, json_rows, jsonb_or_null, one
+from sync_pipeline.hub.connection import (
+    Conn,
+    HubConnection,
+    copy_new_rows,
+    copy_rows,
+    json_rows,
+    jsonb_or_null,
+    one,
+)
 from sync_pipeline.hub.migrations import PENDING_LOCK_KEY
 from sync_pipeline.hub.runs import RecordOutcome, record_outcomes
 
@@ -25,7 +32,6 @@ def golden_from_row(row: DictRow) -> GoldenRecord:
     )
 
 
-T = TypeVar("T")
 _GOLDEN_COLUMNS = ("entity", "record_id", "version", "data", "deleted", "content_hash", "origin_store",
                    "origin_modified_at")
 
@@ -44,34 +50,22 @@ def write_golden(conn: Conn, versions: Sequence[GoldenRecord], run_id: str | Non
     if not versions:
         return
     latest = sorted({g.record_id: g for g in versions}.values(), key=lambda g: g.record_id)  # lock order
-    if _copied_in(conn, "golden", _GOLDEN_COLUMNS, [g for g in latest if g.record_id in new], _golden_values):
+    fresh = [_golden_values(g) for g in latest if g.record_id in new]
+    if copy_new_rows(conn, "golden", _GOLDEN_COLUMNS, fresh):
         latest = [g for g in latest if g.record_id not in new]
     if latest:
         conn.execute(
             """insert into sync.golden (entity, record_id, version, data, deleted, content_hash, origin_store,
                                         origin_modified_at)
                select * from jsonb_to_recordset(%s) as g(entity text, record_id uuid, version bigint,
-                 data jsonb, deleted boolean, content_hash text, origin_store text, origin_modified_at timestamptz)
+                 data jsonb, deleted boolean, content_hash text, origin_store text,
+                 origin_modified_at timestamptz)
                on conflict (entity, record_id) do update set version = excluded.version, data = excluded.data,
                  deleted = excluded.deleted, content_hash = excluded.content_hash,
                  origin_store = excluded.origin_store, origin_modified_at = excluded.origin_modified_at,
                  updated_at = now()""", (json_rows(vars(g) for g in latest),))
     copy_rows(conn, "golden_history", (*_GOLDEN_COLUMNS, "run_id"),
               ((*_golden_values(g), run_id) for g in versions))
-
-
-def _copied_in(conn: Conn, table: str, columns: Sequence[str], rows: Sequence[T],
-               values: Callable[[T], tuple[Any, ...]]) -> bool:
-    """Rows new to a hub table put in by COPY (cheaper than the upsert's JSON); False when there were none, or
-    one of them was there after all (inserted meanwhile): then the upsert takes them all."""
-    if not rows:
-        return False
-    try:
-        with conn.transaction():
-            copy_rows(conn, table, columns, map(values, rows))
-    except psycopg.errors.UniqueViolation:
-        return False
-    return True
 
 
 def store_states(conn: Conn, entity: str, record_ids: Sequence[str]) -> dict[tuple[str, str], StoreState]:
@@ -92,9 +86,10 @@ def set_states(conn: Conn, entity: str, states: Mapping[tuple[str, str], StoreSt
     """What stores hold after changes of their own were resolved (we wrote nothing to them, so their written
     versions stay), in one statement; the states in `new` (none held when the batch read them) by COPY."""
     keys = sorted(states)  # in lock order
-    fresh = [k for k in keys if k in new]
-    if _copied_in(conn, "record_state", _STATE_COLUMNS, fresh, lambda k: (
-            entity, k[0], k[1], states[k].store_record_id, states[k].seen_version, states[k].seen_hash)):
+    if copy_new_rows(conn, "record_state", _STATE_COLUMNS, [
+            (entity, record_id, store, states[(record_id, store)].store_record_id,
+             states[(record_id, store)].seen_version, states[(record_id, store)].seen_hash)
+            for record_id, store in keys if (record_id, store) in new]):
         keys = [k for k in keys if k not in new]
     if not keys:
         return

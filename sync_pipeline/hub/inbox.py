@@ -10,7 +10,15 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from sync_pipeline.engine.records import CapturedChange, Op, QuarantinedRecord
-from sync_pipeline.hub.connection import JSON_DUMPS, Conn, HubConnection, copy_rows, json_rows, jsonb_or_null, one
+from sync_pipeline.hub.connection import (
+    JSON_DUMPS,
+    Conn,
+    HubConnection,
+    copy_new_rows,
+    json_rows,
+    jsonb_or_null,
+    one,
+)
 from sync_pipeline.hub.runs import RecordOutcome, record_outcomes
 from sync_pipeline.redaction import redact, redact_text
 
@@ -77,15 +85,11 @@ def _insert_changes(conn: Conn, store: str, entity: str, changes: Sequence[Captu
     skipping that change."""
     if not changes:
         return 0
-    try:
-        with conn.transaction():
-            copy_rows(conn, "inbox", _CHANGE_COLUMNS, (
-                (store, entity, c.event_key, "change", c.record_id, c.store_record_id, c.op.value,
-                 None if c.data is None else Jsonb(c.data, dumps=JSON_DUMPS), c.base_version, c.modified_at,
-                 run_id) for c in changes))
+    if copy_new_rows(conn, "inbox", _CHANGE_COLUMNS, [
+            (store, entity, c.event_key, "change", c.record_id, c.store_record_id, c.op.value,
+             None if c.data is None else Jsonb(c.data, dumps=JSON_DUMPS), c.base_version, c.modified_at, run_id)
+            for c in changes]):
         return len(changes)
-    except psycopg.errors.UniqueViolation:
-        pass
     return conn.execute(
         """insert into sync.inbox (store, entity, event_key, kind, record_id, store_record_id, op, data,
                                   base_version, modified_at, run_id)

@@ -158,7 +158,8 @@ def _write(conn: Conn, entity: Entity, changes: Sequence[InboxChange], done: Bat
     for store, records in quarantined.items():
         quarantine(conn, store, entity.name, records, run_id, stage="resolve")
     record_outcomes(conn, [_outcome(run_id, entity.name, d) for d in done.decided if d.outcome != QUARANTINED])
-    conn.execute("update sync.inbox set applied_at = now() where id = any(%b::bigint[])", ([c.inbox_id for c in changes],))
+    conn.execute("update sync.inbox set applied_at = now() where id = any(%b::bigint[])",
+                 ([c.inbox_id for c in changes],))
 
 
 @dataclass(frozen=True)
