@@ -43,7 +43,6 @@ from sync_pipeline.model.canonical import CanonicalValueError, parse_timestamp
 from sync_pipeline.model.contracts import validate_records
 from sync_pipeline.model.entities import Entity
 from sync_pipeline.overlap import WriteBehind, read_ahead
-from sync_pipeline.overlap import read_ahead
 from sync_pipeline.settings import SyncSettings
 from sync_pipeline.stores.base import (
     CaptureBatch,

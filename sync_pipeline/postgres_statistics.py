@@ -6,6 +6,7 @@ counted, a read of a bulk-loaded table took seconds instead of milliseconds, onc
 from __future__ import annotations
 
 from collections.abc import Sequence
+
 import psycopg
 from psycopg import sql
 from psycopg.rows import DictRow

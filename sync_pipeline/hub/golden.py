@@ -87,9 +87,8 @@ def set_states(conn: Conn, entity: str, states: Mapping[tuple[str, str], StoreSt
     versions stay), in one statement; the states in `new` (none held when the batch read them) by COPY."""
     keys = sorted(states)  # in lock order
     if copy_new_rows(conn, "record_state", _STATE_COLUMNS, [
-            (entity, record_id, store, states[(record_id, store)].store_record_id,
-             states[(record_id, store)].seen_version, states[(record_id, store)].seen_hash)
-            for record_id, store in keys if (record_id, store) in new]):
+            (entity, record_id, store, state.store_record_id, state.seen_version, state.seen_hash)
+            for (record_id, store), state in ((k, states[k]) for k in keys if k in new)]):
         keys = [k for k in keys if k not in new]
     if not keys:
         return
