@@ -32,7 +32,7 @@ from sync_pipeline.hub.hub import Hub
 from sync_pipeline.model.entities import ENTITIES
 from sync_pipeline.sandbox.postgres import free_port, run_postgres
 from sync_pipeline.sandbox.twenty.server import run_standin
-from sync_pipeline.settings import sync_interval_minutes
+from sync_pipeline.settings import SyncSettings, sync_interval_minutes
 from sync_pipeline.stores.postgres import PostgresStore
 from sync_pipeline.stores.twenty.client import TwentyClient
 from sync_pipeline.stores.twenty.mapping import twenty_object
@@ -40,7 +40,7 @@ from sync_pipeline.stores.twenty.store import TwentyStore
 
 SECRET = "bench-webhook-secret"
 SENSOR_SECONDS = 30  # defs/automation.py: webhook_inbox_sensor's minimum interval
-SETTINGS = pipeline.SyncSettings()
+SETTINGS = SyncSettings()
 
 
 def sync(hub: Hub, stores: Sequence[PostgresStore | TwentyStore]) -> float:

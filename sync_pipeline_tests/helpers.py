@@ -8,12 +8,13 @@ from typing import Any, Sequence
 from sync_pipeline import pipeline
 from sync_pipeline.hub.hub import Hub
 from sync_pipeline.model.entities import ENTITIES, Entity, entity
+from sync_pipeline.settings import SyncSettings
 from sync_pipeline.stores.base import Store
 
-SETTINGS = pipeline.SyncSettings()
+SETTINGS = SyncSettings()
 
 
-def sync_once(hub: Hub, stores: Sequence[Store], settings: pipeline.SyncSettings = SETTINGS,
+def sync_once(hub: Hub, stores: Sequence[Store], settings: SyncSettings = SETTINGS,
               entities: Sequence[Entity] = ENTITIES) -> dict[str, Any]:
     """One run of the job: capture every store, resolve, publish to every store; returns the stats. A test
     whose records are all of some entities may run only those (the others' steps have nothing to do)."""
