@@ -49,3 +49,10 @@ def describe(conn: psycopg.Connection[DictRow], schema: str, table: str) -> Live
         row_level_security=rel["relrowsecurity"],
         triggers={t["tgname"]: t["enabled"] for t in triggers})
 
+
+
+def relation_names(conn: psycopg.Connection[DictRow], schema: str) -> set[str]:
+    """The names of the tables (and other relations) in `schema`; none when it does not exist."""
+    return {r["relname"] for r in conn.execute(
+        """select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace
+           where n.nspname = %s""", (schema,)).fetchall()}

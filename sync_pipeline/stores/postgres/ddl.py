@@ -11,6 +11,8 @@ by Supabase's Data API, with row-level security on and no policy (nobody reaches
 
 from __future__ import annotations
 
+import hashlib
+
 from psycopg import sql
 
 from sync_pipeline.stores.postgres.catalog import LiveTable
@@ -38,8 +40,35 @@ def capture_trigger(table: MappedTable) -> str:
     return f"{table.entity.name}_sync_cdc"
 
 
+# Postgres cuts a longer name to this many bytes, silently: two long table keys sharing their first bytes
+# would share one row versions table and one capture function (a table's changes logged as the other's).
+_MAX_NAME_BYTES = 63
+
+
+def cdc_name(table: MappedTable, suffix: str) -> str:
+    """The name of one of the table's objects in the sync's schema: `schema.table.suffix`, or, where that would
+    be cut, the key's start and a digest of the whole key (unique per table, within the limit)."""
+    name = f"{table.key}.{suffix}"
+    if len(name.encode()) <= _MAX_NAME_BYTES:
+        return name
+    tail = f"~{hashlib.sha256(table.key.encode()).hexdigest()[:12]}.{suffix}"
+    return _cut(table.key, _MAX_NAME_BYTES - len(tail.encode())) + tail
+
+
+def cut_cdc_name(table: MappedTable, suffix: str) -> str | None:
+    """The name Postgres gave the object when an earlier version named it `schema.table.suffix` in full, if
+    that was cut."""
+    name = f"{table.key}.{suffix}"
+    return _cut(name, _MAX_NAME_BYTES) if len(name.encode()) > _MAX_NAME_BYTES else None
+
+
+def _cut(text: str, limit: int) -> str:
+    """The longest start of `text` within `limit` bytes of UTF-8, no character split (as Postgres cuts)."""
+    return text.encode()[:limit].decode(errors="ignore")
+
+
 def versions_name(table: MappedTable) -> str:
-    return f"{table.key}.versions"
+    return cdc_name(table, "versions")
 
 
 def row_versions(table: MappedTable) -> sql.Identifier:
@@ -98,12 +127,20 @@ end $$""")
 
 
 def sync_schema_statements(log: LiveTable | None, shared_versions: LiveTable | None,
-                           tables: list[MappedTable]) -> list[Statement]:
+                           tables: list[MappedTable], cdc_relations: set[str]) -> list[Statement]:
     """The sync's own schema and each table's row versions; `log` is the change log as it stands (one of an
     earlier version, keyed by a uuid and the table's bare name, is converted), `shared_versions` the table
-    of row versions of an earlier version (its entries move to the tables' own, then it goes)."""
+    of row versions of an earlier version (its entries move to the tables' own, then it goes),
+    `cdc_relations` the names the sync's schema holds (a versions table whose name Postgres cut is renamed)."""
     names = {"cdc": sql.Identifier(CDC_SCHEMA), "log": CHANGE_LOG}
     statements: list[Statement] = [_SYNC_SCHEMA.format(**names)]
+    for t in tables:
+        cut = cut_cdc_name(t, "versions")
+        if cut in cdc_relations and versions_name(t) not in cdc_relations:
+            # Two tables may have shared it: the first takes it, the next starts its own.
+            cdc_relations = cdc_relations - {cut}
+            statements.append(sql.SQL("alter table {} rename to {}").format(
+                sql.Identifier(CDC_SCHEMA, cut), sql.Identifier(versions_name(t))))
     statements += [_ROW_VERSIONS.format(versions=row_versions(t), id_type=sql.SQL(t.id_type)) for t in tables]
     if shared_versions is not None:
         statements += [sql.SQL("""
@@ -143,7 +180,7 @@ def table_statements(table: MappedTable, live: LiveTable | None, data_api: bool)
         statements.append(sql.SQL("alter table {} enable row level security").format(t))
     if live is not None and _legacy_touch_trigger(table) in live.triggers:
         statements += _leave_legacy_install(table, live)
-    function = sql.Identifier(CDC_SCHEMA, f"{table.key}.log_change")
+    function = sql.Identifier(CDC_SCHEMA, cdc_name(table, "log_change"))
     statements.append(_LOG_CHANGE.format(function=function, versions=row_versions(table), id=table.id_column,
                                          log=CHANGE_LOG, key=sql.Literal(table.key),
                                          id_name=sql.Literal(table.mapping.id_column)))

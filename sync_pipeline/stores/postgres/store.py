@@ -41,7 +41,7 @@ from sync_pipeline.stores.base import (
     translate_references,
 )
 from sync_pipeline.stores.postgres.apply import apply_batch
-from sync_pipeline.stores.postgres.catalog import LiveTable, describe
+from sync_pipeline.stores.postgres.catalog import LiveTable, describe, relation_names
 from sync_pipeline.stores.postgres.ddl import (
     CDC_SCHEMA,
     CHANGE_LOG,
@@ -139,7 +139,8 @@ class PostgresStore:
         """What install runs, given the database as it stands (read from the catalog, nothing written)."""
         tables = self._tables()
         statements = sync_schema_statements(describe(conn, CDC_SCHEMA, "change_log"),
-                                            describe(conn, CDC_SCHEMA, "row_versions"), tables)
+                                            describe(conn, CDC_SCHEMA, "row_versions"), tables,
+                                            relation_names(conn, CDC_SCHEMA))
         for table in tables:
             statements += table_statements(table, describe(conn, table.mapping.schema, table.mapping.table),
                                            self.data_api)
