@@ -9,8 +9,9 @@ environment exactly as `sync_pipeline.definitions` reads it, installed by `sync-
   gated run on a temporary Dagster instance; records/s = N / the run's wall time (the whole run: capture from
   the local DB, resolve in the hub, publish to Supabase and to every other configured store, the checks and
   Dagster's own work; the stores it includes are printed beside it, with the goal), the peak RSS of this
-  process during it (sampled from /proc/self/status every 50 ms), and its slowest steps; Supabase must then
-  hold the N people;
+  process during it (sampled from /proc/self/status every 50 ms), its slowest steps, and the CPU it took:
+  this process's and the Postgres server's (its processes' times in /proc), against what the machine's cores
+  had (cores x wall time); Supabase must then hold the N people;
 - 100-change syncs (`--change-runs`, median): 100 of those people edited in the local DB in one
   transaction, then one gated run; its wall time, peak RSS, the Postgres statements and connections the
   server received (counted from its log, with `log_statement = all` and `log_connections = on` switched on
@@ -125,6 +126,39 @@ def statements_logged(server: PostgresServer) -> Iterator[dict[str, int]]:
         counts["connections"] = len(CONNECTION_LINE.findall(text)) - 1
 
 
+def server_cpu_seconds(server: PostgresServer) -> float:
+    """CPU seconds the Postgres server has used: the postmaster's own and its exited children's (which it
+    reaped), and those of its children alive now."""
+    postmaster = int((server.data_dir / "data" / "postmaster.pid").read_text().split()[0])
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # a backend that has just exited
+            continue
+        fields = text[text.rindex(")") + 2:].split()  # after the command name, which may hold spaces
+        pid, parent = int(stat.parent.name), int(fields[1])
+        if pid == postmaster:
+            ticks += sum(map(int, fields[11:15]))  # utime, stime, cutime, cstime
+        elif parent == postmaster:
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+@contextmanager
+def cpu_used(server: PostgresServer) -> Iterator[dict[str, float]]:
+    """CPU seconds of this process and of the Postgres server while the block runs, and those the machine had
+    (its cores times the wall time)."""
+    figures: dict[str, float] = {}
+    process, postgres, wall = time.process_time(), server_cpu_seconds(server), time.perf_counter()
+    try:
+        yield figures
+    finally:
+        figures["process_s"] = time.process_time() - process
+        figures["server_s"] = server_cpu_seconds(server) - postgres
+        figures["available_s"] = (time.perf_counter() - wall) * (os.cpu_count() or 1)
+
+
 def timed(action: Callable[[], T]) -> tuple[float, T]:
     started = time.perf_counter()
     result = action()
@@ -230,14 +264,15 @@ def measure_size(people: int, change_runs: int, with_twenty: bool, with_bigquery
 
         ids = seed_people(local_dsn, people)
         rss = PeakRss()
-        with rss.watching():
+        with rss.watching(), cpu_used(server) as cpu:
             first_seconds, first_steps = timed(gated_run)
         held = count_holding(supabase_dsn)
         assert held >= people, f"Supabase holds {held:,} people after the first sync of {people:,}"
         figures: dict[str, Any] = {"people": people, "first_sync_s": first_seconds,
                                    "first_sync_records_per_s": people / first_seconds,
                                    "first_sync_peak_rss_mib": rss.mib, "first_sync_steps_s": sum(first_steps.values()),
-                                   "first_sync_slowest_steps": slowest(first_steps), "runs": []}
+                                   "first_sync_slowest_steps": slowest(first_steps), "first_sync_cpu": cpu,
+                                   "runs": []}
         for run in range(change_runs):
             title = f"Changed {run}"
             edit_people(local_dsn, ids[run * CHANGES:(run + 1) * CHANGES], title)
@@ -291,6 +326,12 @@ def print_table(results: list[dict[str, Any]], with_twenty: bool, stores: str) -
         print(f"first sync at {r['people']:,}: {r['first_sync_s']:.1f} s, of which {r['first_sync_steps_s']:.1f} s "
               f"in steps (the rest: the run's start and Dagster's event log); slowest steps: "
               + ", ".join(f"{step} {sec:.1f} s" for step, sec in r["first_sync_slowest_steps"]))
+    for r in results:
+        cpu = r["first_sync_cpu"]
+        used = cpu["process_s"] + cpu["server_s"]
+        print(f"first sync at {r['people']:,}: CPU {cpu['process_s']:.1f} s in this process + {cpu['server_s']:.1f} s "
+              f"in the Postgres server = {used:.1f} s of the {cpu['available_s']:.1f} s its {os.cpu_count()} cores "
+              f"had ({used / cpu['available_s']:.0%}; {used / r['people'] * 1e6:,.0f} us per record)")
     for r in results:
         last = r["runs"][-1]
         print(f"slowest steps of the last 100-change run at {r['people']:,} ({last['steps']} steps, "
