@@ -5,7 +5,8 @@ and sync with `sslmode=require` and with `sslmode=verify-full&sslrootcert=<ca>`,
 server whose certificate is for another host or from another CA, with an error that holds no password.
 The transaction pooler (port 6543): Debian's pgbouncer in transaction mode in front of the test server, which
 hands a server connection to the next client unreset, so that session state (a prepared statement, a `set`)
-leaks from one client to the next; the whole sync runs through it.
+leaks from one client to the next; the whole sync runs through it. And both at once, as Supabase's pooler is
+reached: clients come to pgbouncer over TLS only, and verify-full checks its certificate.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from sync_pipeline.safety import checks as safety
 from sync_pipeline.safety.checks import Status
 from sync_pipeline.sandbox.postgres import PostgresServer, ServerTls, run_postgres
 from sync_pipeline.stores.postgres import PostgresStore
-from sync_pipeline_tests.fixtures.pgbouncer import POOLER_PASSWORD, Pooler
+from sync_pipeline_tests.fixtures.pgbouncer import POOLER_PASSWORD, Pooler, run_pgbouncer
 from sync_pipeline_tests.helpers import insert_person, people, sync_once
 
 # The test server trusts loopback; libpq still carries the password, and must not tell it.
@@ -297,3 +298,50 @@ def test_a_pooler_error_holds_no_password(pgbouncer, topology):
     verdict = safety.connection(SupabaseResource(dsn=url, sslmode="disable").store(topology.hub))
     assert verdict.status is Status.FAIL and "authentication failed" in verdict.reason, verdict
     assert POOLER_PASSWORD not in f"{verdict.reason} {verdict.metadata}"
+
+
+# -- TLS to the transaction pooler ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tls_pooler(tls_server: PostgresServer, certificates: Certificates) -> Iterator[Pooler]:
+    """pgbouncer in front of the TLS server, taking clients over TLS only, with the server's certificate."""
+    with run_pgbouncer(tls_server, tls=certificates.server) as pooler:
+        yield pooler
+
+
+def test_supabase_syncs_over_tls_through_the_transaction_pooler(tls_pooler, tls_server, tls_databases,
+                                                                 certificates):
+    local, supabase_db = tls_databases
+    verified = {"sslmode": "verify-full", "sslrootcert": str(certificates.ca)}
+    with _hub_on_a_pool(_url(tls_server, local, **verified)) as hub:
+        hub.migrate()
+        supabase = SupabaseResource(dsn=tls_pooler.dsn(supabase_db, host="localhost", **verified)).store(hub)
+        local_db = PostgresStore("local_db", tls_server.dsn(local), id_map=hub.id_map("local_db"))
+        for store in (supabase, local_db):
+            store.install()
+        with supabase.connect() as conn:
+            assert conn.pgconn.ssl_in_use and conn.info.get_parameters()["sslmode"] == "verify-full"
+        with psycopg.connect(tls_pooler.dsn(supabase_db), prepare_threshold=None) as conn:  # the app, pooled
+            pid = insert_person(conn, first_name="Grace", email="grace@navy.mil")
+        sync_once(hub, [supabase, local_db])
+        assert [p["email"] for p in people(local_db)] == ["grace@navy.mil"]
+        with psycopg.connect(tls_server.dsn(local)) as conn:
+            conn.execute("update people set job_title = 'Rear Admiral' where id = %s", (pid,))
+        sync_once(hub, [supabase, local_db])
+        assert people(supabase) == people(local_db)
+        assert people(supabase)[0]["job_title"] == "Rear Admiral"
+        assert safety.connection(supabase).status is Status.PASS
+
+
+def test_the_pooler_over_tls_refuses_plain_clients_and_verify_full_an_unknown_ca(tls_pooler, tls_server,
+                                                                                certificates):
+    hub = Hub(tls_server.dsn())
+    plain = SupabaseResource(dsn=tls_pooler.dsn("postgres", sslmode="disable"), sslmode="disable").store(hub)
+    other = tls_pooler.dsn("postgres", host="localhost", sslmode="verify-full",
+                           sslrootcert=str(certificates.other_ca))
+    for store, expected in ((plain, "SSL required"),
+                            (SupabaseResource(dsn=other).store(hub), "certificate verify failed")):
+        verdict = safety.connection(store)
+        assert verdict.status is Status.FAIL and expected in verdict.reason, verdict
+        assert POOLER_PASSWORD not in f"{verdict.reason} {verdict.metadata}"
