@@ -453,6 +453,29 @@ def test_the_window_validates_what_will_be_published_and_the_sweep_everything(sy
     assert "not-an-email" not in {p["email"] for p in topology.local_db.rows(PEOPLE)}
 
 
+def test_a_published_version_the_hub_contract_validated_is_not_validated_again(synced, topology):
+    recent = topology.hub.recent_run_ids(Thresholds().recent_runs)
+    with topology.hub.connect() as conn:
+        ids = [r["record_id"] for r in conn.execute(
+            """select distinct record_id from sync.record_outcomes where run_id = any(%s) and entity = 'people'
+               and stage = 'publish' and store = 'supabase' order by 1""", (recent,))]
+    published = len(ids)
+    assert published > 0
+    # The syncs' own hub checks validated each version they resolved, then passed over their runs.
+    trusted = safety.held_back(topology.hub, "supabase", PEOPLE, recent, "safety/preflight:people_contract")
+    assert trusted.status is Status.PASS, trusted
+    assert (trusted.metadata["rows"], trusted.metadata["validated_by_the_hub_contract"]) == (0, published)
+    alone = safety.held_back(topology.hub, "supabase", PEOPLE, recent, "a check that passed over nothing")
+    assert (alone.metadata["rows"], alone.metadata["validated_by_the_hub_contract"]) == (published, 0)
+    # A version no cleared run resolved (here written behind the sync's back) is validated, and fails.
+    with topology.hub.connect() as conn:
+        conn.execute("""update sync.golden set data = jsonb_set(data, '{email}', '"not-an-email"'),
+                               version = version + 1 where entity = 'people' and record_id = %s""", (ids[0],))
+    verdict = safety.held_back(topology.hub, "supabase", PEOPLE, recent, "safety/preflight:people_contract")
+    assert verdict.status is Status.FAIL and verdict.metadata["failure_cases"][0]["failure_case"] == "not-an-email"
+    assert verdict.metadata["validated_by_the_hub_contract"] == published - 1
+
+
 def test_the_window_sees_what_its_runs_applied_twice_and_the_conflicts_they_recorded(synced, topology):
     _edit_grace_on_both_sides(synced, topology)
     recent = topology.hub.recent_run_ids(Thresholds().recent_runs)

@@ -194,11 +194,15 @@ def _window(scope: Scope) -> list[str] | None:
     return None if scope.sweep else scope.run_ids
 
 
+def _golden_contract_key(entity: Entity) -> dg.AssetCheckKey:
+    return dg.AssetCheckKey(PREFLIGHT_KEY, f"{entity.name}_contract")
+
+
 def _gate_run_checks(entity: Entity) -> list[RunCheck]:
     """The gate's hub-integrity checks as read over some runs' own records: settled by the hub's checks
     at the end of each run (`check_group`)."""
     return [
-        (dg.AssetCheckKey(PREFLIGHT_KEY, f"{entity.name}_contract"),
+        (_golden_contract_key(entity),
          lambda r, run_ids: safety.pending_golden_contract(r.hub.hub(), entity, run_ids, [])),
         (dg.AssetCheckKey(PREFLIGHT_KEY, f"{entity.name}_applied_once"),
          lambda r, run_ids: safety.applied_once(r.hub.hub(), entity, run_ids)),
@@ -210,7 +214,7 @@ def _gate_run_checks(entity: Entity) -> list[RunCheck]:
 def _hub_preflight_checks(entity: Entity) -> list[SafetyCheck]:
     stores = {s.key for s in STORES if s.publishes}
     return [
-        _check(PREFLIGHT_KEY, f"{entity.name}_contract",
+        _check(PREFLIGHT_KEY, _golden_contract_key(entity).name,
                f"The golden {entity.name} records still to be published, and those of runs no check has read yet "
                f"(each run's own are read at its end), meet the pandera contract (required fields, types, "
                f"formats): nothing invalid can spread from the hub. The nightly sweep validates every one.", stores,
@@ -270,8 +274,9 @@ def _sweep_or_window(sweep: Callable[[Any, Any], Verdict],
 
 
 def _store_contract(spec: StoreSpec, entity: Entity) -> Callable[[Any, Any, Scope], Verdict]:
+    golden_contract = _golden_contract_key(entity).to_user_string()
     return _sweep_or_window(lambda store, hub: safety.store_contract(store, entity, hub),
-                            lambda hub, run_ids: safety.held_back(hub, spec.key, entity, run_ids))
+                            lambda hub, run_ids: safety.held_back(hub, spec.key, entity, run_ids, golden_contract))
 
 
 def _consistency(spec: StoreSpec, entity: Entity) -> Callable[[Any, Any, Scope], Verdict]:

@@ -168,6 +168,28 @@ class Evidence(HubConnection):
             while rows := cursor.fetchmany(page):
                 yield [(r["record_id"], None if r["deleted"] else r["data"]) for r in rows]
 
+    def published_golden_pages(self, entity: str, run_ids: Sequence[str], store: str, validated_by: str,
+                               page: int = 1000) -> Iterator[list[tuple[str, dict[str, Any] | None, bool]]]:
+        """Pages of (record id, golden data or None, validated) of the records these runs published to the
+        store. `validated`: the golden version was resolved in a run the check `validated_by` (the golden
+        contract) has passed over, so it validated this very version (versions only grow, and it read the
+        run's records after their resolve); its data is not read again (None, as for a deleted record). A
+        version the reconciliation re-sent made no resolve outcome that check reads: it is not validated."""
+        with self.connect() as conn, conn.cursor(name="published_golden") as cursor:
+            cursor.execute(
+                f"""select g.record_id::text as record_id, g.deleted, v.validated is not null as validated,
+                           case when v.validated then null else g.data end as data
+                    from sync.golden g
+                    left join lateral (  -- a join, not a subquery, so that each row looks it up once
+                      select true as validated from sync.golden_history h
+                      join sync.check_clearances c on c.check_key = %s and c.run_id = h.run_id
+                      where h.entity = g.entity and h.record_id = g.record_id and h.version = g.version
+                        and h.origin_store <> %s limit 1) v on true
+                    where g.entity = %s and g.record_id in ({_PUBLISHED_IN_RUNS})""",
+                (validated_by, REASSERTED_ORIGIN, entity, list(run_ids), entity, store))
+            while rows := cursor.fetchmany(page):
+                yield [(r["record_id"], None if r["deleted"] else r["data"], r["validated"]) for r in rows]
+
     def held_back_keys(self, entity: str, key: str) -> list[dict[str, Any]]:
         """Open quarantine rows of records held back because another record owns their natural key."""
         with self.connect() as conn:

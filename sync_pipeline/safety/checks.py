@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from functools import cached_property
@@ -204,12 +204,24 @@ def store_contract(store: ReconcilableStore, entity: Entity, hub: Hub) -> Verdic
     return verdict
 
 
-def held_back(hub: Hub, store: str, entity: Entity, run_ids: Sequence[str]) -> Verdict:
+def held_back(hub: Hub, store: str, entity: Entity, run_ids: Sequence[str], validated_by: str) -> Verdict:
     """The window's form of `store_contract`, from what the sync reads and writes anyway: the records it
     published to the store in the latest runs meet the contract, and those it read from the store that did
-    not wait in quarantine (a WARN naming them, to be fixed in the store)."""
-    published = hub.touched_golden_pages(entity.name, run_ids, published_to=store, page=PENDING_PAGE)
-    verdict = _contract(entity, map(_live, published), f"what the latest runs wrote to {store}")
+    not wait in quarantine (a WARN naming them, to be fixed in the store). A golden version the hub's contract
+    check (`validated_by`) validated after its resolve is not validated again (`Hub.published_golden_pages`):
+    a first sync's records are read by that check, then published."""
+    validated = 0
+
+    def pages() -> Iterator[list[dict[str, Any]]]:
+        nonlocal validated
+        for page in hub.published_golden_pages(entity.name, run_ids, store, validated_by, page=PENDING_PAGE):
+            validated += sum(1 for *_, done in page if done)
+            yield _live([(record_id, data) for record_id, data, done in page if not done])
+
+    verdict = _contract(entity, pages(), f"what the latest runs wrote to {store}")
+    verdict.metadata["validated_by_the_hub_contract"] = validated
+    if validated:
+        verdict.reason += f" ({validated} more validated by {validated_by})"
     quarantined = hub.open_quarantine(store, entity.name)
     verdict.metadata["open_quarantine"] = quarantined
     if verdict.status is Status.PASS and quarantined:
