@@ -158,9 +158,11 @@ class HubConnection:
         # Local to the transaction: a transaction pooler refuses startup options and would hand a session
         # setting to other clients. The hub's batches look up a few hundred keys in tables that stay cached:
         # at the default random_page_cost (4, for spinning disks) the planner scanned whole tables for them
-        # instead, once per batch, so a first sync's resolve grew with batches x records.
+        # instead, once per batch, so a first sync's resolve grew with batches x records. No JIT: a check's
+        # read of a bulk sync's records was costed high enough to compile (a quarter of a second each), and
+        # its index lookups gain nothing from it.
         conn.execute("select set_config('lock_timeout', %s, true), set_config('statement_timeout', %s, true), "
-                     "set_config('random_page_cost', %s, true)",
+                     "set_config('random_page_cost', %s, true), set_config('jit', 'off', true)",
                      (f"{self._timeouts.lock_timeout_ms}ms", f"{self._timeouts.statement_timeout_ms}ms",
                       RANDOM_PAGE_COST))
 

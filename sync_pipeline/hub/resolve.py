@@ -41,7 +41,7 @@ from sync_pipeline.postgres_statistics import analyze_grown
 # Every this many rows a resolve writes, the hub's tables that grew past their last analysis are analyzed
 # (`postgres_statistics`): after a bulk load the planner would otherwise plan for the near-empty tables.
 ANALYZE_AFTER_ROWS = 5_000
-_ANALYZED = ("golden", "golden_history", "record_state", "publish_pending", "processed_events")
+_ANALYZED = ("golden", "golden_history", "record_state", "publish_pending", "processed_events", "record_outcomes")
 _CONFLICT_COLUMNS = ("run_id", "entity", "record_id", "golden_version", "base_version", "incoming_store",
                      "golden_store", "winner_store", "resolution", "result_version", "differing_fields",
                      "golden_side", "incoming_side")

@@ -185,6 +185,7 @@ def publish(hub: Hub, store: TargetStore, entity: Entity, run_id: str | None, se
     if not stats.errors:
         hub.close_step_errors(store.name, entity.name, "publish")  # this step went through
     hub.close_errors_of_synced(store.name, entity.name)  # e.g. a write that landed though its request failed
+    hub.analyze_grown()  # the outcomes and states a bulk publish wrote, which the checks read next
     stats.seconds = time.monotonic() - started
     return stats
 
