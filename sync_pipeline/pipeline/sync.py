@@ -12,6 +12,7 @@ from sync_pipeline.engine.adoption import AdoptionReport
 from sync_pipeline.engine.records import ApplyResult, CapturedChange, ConcurrentEdit, GoldenRecord, QuarantinedRecord
 from sync_pipeline.hub.adoption import adoption_refused
 from sync_pipeline.hub.hub import Hub
+from sync_pipeline.hub.resolve import ANALYZE_AFTER_ROWS
 from sync_pipeline.model.entities import Entity
 from sync_pipeline.overlap import WriteBehind, read_ahead
 from sync_pipeline.pipeline.adoption import adopt
@@ -185,7 +186,8 @@ def publish(hub: Hub, store: TargetStore, entity: Entity, run_id: str | None, se
     if not stats.errors:
         hub.close_step_errors(store.name, entity.name, "publish")  # this step went through
     hub.close_errors_of_synced(store.name, entity.name)  # e.g. a write that landed though its request failed
-    hub.analyze_grown()  # the outcomes and states a bulk publish wrote, which the checks read next
+    if stats.read >= ANALYZE_AFTER_ROWS:  # the outcomes and states a bulk publish wrote, read by the checks next
+        hub.analyze_grown()
     stats.seconds = time.monotonic() - started
     return stats
 
