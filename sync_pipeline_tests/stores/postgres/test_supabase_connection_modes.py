@@ -169,11 +169,17 @@ def test_supabase_and_the_hub_sync_over_tls(tls_server, tls_databases, tls_param
         assert _on_tls(conn)
         assert conn.info.get_parameters()["sslmode"] == tls_params["sslmode"]
 
-    with psycopg.connect(tls_server.dsn(supabase_db)) as conn:
+    _both_ways(hub, supabase, local_db, tls_server.dsn(supabase_db), tls_server.dsn(local))
+
+
+def _both_ways(hub: Hub, supabase: PostgresStore, local_db: PostgresStore, app_dsn: str, local_dsn: str) -> None:
+    """A person the app inserts into Supabase (through `app_dsn`) reaches the local DB; an edit there comes
+    back; the connection check passes."""
+    with psycopg.connect(app_dsn, prepare_threshold=None) as conn:
         pid = insert_person(conn, first_name="Grace", email="grace@navy.mil")
     sync_once(hub, [supabase, local_db])
     assert [p["email"] for p in people(local_db)] == ["grace@navy.mil"]
-    with psycopg.connect(tls_server.dsn(local)) as conn:
+    with psycopg.connect(local_dsn) as conn:
         conn.execute("update people set job_title = 'Rear Admiral' where id = %s", (pid,))
     sync_once(hub, [supabase, local_db])
     assert people(supabase) == people(local_db)
@@ -322,16 +328,7 @@ def test_supabase_syncs_over_tls_through_the_transaction_pooler(tls_pooler, tls_
             store.install()
         with supabase.connect() as conn:
             assert conn.pgconn.ssl_in_use and conn.info.get_parameters()["sslmode"] == "verify-full"
-        with psycopg.connect(tls_pooler.dsn(supabase_db), prepare_threshold=None) as conn:  # the app, pooled
-            pid = insert_person(conn, first_name="Grace", email="grace@navy.mil")
-        sync_once(hub, [supabase, local_db])
-        assert [p["email"] for p in people(local_db)] == ["grace@navy.mil"]
-        with psycopg.connect(tls_server.dsn(local)) as conn:
-            conn.execute("update people set job_title = 'Rear Admiral' where id = %s", (pid,))
-        sync_once(hub, [supabase, local_db])
-        assert people(supabase) == people(local_db)
-        assert people(supabase)[0]["job_title"] == "Rear Admiral"
-        assert safety.connection(supabase).status is Status.PASS
+        _both_ways(hub, supabase, local_db, tls_pooler.dsn(supabase_db), tls_server.dsn(local))  # the app, pooled
 
 
 def test_the_pooler_over_tls_refuses_plain_clients_and_verify_full_an_unknown_ca(tls_pooler, tls_server,
