@@ -154,17 +154,14 @@ class Evidence(HubConnection):
         with self.connect() as conn:
             return _recent_runs(conn, limit)
 
-    def touched_golden_pages(self, entity: str, run_ids: Sequence[str], published_to: str | None = None,
-                             page: int = 1000) -> Iterator[list[tuple[str, dict[str, Any] | None]]]:
-        """Pages of (record id, golden data or None when deleted) of the records these runs resolved, or, with
-        `published_to`, of those they published to that store: read through one server-side cursor, so memory
-        holds a page whatever the runs touched."""
-        touched = _RESOLVED_IN_RUNS if published_to is None else _PUBLISHED_IN_RUNS
+    def touched_golden_pages(self, entity: str, run_ids: Sequence[str], page: int = 1000
+                             ) -> Iterator[list[tuple[str, dict[str, Any] | None]]]:
+        """Pages of (record id, golden data or None when deleted) of the records these runs resolved: read
+        through one server-side cursor, so memory holds a page whatever the runs touched."""
         with self.connect() as conn, conn.cursor(name="touched_golden") as cursor:
             cursor.execute(
                 f"""select record_id::text as record_id, data, deleted from sync.golden
-                    where entity = %s and record_id in ({touched})""",
-                (entity, list(run_ids), entity, *(() if published_to is None else (published_to,))))
+                    where entity = %s and record_id in ({_RESOLVED_IN_RUNS})""", (entity, list(run_ids), entity))
             while rows := cursor.fetchmany(page):
                 yield [(r["record_id"], None if r["deleted"] else r["data"]) for r in rows]
 

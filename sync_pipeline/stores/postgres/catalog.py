@@ -50,7 +50,6 @@ def describe(conn: psycopg.Connection[DictRow], schema: str, table: str) -> Live
         triggers={t["tgname"]: t["enabled"] for t in triggers})
 
 
-
 def relation_names(conn: psycopg.Connection[DictRow], schema: str) -> set[str]:
     """The names of the tables (and other relations) in `schema`; none when it does not exist."""
     return {r["relname"] for r in conn.execute(
