@@ -18,12 +18,16 @@ def record_ids(conn: Conn, store: str, entity: str, store_record_ids: Sequence[s
     return {r["store_record_id"]: str(r["record_id"]) for r in rows}
 
 
+# Read from the index of the records held under an id of their own alone (migration 12).
+STORE_IDS = """select record_id, store_record_id from sync.record_state
+               where store = %s and entity = %s and record_id = any(%b::uuid[])
+                 and store_record_id <> record_id::text"""
+
+
 def store_ids(conn: Conn, store: str, entity: str, canonical_ids: Sequence[str]) -> dict[str, str]:
-    """Canonical id -> the store's id, where the store knows the record under an id of its own."""
-    rows = conn.execute(
-        """select record_id, store_record_id from sync.record_state
-           where store = %s and entity = %s and record_id = any(%b::uuid[])
-             and store_record_id is not null""", (store, entity, list(canonical_ids))).fetchall()
+    """Canonical id -> the store's id, where the store knows the record under an id of its own (a record it
+    holds under its canonical id is left out: the caller reads it as the same id)."""
+    rows = conn.execute(STORE_IDS, (store, entity, list(canonical_ids))).fetchall()
     return {str(r["record_id"]): r["store_record_id"] for r in rows}
 
 
@@ -58,6 +62,14 @@ class HubIdMap:
 
     def to_canonical(self, entity: str, store_ids: Sequence[str]) -> dict[str, str]:
         return self._hub.record_ids_for(self._store, entity, store_ids)
+
+    def holding(self, entity: str, record_ids: Sequence[str]) -> dict[str, str]:
+        with self._hub.connect() as conn:
+            rows = conn.execute(
+                """select record_id, store_record_id from sync.record_state
+                   where store = %s and entity = %s and record_id = any(%b::uuid[])
+                     and store_record_id is not null""", (self._store, entity, list(record_ids))).fetchall()
+            return {str(r["record_id"]): r["store_record_id"] for r in rows}
 
     def live(self, entity: str, record_ids: Sequence[str]) -> set[str]:
         """The records among these that the hub has not deleted: held alive, or never seen (a reference to

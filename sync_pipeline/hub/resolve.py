@@ -67,17 +67,20 @@ def _claim(conn: Conn, changes: Sequence[InboxChange], run_id: str | None) -> se
     return {(r["store"], r["event_key"]) for r in rows}
 
 
+MAPPED_IDS = """select s.record_id from sync.record_state s
+                join unnest(%b::text[], %b::text[]) as u(store, store_record_id)
+                  on s.store = u.store and s.store_record_id = u.store_record_id
+                where s.entity = %s and s.store_record_id <> s.record_id::text"""
+
+
 def _mapped_ids(conn: Conn, entity: str, changes: Sequence[InboxChange]) -> set[str]:
-    """The canonical ids of the records the batch's stores know under their own ids."""
+    """The canonical ids of the records the batch's stores know under ids of their own (one held under its
+    canonical id is a candidate already: `canonical_id` of its store id), from the index of those alone."""
     unknown = [c for c in changes if c.record_id is None and c.store_record_id is not None]
     if not unknown:
         return set()
-    rows = conn.execute(
-        """select s.record_id from sync.record_state s
-           join unnest(%b::text[], %b::text[]) as u(store, store_record_id)
-             on s.store = u.store and s.store_record_id = u.store_record_id
-           where s.entity = %s""",
-        ([c.store for c in unknown], [c.store_record_id for c in unknown], entity)).fetchall()
+    rows = conn.execute(MAPPED_IDS, ([c.store for c in unknown], [c.store_record_id for c in unknown],
+                                     entity)).fetchall()
     return {str(r["record_id"]) for r in rows}
 
 

@@ -35,6 +35,11 @@ class IdMap(Protocol):
 
     def to_canonical(self, entity: str, store_ids: Sequence[str]) -> dict[str, str]: ...
 
+    def holding(self, entity: str, record_ids: Sequence[str]) -> dict[str, str]:
+        """Record id -> the store's id, for those of the records the hub knows the store to hold (under their
+        canonical id or one of its own): a missing one is not there yet."""
+        ...
+
     def live(self, entity: str, record_ids: Sequence[str]) -> set[str]:
         """Those of the records the hub has not deleted, seen or not (a reference to a deleted one can never
         be linked)."""
@@ -64,6 +69,9 @@ class SameIds:
 
     def to_canonical(self, entity: str, store_ids: Sequence[str]) -> dict[str, str]:
         return {}
+
+    def holding(self, entity: str, record_ids: Sequence[str]) -> dict[str, str]:
+        return {i: i for i in record_ids}  # a store on its own holds what it refers to
 
     def live(self, entity: str, record_ids: Sequence[str]) -> set[str]:
         return set(record_ids)

@@ -256,7 +256,7 @@ class TwentyStore:
         """Upsert live records in batches (matching by id and unique fields, so a record created elsewhere
         is linked to an existing Twenty record rather than duplicated); soft-delete tombstones."""
         result = ApplyResult()
-        known = self.id_map.to_store(entity.name, [g.record_id for g in records])
+        known = self.id_map.holding(entity.name, [g.record_id for g in records])
         # A value Twenty cannot hold fails alone, unsent: in a batch it would fail every record (an
         # amountMicros from 2^64 up cannot even be encoded as the request's JSON).
         result.failed.update(refusals(LIMITS, entity, records))
@@ -269,7 +269,7 @@ class TwentyStore:
         alive: dict[str, set[str]] = {}
         for col, target in entity.references.items():
             values = sorted({v for g in upserts if (v := live_data(g).get(col))})
-            in_twenty.setdefault(target, {}).update(self.id_map.to_store(target, values))
+            in_twenty.setdefault(target, {}).update(self.id_map.holding(target, values))
             alive.setdefault(target, set()).update(self.id_map.live(target, values))
 
         def translate(entity_name: str, canonical_id: str) -> str | None:
