@@ -1,6 +1,6 @@
 """The hub's id maps against a real hub: a record a store holds under its canonical id is read as that id, one
 held under an id of its own is translated, and a page of lookups reads the small index of the latter, however
-many records the stores hold under their canonical ids."""
+many records the stores hold under their canonical ids; whether a store holds a record at all is still known."""
 
 from __future__ import annotations
 
@@ -45,6 +45,10 @@ def test_only_records_held_under_an_id_of_their_own_are_looked_up(topology):
     assert hub.store_ids_for("supabase", "people", [*same[:3], linked]) == {linked: linked_as}
     assert hub.store_ids_for("local_db", "people", [numbered, same[0]]) == {numbered: "42"}
     assert hub.id_map("supabase").to_store("people", same[:2]) == {}
+    # Whether the store holds a record at all (Twenty's references wait for their record to reach it).
+    unknown = str(uuid.uuid4())
+    assert hub.id_map("supabase").holding("people", [same[0], linked, unknown]) == {same[0]: same[0],
+                                                                                   linked: linked_as}
     # Store -> canonical still knows every record the store holds.
     assert hub.record_ids_for("supabase", "people", [same[0], linked_as]) == {same[0]: same[0], linked_as: linked}
 
